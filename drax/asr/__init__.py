@@ -1,0 +1,1 @@
+"""ESPnet glue: the Drax ASR model class and its registration in ESPnet's ASR task."""

@@ -1,0 +1,226 @@
+"""Drax as an ESPnet ASR model (`model: drax`).
+
+Training (paper Sec. 3.2, Eq. 5, 8, 9; App. C.2): the target x1 is the token sequence
+[prompt, text, end, end, ...] of fixed length L. Draw t ~ U[0, 1] and x_t from the configured
+probability path, predict p_{1|t}(x1 | x_t, audio) with the DiT decoder, and minimise
+
+    L = L_CDFM + L_mid = CE(p_{1|t}, x1) + CE(p_mid, x1)
+
+over the positions that are not pinned. The first `prompt_length` tokens of every `text` are the
+Whisper-style prompt (<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>) and stay pinned;
+the language token goes through the path with probability `lang_replace_prob`; with probability
+`prompt_prob` a random text prefix stays pinned too (this is what speculative decoding conditions on).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+from drax.flow.path import build_path
+from drax.flow.sampler import EulerSampler, SampleOutput
+from drax.flow.scheduler import PolynomialScheduler
+from drax.nets.dit import DiTDecoder
+from drax.nets.pmid import PMidNetwork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateOutput:
+    tokens: torch.Tensor  # (B, K, L) candidates per utterance
+    samples: SampleOutput  # raw sampler output over the B*K rows (trajectory when asked for)
+
+
+class DraxASRModel(ESPnetASRModel):
+    """Frozen (or trainable) encoder + DiT decoder + p_mid, trained with discrete flow matching."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list,
+        frontend,
+        specaug,
+        normalize,
+        preencoder,
+        encoder,
+        postencoder,
+        decoder,
+        ctc,
+        joint_network=None,
+        *,
+        path: str = "audio_mid",
+        scheduler: str | None = None,
+        scheduler_conf: dict | None = None,
+        output_length: int = 64,
+        prompt_length: int = 0,
+        lang_position: int | None = None,
+        eot_token: str = "<sos/eos>",
+        audio_dropout: float = 0.1,
+        lang_replace_prob: float = 0.2,
+        prompt_prob: float = 0.0,
+        gumbel_tau: float = 1.0,
+        pmid_conf: dict | None = None,
+        **unknown,
+    ):
+        if unknown:
+            valid = [k for k in DraxASRModel.__init__.__kwdefaults__]
+            raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
+        # ESPnetASRModel.__init__ builds CTC/attention losses Drax does not use; the parent class is
+        # kept for ESPnet's type check and for its encode()/collect_feats(), which need only the
+        # attributes set here.
+        AbsESPnetModel.__init__(self)
+        if not isinstance(decoder, DiTDecoder):
+            raise ValueError(f"model 'drax' needs `decoder: dit` (got {type(decoder).__name__})")
+        token_list = list(token_list)
+        if eot_token not in token_list:
+            raise ValueError(
+                f"model_conf.eot_token '{eot_token}' is not in the token list; add it to the token list "
+                "or set eot_token to one of its entries (ESPnet lists end with '<sos/eos>')"
+            )
+        if not 0 < output_length:
+            raise ValueError(f"model_conf.output_length must be > 0 (got {output_length})")
+        if prompt_length >= output_length:
+            raise ValueError(f"model_conf.prompt_length ({prompt_length}) must be < output_length ({output_length})")
+        if lang_position is not None and not 0 <= lang_position < prompt_length:
+            raise ValueError(f"model_conf.lang_position ({lang_position}) must index the prompt (< {prompt_length})")
+
+        self.vocab_size = vocab_size
+        self.token_list = token_list
+        self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
+        self.preencoder, self.encoder, self.postencoder = preencoder, encoder, postencoder
+        self.decoder = decoder
+        self.ctc = None
+        self.autocast_frontend = False
+        self.extract_feats_in_collect_stats = True
+        self.is_encoder_whisper = False
+
+        self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
+        self.output_length = output_length
+        self.prompt_length = prompt_length
+        self.lang_position = lang_position
+        self.eot_id = token_list.index(eot_token)
+        self.audio_dropout = audio_dropout
+        self.lang_replace_prob = lang_replace_prob
+        self.prompt_prob = prompt_prob
+        enc_size = encoder.output_size() if encoder is not None else decoder.audio_proj[0].in_features
+        self.pmid = (
+            PMidNetwork(vocab_size, enc_size, output_length, **(pmid_conf or {}))
+            if self.path.uses_audio_pmid else None
+        )
+
+    # ---- targets -------------------------------------------------------------------------------
+    def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor):
+        """x1 (B, L): text padded with the end token; pinned (B, L): prompt (and sampled prefix)."""
+        b, length = text.shape[0], self.output_length
+        x1 = torch.full((b, length), self.eot_id, dtype=torch.long, device=text.device)
+        n = text_lengths.clamp(max=length - 1)
+        if (text_lengths > length - 1).any():
+            logger.warning(
+                "%d utterance(s) longer than output_length - 1 = %d tokens were truncated; filter them "
+                "in data preparation or raise model_conf.output_length",
+                int((text_lengths > length - 1).sum()), length - 1,
+            )
+        pos = torch.arange(length, device=text.device)[None]
+        keep = pos < n[:, None]
+        x1[keep] = text[:, :length][keep[:, : text.shape[1]]] if text.shape[1] >= length else text[keep[:, : text.shape[1]]]
+        pinned = (pos < self.prompt_length).expand(b, -1).clone()
+        if self.training:
+            if self.lang_position is not None and self.lang_replace_prob > 0:
+                free = torch.rand(b, device=text.device) < self.lang_replace_prob
+                pinned[:, self.lang_position] &= ~free
+            if self.prompt_prob > 0:
+                use = torch.rand(b, device=text.device) < self.prompt_prob
+                body = (n - self.prompt_length).clamp(min=0)
+                prefix = (torch.rand(b, device=text.device) * (body + 1).float()).long()
+                prefix = torch.where(use, prefix, torch.zeros_like(prefix))
+                pinned |= (pos >= self.prompt_length) & (pos < self.prompt_length + prefix[:, None])
+        return x1, pinned
+
+    # ---- training ------------------------------------------------------------------------------
+    def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
+        enc, enc_lens = self.encode(speech, speech_lengths)
+        x1, pinned = self.build_targets(text, text_lengths)
+        b = x1.shape[0]
+        t = torch.rand(b, device=x1.device)
+        pmid_logits = self.pmid(enc, enc_lens) if self.pmid is not None else None
+        sample = self.path.sample(x1, t, pmid_logits)
+        xt = torch.where(pinned, x1, sample.xt)
+        soft_delta = None
+        if sample.soft_delta is not None:
+            soft_delta = sample.soft_delta * (~pinned)[..., None]
+        drop = None
+        if self.training and self.audio_dropout > 0:
+            drop = torch.rand(b, device=x1.device) < self.audio_dropout
+        logits = self.decoder(xt, t, self.decoder.encode_audio(enc, enc_lens, drop), soft_delta)
+
+        target = ~pinned
+        loss_dfm = F.cross_entropy(logits[target], x1[target])
+        stats = dict(loss_dfm=loss_dfm.detach(), acc=(logits[target].argmax(-1) == x1[target]).float().mean())
+        loss = loss_dfm
+        if pmid_logits is not None:
+            loss_mid = F.cross_entropy(pmid_logits[target], x1[target])
+            loss = loss + loss_mid
+            stats["loss_mid"] = loss_mid.detach()
+            stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        stats["loss"] = loss.detach()
+        loss, stats, weight = force_gatherable((loss, stats, b), loss.device)
+        return loss, stats, weight
+
+    # ---- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        prompt: torch.Tensor | None = None,
+        nfe: int = 16,
+        temperature: float = 0.01,
+        num_candidates: int = 1,
+        use_pmid: bool = False,
+        output_length: int | None = None,
+        generator: torch.Generator | None = None,
+        return_trajectory: bool = False,
+    ) -> GenerateOutput:
+        """Sample `num_candidates` transcriptions per utterance in one batch.
+
+        prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
+        use_pmid: add the p_mid term to the velocity (App. D.6) using the training scheduler.
+        """
+        length = output_length or self.output_length
+        if use_pmid and (self.pmid is None or length != self.output_length):
+            raise ValueError("use_pmid needs a path with an audio p_mid and the trained output_length")
+        enc, enc_lens = self.encode(speech, speech_lengths)
+        b, k = enc.shape[0], num_candidates
+        audio = self.decoder.encode_audio(enc, enc_lens).repeat_interleave(k)
+        pmid_logits = None
+        if self.pmid is not None and (use_pmid or self.path.source == "audio"):
+            pmid_logits = self.pmid(enc, enc_lens).repeat_interleave(k, 0)
+        x0 = self.path.sample_source((b * k, length), pmid_logits, generator, enc.device)
+        pinned = torch.zeros_like(x0, dtype=torch.bool)
+        if prompt is not None and prompt.shape[1] > 0:
+            prompt = prompt.to(x0.device).repeat_interleave(k, 0)
+            p = prompt.shape[1]
+            pinned[:, :p] = prompt >= 0
+            x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
+        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(1.0)
+        samples = EulerSampler(scheduler).sample(
+            lambda x, t: self.decoder(x, t, audio), x0, nfe, temperature, pinned,
+            pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
+            return_trajectory=return_trajectory, generator=generator,
+        )
+        return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples)
+
+    def strip(self, tokens: torch.Tensor) -> list[int]:
+        """Token ids of the transcript: drop the prompt, stop at the first end token."""
+        out = []
+        for tok in tokens[self.prompt_length:].tolist():
+            if tok == self.eot_id:
+                break
+            out.append(tok)
+        return out

@@ -1,0 +1,146 @@
+"""DiT decoder with cross-attention to audio (paper Sec. 3.2, Fig. 1c; Peebles & Xie 2023).
+
+Each block applies, with adaLN-zero modulation from the time embedding c,
+
+    x = x + g1 * SelfAttn(mod(LN(x), a1, b1))        bidirectional, rotary positions
+    x = x + g2 * CrossAttn(mod(LN(x), a2, b2), audio)
+    x = x + g3 * MLP(mod(LN(x), a3, b3))
+
+where (a, b, g) = Linear(SiLU(c)) is zero-initialised, so every block starts as the identity.
+The output head predicts logits of p_{1|t}(x1 | x_t, audio) for all L positions at once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from torch import nn
+
+from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, rotary_tables
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000 as in DiT's integer timesteps)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+@dataclass
+class AudioMemory:
+    """Per-utterance audio state reused across sampling steps: per-block (K, V) and the frame mask."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    mask: torch.Tensor  # (B, 1, 1, T) bool
+
+    def repeat_interleave(self, n: int) -> "AudioMemory":
+        """Expand every utterance to n candidates (rows b*n .. b*n+n-1 belong to utterance b)."""
+        return AudioMemory(
+            kv=[(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.kv],
+            mask=self.mask.repeat_interleave(n, 0),
+        )
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.self_attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.cross_attn = CrossAttention(dim, heads, dropout)
+        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = FeedForward(dim, mlp_ratio, dropout)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x, c, rotary, kv, mask):
+        s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
+        x = x + g1[:, None] * self.self_attn(modulate(self.norm1(x), s1, a1), rotary)
+        x = x + g2[:, None] * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
+        return x + g3[:, None] * self.mlp(modulate(self.norm3(x), s3, a3))
+
+
+class DiTDecoder(AbsDecoder):
+    """ESPnet decoder choice `dit`: predicts p_{1|t} for a fixed-length token sequence.
+
+    The embedding table has one extra row (id = vocab_size) for the mask token of the `mask` path;
+    the head never predicts it.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        hidden_size: int = 256,
+        num_blocks: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        time_embed_dim: int = 256,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.embed = nn.Embedding(vocab_size + 1, hidden_size)
+        self.time_embed_dim = time_embed_dim
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_embed_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+        self.audio_proj = nn.Sequential(nn.Linear(encoder_output_size, hidden_size), nn.LayerNorm(hidden_size))
+        # Stands in for the audio when conditioning is dropped (App. C.2, p = 0.1).
+        self.null_audio = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.blocks = nn.ModuleList(
+            DiTBlock(hidden_size, num_heads, mlp_ratio, dropout) for _ in range(num_blocks)
+        )
+        self.final_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+        nn.init.zeros_(self.final_modulation[1].weight)
+        nn.init.zeros_(self.final_modulation[1].bias)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def encode_audio(
+        self, enc: torch.Tensor, enc_lens: torch.Tensor, drop: torch.Tensor | None = None
+    ) -> AudioMemory:
+        """Project encoder states and compute every block's cross-attention K/V once.
+
+        drop: (B,) bool; dropped utterances see only the learned null-audio frame.
+        """
+        memory = self.audio_proj(enc)
+        valid = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
+        if drop is not None and drop.any():
+            memory = torch.where(drop[:, None, None], self.null_audio.expand_as(memory[:, :1]), memory)
+            first = torch.arange(enc.shape[1], device=enc.device)[None] == 0
+            valid = torch.where(drop[:, None], first, valid)
+        return AudioMemory(kv=[blk.cross_attn.memory_kv(memory) for blk in self.blocks],
+                           mask=valid[:, None, None, :])
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        t: torch.Tensor,
+        audio: AudioMemory,
+        soft_delta: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, L, V) of p_{1|t}(. | x_t = tokens, audio) at times t (B,).
+
+        soft_delta (B, L, V): straight-through Gumbel-softmax term (numerically zero) that routes the
+        loss gradient into p_mid.
+        """
+        x = self.embed(tokens)
+        if soft_delta is not None:
+            x = x + soft_delta @ self.embed.weight[: soft_delta.shape[-1]]
+        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
+        rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
+        for block, kv in zip(self.blocks, audio.kv):
+            x = block(x, c, rotary, kv, audio.mask)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.head(modulate(self.final_norm(x), shift, scale))

@@ -1,0 +1,176 @@
+"""Whisper log-mel front-end and a frozen pretrained Whisper encoder, as ESPnet components.
+
+The encoder runs on the true input length by calling Whisper's layers directly (conv1, conv2,
+positions[:T], blocks, final norm): transformers' WhisperEncoder.forward insists on 30 s (3000
+frames), which is ~10x slower for short utterances. `pad_to_30s: true` in the front-end restores the
+paper's padded input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper's 30 s window
+
+
+def mel_filters(n_mels: int) -> torch.Tensor:
+    """Whisper's Slaney-scale mel filterbank (n_mels, N_FFT // 2 + 1), from transformers."""
+    from transformers.audio_utils import mel_filter_bank
+
+    fb = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
+                         max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney",
+                         mel_scale="slaney")
+    return torch.from_numpy(fb).float().T
+
+
+def log_mel(audio: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """Whisper log-mel of one waveform (samples,) -> (frames, n_mels), frames = samples // 160."""
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio.float(), N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2
+    spec = torch.clamp(filters.to(audio.device) @ power, min=1e-10).log10()
+    spec = torch.maximum(spec, spec.max() - 8.0)
+    return ((spec + 4.0) / 4.0).T
+
+
+class WhisperLogMelFrontend(AbsFrontend):
+    """ESPnet frontend choice `whisper_logmel`: 16 kHz waveform -> Whisper log-mel features."""
+
+    def __init__(self, fs: int = SAMPLE_RATE, n_mels: int = 80, pad_to_30s: bool = False):
+        super().__init__()
+        if fs != SAMPLE_RATE:
+            raise ValueError(f"frontend_conf.fs must be {SAMPLE_RATE} for Whisper (got {fs}); resample the audio")
+        self.n_mels = n_mels
+        self.pad_to_30s = pad_to_30s
+        self.register_buffer("filters", mel_filters(n_mels), persistent=False)
+
+    def output_size(self) -> int:
+        return self.n_mels
+
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
+        feats = []
+        for wav, n in zip(speech, speech_lengths.tolist()):
+            wav = wav[:n]
+            if self.pad_to_30s:
+                wav = F.pad(wav, (0, max(0, CHUNK_SAMPLES - n)))
+            feats.append(log_mel(wav, self.filters))
+        lengths = torch.tensor([f.shape[0] for f in feats], device=speech.device)
+        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids look like 'org/name'; anything else is meant as a local directory."""
+    return name.startswith((".", "/", "~")) or name.count("/") != 1
+
+
+def load_whisper_encoder(name_or_dir: str):
+    """transformers WhisperEncoder from a local transformers-format dir or a hub id (e.g. openai/whisper-large-v3)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        from safetensors import safe_open
+
+        config = WhisperConfig.from_pretrained(path)
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"encoder_conf.model: no *.safetensors weights in {path}")
+        encoder = WhisperEncoder(config)
+        state = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    for prefix in ("model.encoder.", "encoder."):
+                        if key.startswith(prefix):
+                            state[key[len(prefix):]] = f.get_tensor(key)
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(f"encoder_conf.model: {path} lacks encoder weights {missing[:5]}...")
+        return encoder
+    if _looks_like_path(name_or_dir):
+        raise FileNotFoundError(
+            f"encoder_conf.model: Whisper directory '{name_or_dir}' not found. Create it offline with "
+            f"`python -m drax.bin.fetch_whisper --size base --out {name_or_dir}`, or give a hub id such as "
+            "openai/whisper-large-v3 on a machine with hub access."
+        )
+    from transformers import WhisperModel
+
+    return WhisperModel.from_pretrained(name_or_dir).encoder
+
+
+class FrozenWhisperEncoder(AbsEncoder):
+    """ESPnet encoder choice `whisper_frozen`: a pretrained Whisper encoder, frozen, on the true length."""
+
+    def __init__(self, input_size: int, model: str, freeze: bool = True):
+        super().__init__()
+        self.whisper = load_whisper_encoder(model)
+        n_mels = self.whisper.config.num_mel_bins
+        if input_size != n_mels:
+            raise ValueError(
+                f"Whisper model '{model}' takes {n_mels} mel bins but the features have {input_size}; "
+                f"set frontend_conf.n_mels: {n_mels}"
+            )
+        self.freeze = freeze
+        if freeze:
+            self.whisper.requires_grad_(False)
+            self.whisper.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.whisper.eval()  # no dropout in a frozen encoder
+        return self
+
+    def output_size(self) -> int:
+        return self.whisper.config.d_model
+
+    def forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states=None):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            return self._forward(xs_pad, ilens)
+
+    def _forward(self, xs_pad, ilens):
+        w = self.whisper
+        max_frames = 2 * w.config.max_source_positions
+        if xs_pad.shape[1] > max_frames:
+            raise ValueError(
+                f"input of {xs_pad.shape[1]} frames exceeds Whisper's {max_frames} (30 s); "
+                "split or filter utterances over 30 s in data preparation"
+            )
+        x = xs_pad.transpose(1, 2)  # (B, n_mels, T)
+        in_mask = torch.arange(x.shape[-1], device=x.device)[None] < ilens[:, None]
+        # Zero padded frames after conv1 so conv2 sees the same zero padding as for a lone utterance.
+        x = F.gelu(w.conv1(x)) * in_mask[:, None]
+        x = F.gelu(w.conv2(x)).transpose(1, 2)
+        olens = (ilens + 1) // 2
+        x = x + w.embed_positions.weight[: x.shape[1]]
+        valid = torch.arange(x.shape[1], device=x.device)[None] < olens[:, None]
+        bias = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, torch.finfo(x.dtype).min)
+        bias = bias[:, None, None, :]
+        for layer in w.layers:
+            x = layer(x, attention_mask=bias)
+            x = x[0] if isinstance(x, tuple) else x
+        return w.layer_norm(x), olens, None
+
+
+class PrecomputedEncoder(AbsEncoder):
+    """ESPnet encoder choice `precomputed`: features are already encoder states (dumped once by the
+    recipe from a frozen encoder), so training never re-runs the encoder."""
+
+    def __init__(self, input_size: int):
+        super().__init__()
+        self._size = input_size
+
+    def output_size(self) -> int:
+        return self._size
+
+    def forward(self, xs_pad, ilens, prev_states=None):
+        return xs_pad, ilens, None
+

@@ -1,0 +1,184 @@
+"""Property tests for the flow-matching core: schedulers, paths and the Euler sampler."""
+import math
+
+import pytest
+import torch
+
+from drax.flow.gumbel import gumbel_softmax_sample
+from drax.flow.path import PATH_CHOICES, build_path
+from drax.flow.sampler import EulerSampler
+from drax.flow.scheduler import PolynomialScheduler, TriMixtureScheduler, build_scheduler
+
+T_GRID = torch.linspace(0, 1, 1001, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("p,q", [(2.0, 2 / 3), (1.0, 1.0), (3.0, 0.5), (0.5, 2.0)])
+def test_tri_kappas_are_a_distribution(p, q):
+    k = TriMixtureScheduler(p, q).kappa(T_GRID)
+    for part in (k.source, k.mid, k.target):
+        assert (part >= -1e-12).all()
+    torch.testing.assert_close(k.source + k.mid + k.target, torch.ones_like(T_GRID))
+    assert k.source[0] == 1 and k.target[-1] == 1
+
+
+@pytest.mark.parametrize("p,q", [(2.0, 2 / 3), (1.0, 1.0), (3.0, 0.5)])
+def test_kappa_mid_peaks_at_t_star(p, q):
+    sched = TriMixtureScheduler(p, q)
+    t = torch.linspace(0, 1, 100001, dtype=torch.float64)
+    t_peak = t[sched.kappa(t).mid.argmax()].item()
+    assert t_peak == pytest.approx((q / (p + q)) ** (1 / p), abs=1e-4)
+    assert TriMixtureScheduler().mid_peak == pytest.approx(0.5)
+
+
+def test_derivatives_match_finite_differences():
+    sched = TriMixtureScheduler()
+    t = torch.linspace(0.05, 0.95, 50, dtype=torch.float64)
+    eps = 1e-6
+    hi, lo, k = sched.kappa(t + eps), sched.kappa(t - eps), sched.kappa(t)
+    for name in ("source", "mid", "target"):
+        fd = (getattr(hi, name) - getattr(lo, name)) / (2 * eps)
+        torch.testing.assert_close(getattr(k, "d_" + name), fd, rtol=1e-5, atol=1e-6)
+
+
+def test_rates_match_appendix_b_formula():
+    """alpha_j = dkappa_j - kappa_j dkappa_0 / kappa_0 (closed forms in the scheduler)."""
+    sched = TriMixtureScheduler()
+    t = torch.linspace(0.05, 0.95, 50, dtype=torch.float64)
+    k = sched.kappa(t)
+    beta = k.d_source / k.source
+    a1, amid = sched.rates(t)
+    torch.testing.assert_close(a1, k.d_target - k.target * beta)
+    torch.testing.assert_close(amid, k.d_mid - k.mid * beta)
+    assert (a1 >= 0).all() and (amid >= 0).all()
+    lin_a1, _ = PolynomialScheduler(1.0).rates(t)
+    torch.testing.assert_close(lin_a1, 1 / (1 - t))
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 0.8])
+def test_path_component_frequencies_match_kappa(t):
+    """Empirical source / middle / target frequencies of x_t match kappa(t) (5-sigma bound)."""
+    vocab, n = 50, 100_000
+    path = build_path("audio_mid", vocab)
+    x1 = torch.zeros(1, n, dtype=torch.long)  # target token 0
+    # p_mid puts all its mass on token 1; the uniform source hits 0 or 1 with probability 1/vocab.
+    pmid = torch.full((1, n, vocab), -1e4)
+    pmid[..., 1] = 0.0
+    g = torch.Generator().manual_seed(0)
+    xt = path.sample(x1, torch.tensor([t]), pmid, generator=g).xt
+    k = path.scheduler.kappa(torch.tensor([t], dtype=torch.float64))
+    uniform_hit = 1 / vocab
+    expected = {
+        "target": k.target.item() + k.source.item() * uniform_hit,
+        "mid": k.mid.item() + k.source.item() * uniform_hit,
+    }
+    for name, token in (("target", 0), ("mid", 1)):
+        freq = (xt == token).double().mean().item()
+        sigma = math.sqrt(expected[name] * (1 - expected[name]) / n)
+        assert abs(freq - expected[name]) < 5 * sigma + 1e-9, (name, freq, expected[name])
+
+
+def test_two_way_path_frequency_and_mask_source():
+    n = 100_000
+    path = build_path("mask", 50)
+    xt = path.sample(torch.zeros(1, n, dtype=torch.long), torch.tensor([0.3]),
+                     generator=torch.Generator().manual_seed(1)).xt
+    assert set(xt.unique().tolist()) == {0, path.mask_id}
+    freq = (xt == 0).double().mean().item()
+    assert abs(freq - 0.3) < 5 * math.sqrt(0.21 / n)
+
+
+def test_gumbel_softmax_routes_gradient_to_pmid_not_target():
+    torch.manual_seed(0)
+    vocab, length = 12, 64
+    pmid_net = torch.nn.Linear(4, vocab)
+    emb = torch.nn.Embedding(vocab + 1, 8)
+    pmid_logits = pmid_net(torch.randn(1, length, 4))
+    path = build_path("audio_mid", vocab)
+    x1 = torch.randint(vocab, (1, length))
+    s = path.sample(x1, torch.tensor([0.5]), pmid_logits)
+    assert s.soft_delta is not None and s.soft_delta.abs().max() == 0  # forward value untouched
+    h = emb(s.xt) + s.soft_delta @ emb.weight[:vocab]
+    h.pow(2).sum().backward()
+    assert pmid_net.weight.grad is not None and pmid_net.weight.grad.abs().sum() > 0
+    assert not x1.requires_grad and x1.grad is None
+
+
+def test_gumbel_softmax_samples_follow_softmax():
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).expand(100_000, 3).contiguous()
+    ids, _ = gumbel_softmax_sample(logits, generator=torch.Generator().manual_seed(3))
+    freq = torch.bincount(ids, minlength=3).double() / ids.numel()
+    torch.testing.assert_close(freq, torch.softmax(logits[0].double(), 0), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("nfe", [1, 2, 3, 7, 49])
+def test_sampler_with_oracle_posterior_lands_on_target(nfe):
+    vocab, b, length = 30, 8, 20
+    g = torch.Generator().manual_seed(nfe)
+    x1 = torch.randint(vocab, (b, length), generator=g)
+    calls = []
+
+    def oracle(x, t):
+        calls.append(t[0].item())
+        return torch.nn.functional.one_hot(x1, vocab).float() * 100
+
+    x0 = torch.randint(vocab, (b, length), generator=g)
+    out = EulerSampler(PolynomialScheduler(1.0)).sample(oracle, x0, nfe, temperature=1.0, generator=g)
+    assert torch.equal(out.tokens, x1)
+    assert len(calls) == nfe
+    assert calls == pytest.approx([k / nfe for k in range(nfe)])
+
+
+def test_sampler_final_marginals_match_fixed_posterior():
+    vocab, n = 5, 40_000
+    probs = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
+    logits = probs.log().expand(1, n, vocab)
+    x0 = torch.randint(vocab, (1, n), generator=torch.Generator().manual_seed(0))
+    out = EulerSampler(PolynomialScheduler(1.0)).sample(
+        lambda x, t: logits, x0, nfe=4, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(out.tokens.flatten(), minlength=vocab).double() / n
+    bound = 5 * (probs * (1 - probs) / n).sqrt().double()
+    assert ((freq - probs.double()).abs() < bound).all(), freq
+
+
+def test_sampler_pins_prompt_and_records_trajectory():
+    vocab, length = 10, 6
+    x1 = torch.full((2, length), 3)
+    x0 = torch.tensor([[7, 8, 0, 0, 0, 0], [7, 8, 1, 1, 1, 1]])
+    pinned = torch.zeros_like(x0, dtype=torch.bool)
+    pinned[:, :2] = True
+    out = EulerSampler(PolynomialScheduler(1.0)).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 5, pinned=pinned,
+        return_trajectory=True)
+    assert out.tokens[:, :2].tolist() == [[7, 8], [7, 8]]
+    assert (out.tokens[:, 2:] == 3).all()
+    assert len(out.trajectory) == 5 and torch.equal(out.trajectory[0], x0)
+    assert all(torch.equal(s[:, :2], x0[:, :2]) for s in out.trajectory)
+
+
+def test_sampler_with_pmid_term_lands_on_oracle():
+    vocab, length = 20, 16
+    x1 = torch.randint(vocab, (3, length))
+    pmid = torch.full((3, length, vocab), 1.0 / vocab)
+    out = EulerSampler(TriMixtureScheduler()).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50,
+        torch.randint(vocab, (3, length)), 8, pmid_probs=pmid, return_trajectory=True)
+    assert torch.equal(out.tokens, x1)
+    # with the p_mid term the intermediate states visit p_mid draws, not only x1 or x0
+    assert len(out.trajectory) == 8
+
+
+@pytest.mark.parametrize("bad", [{"p": 0}, {"q": -1.0}])
+def test_bad_scheduler_parameters_name_the_key(bad):
+    key = next(iter(bad))
+    with pytest.raises(ValueError, match=f"scheduler_conf.{key} must be > 0"):
+        build_scheduler("tri_mixture", **bad)
+
+
+def test_unknown_names_list_valid_choices():
+    with pytest.raises(ValueError, match="unknown path 'bogus'.*audio_mid"):
+        build_path("bogus", 10)
+    with pytest.raises(ValueError, match="unknown scheduler 'cosine'.*tri_mixture"):
+        build_scheduler("cosine")
+    with pytest.raises(ValueError, match="needs scheduler 'tri_mixture'"):
+        build_path("audio_mid", 10, scheduler="polynomial")
+    assert set(PATH_CHOICES) == {"uniform", "mask", "uniform_mid", "audio_mid", "audio_src"}
