@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the toolkit's Python environment (ESPnet convention: tools/venv) and install drax into it.
 #
-#   tools/setup.sh                  # first run: ~3 min, ~5.6 GB; later runs: seconds, installs nothing
+#   tools/setup.sh                  # first run: ~3 min, ~6 GB; later runs: seconds, installs nothing
 #   DRAX_VENV=/path/venv tools/setup.sh   # put the environment elsewhere
 #
 # Idempotent: a stamp holding the hash of the pinned requirements and setup.py marks a finished
@@ -24,7 +24,7 @@ if ! command -v "$python" >/dev/null; then
     exit 1
 fi
 
-echo "creating $venv (first run takes a few minutes and ~5.6 GB)"
+echo "creating $venv (first run takes a few minutes and ~6 GB)"
 rm -f "$stamp"
 "$python" -m venv "$venv"
 # This machine's pip index mirrors print one warning per missing local package; hide only those.

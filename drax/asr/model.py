@@ -6,8 +6,8 @@ probability path, predict p_{1|t}(x1 | x_t, audio) with the DiT decoder, and min
 
     L = L_CDFM + L_mid = CE(p_{1|t}, x1) + CE(p_mid, x1)
 
-over the positions that are not pinned. The first `prompt_length` tokens of every `text` are the
-Whisper-style prompt (<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>) and stay pinned;
+over the positions that are not pinned. Every `text` starts with the prompt described by
+`prompt_template`, e.g. Whisper's <|startoftranscript|><|{lang}|><|transcribe|><|notimestamps|>; it stays pinned;
 the language token goes through the path with probability `lang_replace_prob`; with probability
 `prompt_prob` a random text prefix stays pinned too (this is what speculative decoding conditions on).
 """
@@ -58,8 +58,7 @@ class DraxASRModel(ESPnetASRModel):
         scheduler: str | None = None,
         scheduler_conf: dict | None = None,
         output_length: int = 64,
-        prompt_length: int = 0,
-        lang_position: int | None = None,
+        prompt_template: list[str] | None = None,
         eot_token: str = "<sos/eos>",
         audio_dropout: float = 0.1,
         lang_replace_prob: float = 0.2,
@@ -85,10 +84,12 @@ class DraxASRModel(ESPnetASRModel):
             )
         if not 0 < output_length:
             raise ValueError(f"model_conf.output_length must be > 0 (got {output_length})")
-        if prompt_length >= output_length:
-            raise ValueError(f"model_conf.prompt_length ({prompt_length}) must be < output_length ({output_length})")
-        if lang_position is not None and not 0 <= lang_position < prompt_length:
-            raise ValueError(f"model_conf.lang_position ({lang_position}) must index the prompt (< {prompt_length})")
+        self.prompt_template = list(prompt_template or [])
+        if len(self.prompt_template) >= output_length:
+            raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({output_length})")
+        for tok in self.prompt_template:
+            if "{lang}" not in tok and tok not in token_list:
+                raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
 
         self.vocab_size = vocab_size
         self.token_list = token_list
@@ -102,8 +103,10 @@ class DraxASRModel(ESPnetASRModel):
 
         self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
         self.output_length = output_length
-        self.prompt_length = prompt_length
-        self.lang_position = lang_position
+        self.prompt_length = len(self.prompt_template)
+        lang_slots = [i for i, tok in enumerate(self.prompt_template) if "{lang}" in tok]
+        self.lang_position = lang_slots[0] if lang_slots else None
+        self.register_buffer("prompt_fixed", torch.tensor(self.prompt_ids(None), dtype=torch.long), persistent=False)
         self.eot_id = token_list.index(eot_token)
         self.audio_dropout = audio_dropout
         self.lang_replace_prob = lang_replace_prob
@@ -114,9 +117,25 @@ class DraxASRModel(ESPnetASRModel):
             if self.path.uses_audio_pmid else None
         )
 
+    def prompt_ids(self, lang: str | None = None) -> list[int]:
+        """Ids of the prompt for language `lang` (e.g. 'en'); -1 leaves the language slot free."""
+        ids = []
+        for tok in self.prompt_template:
+            if "{lang}" in tok:
+                name = tok.format(lang=lang)
+                if lang is not None and name not in self.token_list:
+                    raise ValueError(f"language '{lang}': token '{name}' is not in the token list")
+                ids.append(-1 if lang is None else self.token_list.index(name))
+            else:
+                ids.append(self.token_list.index(tok))
+        return ids
+
     # ---- targets -------------------------------------------------------------------------------
     def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor):
-        """x1 (B, L): text padded with the end token; pinned (B, L): prompt (and sampled prefix)."""
+        """x1 (B, L): text padded with the end token; pinned (B, L): prompt (and sampled prefix).
+
+        Every text starts with the prompt, e.g. '<|startoftranscript|> <|en|> <|transcribe|> ...'.
+        """
         b, length = text.shape[0], self.output_length
         x1 = torch.full((b, length), self.eot_id, dtype=torch.long, device=text.device)
         n = text_lengths.clamp(max=length - 1)
@@ -126,9 +145,16 @@ class DraxASRModel(ESPnetASRModel):
                 "in data preparation or raise model_conf.output_length",
                 int((text_lengths > length - 1).sum()), length - 1,
             )
+        width = min(text.shape[1], length - 1)
+        keep = torch.arange(width, device=text.device)[None] < n[:, None]
+        x1[:, :width] = torch.where(keep, text[:, :width], x1[:, :width])  # text is padded with -1
+        fixed = self.prompt_fixed
+        if self.prompt_length and ((x1[:, : self.prompt_length] != fixed) & (fixed >= 0)).any():
+            raise ValueError(
+                f"a text does not start with model_conf.prompt_template {self.prompt_template}; "
+                "write the prompt tokens at the start of every transcript in the data's text file"
+            )
         pos = torch.arange(length, device=text.device)[None]
-        keep = pos < n[:, None]
-        x1[keep] = text[:, :length][keep[:, : text.shape[1]]] if text.shape[1] >= length else text[keep[:, : text.shape[1]]]
         pinned = (pos < self.prompt_length).expand(b, -1).clone()
         if self.training:
             if self.lang_position is not None and self.lang_replace_prob > 0:

@@ -1,0 +1,233 @@
+"""Networks and the ESPnet model: cache equivalence, frozen Whisper encoder, bad configurations."""
+import argparse
+
+import pytest
+import torch
+
+import drax.asr.registry  # noqa: F401
+from drax.nets.dit import DiTDecoder
+from drax.nets.pmid import PMidNetwork
+from drax.nets.whisper import FrozenWhisperEncoder, WhisperLogMelFrontend, load_whisper_encoder
+
+VOCAB = 20
+TOKENS = ["<blank>", "<unk>", *"abcdefghijkl", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|transcribe|>",
+          "<|notimestamps|>", "<sos/eos>"]
+PROMPT = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
+
+
+def test_audio_cache_gives_same_logits_as_recomputing():
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16).eval()
+    for p in dec.parameters():  # leave the zero-init, so the blocks are not the identity
+        torch.nn.init.normal_(p, std=0.1)
+    enc, lens = torch.randn(3, 9, 12), torch.tensor([9, 5, 7])
+    x, t = torch.randint(VOCAB, (3, 10)), torch.rand(3)
+    cache = dec.encode_audio(enc, lens)
+    cached = [dec(x, t, cache) for _ in range(3)]
+    fresh = dec(x, t, dec.encode_audio(enc, lens))
+    for out in cached:
+        torch.testing.assert_close(out, fresh)
+    # padding frames beyond an utterance's length do not matter
+    enc2 = enc.clone()
+    enc2[1, 5:] = 100.0
+    torch.testing.assert_close(dec(x, t, dec.encode_audio(enc2, lens)), fresh, rtol=1e-5, atol=1e-5)
+    # candidates expanded from the cache equal per-row computation
+    rep = dec(x.repeat_interleave(2, 0), t.repeat_interleave(2), cache.repeat_interleave(2))
+    torch.testing.assert_close(rep[::2], fresh, rtol=1e-5, atol=1e-5)
+
+
+def test_audio_dropout_uses_null_frame_only():
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=1, num_heads=4, time_embed_dim=16).eval()
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, t = torch.randint(VOCAB, (2, 6)), torch.rand(2)
+    drop = torch.tensor([True, True])
+    a = dec(x, t, dec.encode_audio(torch.randn(2, 7, 12), torch.tensor([7, 3]), drop))
+    b = dec(x, t, dec.encode_audio(torch.randn(2, 4, 12), torch.tensor([4, 4]), drop))
+    torch.testing.assert_close(a, b)  # dropped audio: output independent of the audio
+
+
+def test_pmid_shapes_and_masking():
+    net = PMidNetwork(VOCAB, 12, output_length=7, hidden_size=32, num_heads=4).eval()
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 4])
+    out = net(enc, lens)
+    assert out.shape == (2, 7, VOCAB)
+    enc2 = enc.clone()
+    enc2[1, 4:] = -50
+    torch.testing.assert_close(net(enc2, lens), out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper_dir(tmp_path_factory):
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, encoder_layers=2, decoder_layers=1, d_model=32,
+                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                        decoder_ffn_dim=64, max_source_positions=1500, max_target_positions=32,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("whisper")
+    WhisperForConditionalGeneration(cfg).save_pretrained(path)
+    return path
+
+
+def test_frozen_whisper_true_length_matches_transformers_and_batching(tiny_whisper_dir):
+    enc = FrozenWhisperEncoder(80, str(tiny_whisper_dir))
+    assert all(not p.requires_grad for p in enc.parameters())
+    feats = torch.randn(2, 3000, 80)
+    ref = load_whisper_encoder(str(tiny_whisper_dir)).eval()(feats.transpose(1, 2)).last_hidden_state
+    out, olens, _ = enc(feats, torch.tensor([3000, 3000]))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert olens.tolist() == [1500, 1500]
+    # a short utterance inside a padded batch equals the same utterance alone
+    short = torch.randn(1, 201, 80)
+    alone, alone_len, _ = enc(short, torch.tensor([201]))
+    batch = torch.cat([short, torch.zeros(1, 99, 80)], dim=1)
+    batch = torch.cat([batch, torch.randn(1, 300, 80)])
+    both, lens, _ = enc(batch, torch.tensor([201, 300]))
+    assert lens.tolist() == [101, 150] and alone_len.tolist() == [101]
+    torch.testing.assert_close(both[0, :101], alone[0], rtol=1e-4, atol=1e-4)
+    enc.train()
+    assert not enc.whisper.training  # stays frozen in train mode
+    with pytest.raises(ValueError, match="30 s"):
+        enc(torch.randn(1, 3002, 80), torch.tensor([3002]))
+    with pytest.raises(ValueError, match="set frontend_conf.n_mels: 80"):
+        FrozenWhisperEncoder(128, str(tiny_whisper_dir))
+
+
+def test_logmel_frontend_matches_transformers_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    wav = torch.randn(16000 * 2) * 0.1
+    fe = WhisperFeatureExtractor(feature_size=80)
+    ref = fe(wav.numpy(), sampling_rate=16000, return_tensors="pt").input_features[0].T  # padded to 30 s
+    front = WhisperLogMelFrontend(pad_to_30s=True)
+    feats, lens = front(wav[None], torch.tensor([wav.numel()]))
+    assert lens.tolist() == [3000]
+    torch.testing.assert_close(feats[0], ref, rtol=1e-3, atol=1e-3)
+    feats, lens = WhisperLogMelFrontend()(wav[None], torch.tensor([wav.numel()]))
+    assert lens.tolist() == [200] and feats.shape == (1, 200, 80)
+    with pytest.raises(ValueError, match="frontend_conf.fs must be 16000"):
+        WhisperLogMelFrontend(fs=8000)
+
+
+def test_missing_whisper_dir_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="encoder_conf.model.*fetch_whisper"):
+        FrozenWhisperEncoder(80, str(tmp_path / "nope"))
+
+
+def build(model_conf=None, **overrides):
+    from espnet2.tasks.asr import ASRTask
+
+    args = argparse.Namespace(
+        token_list=list(TOKENS), input_size=8, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},
+        normalize=None, normalize_conf={}, preencoder=None, preencoder_conf={}, encoder="transformer",
+        encoder_conf={"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
+                      "input_layer": "linear"},
+        postencoder=None, postencoder_conf={}, decoder="dit",
+        decoder_conf={"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "time_embed_dim": 16},
+        ctc_conf={}, model="drax",
+        model_conf={"output_length": 10, "prompt_template": PROMPT, "pmid_conf": {"hidden_size": 16, "num_heads": 2},
+                    **(model_conf or {})},
+        init=None,
+    )
+    for k, v in overrides.items():
+        setattr(args, k, v)
+    return ASRTask.build_model(args)
+
+
+def batch(model, lang="en"):
+    ids = [model.token_list.index(t.format(lang=lang)) for t in PROMPT] + [2, 3, 4]
+    text = torch.tensor([ids, ids[:-1] + [-1]])
+    return dict(speech=torch.randn(2, 11, 8), speech_lengths=torch.tensor([11, 8]), text=text,
+                text_lengths=torch.tensor([7, 6]))
+
+
+@pytest.mark.parametrize("path", ["uniform", "mask", "uniform_mid", "audio_mid", "audio_src"])
+def test_every_path_trains_and_generates(path):
+    torch.manual_seed(0)
+    model = build({"path": path})
+    loss, stats, weight = model(**batch(model))
+    loss.backward()
+    assert torch.isfinite(loss) and {"loss", "loss_dfm", "acc"} <= set(stats)
+    assert ("loss_mid" in stats) == (path in ("audio_mid", "audio_src"))
+    if path in ("audio_mid", "audio_src"):
+        assert model.pmid.head.weight.grad.abs().sum() > 0
+    model.eval()
+    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=torch.tensor([model.prompt_ids("de")] * 2),
+                         nfe=3, num_candidates=4)
+    assert out.tokens.shape == (2, 4, 10)
+    assert (out.tokens[:, :, :4] == torch.tensor(model.prompt_ids("de"))).all()
+
+
+def test_pmid_in_velocity_and_free_language_slot():
+    model = build().eval()
+    prompt = torch.tensor([model.prompt_ids(None)] * 2)
+    assert prompt[0, 1] == -1
+    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=prompt, nfe=4, use_pmid=True,
+                         return_trajectory=True)
+    assert len(out.samples.trajectory) == 4
+    assert (out.tokens[:, 0, 0] == model.token_list.index("<|startoftranscript|>")).all()
+
+
+def test_model_rejects_text_without_prompt():
+    model = build()
+    b = batch(model)
+    b["text"][:, 0] = 5
+    with pytest.raises(ValueError, match="prompt_template"):
+        model(**b)
+
+
+@pytest.mark.parametrize(
+    "conf,message",
+    [
+        ({"path": "diagonal"}, "unknown path 'diagonal'; valid choices: uniform, mask, uniform_mid, audio_mid"),
+        ({"scheduler": "cosine"}, "unknown scheduler 'cosine'; valid choices: tri_mixture, polynomial"),
+        ({"scheduler_conf": {"p": 0}}, r"scheduler_conf.p must be > 0"),
+        ({"scheduler_conf": {"q": -0.5}}, r"scheduler_conf.q must be > 0"),
+        ({"eot_token": "<eos>"}, "model_conf.eot_token '<eos>' is not in the token list"),
+        ({"lr": 1.0}, r"unknown model_conf key\(s\) \['lr'\]; valid keys: path, scheduler"),
+        ({"prompt_template": ["<|sot|>"]}, "prompt_template token '<|sot|>' is not in the token list"),
+    ],
+)
+def test_bad_model_configuration_names_the_key(conf, message):
+    with pytest.raises(ValueError, match=message):
+        build(conf)
+
+
+def test_unknown_encoder_choice_lists_valid_choices():
+    from espnet2.tasks.asr import ASRTask
+
+    parser = ASRTask.get_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--encoder", "whispr", "--output_dir", "x"])
+    assert "whisper_frozen" in ASRTask.get_parser().format_help()
+
+
+def test_save_load_identical_outputs_and_vocab_mismatch(tmp_path):
+    import yaml
+
+    from drax.decode.speech2text import load_model
+
+    torch.manual_seed(0)
+    model = build().eval()
+    conf = {"token_list": list(TOKENS), "input_size": 8, "frontend": None, "frontend_conf": {}, "specaug": None,
+            "specaug_conf": {}, "normalize": None, "normalize_conf": {}, "encoder": "transformer",
+            "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
+                             "input_layer": "linear"},
+            "decoder": "dit", "decoder_conf": {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "time_embed_dim": 16},
+            "ctc_conf": {}, "model": "drax",
+            "model_conf": {"output_length": 10, "prompt_template": PROMPT, "pmid_conf": {"hidden_size": 16, "num_heads": 2}},
+            "init": None}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    loaded, _ = load_model(tmp_path / "config.yaml", tmp_path / "model.pth")
+    speech, lens = torch.randn(2, 11, 8), torch.tensor([11, 9])
+    a = model.generate(speech, lens, nfe=4, temperature=0.5, generator=torch.Generator().manual_seed(1))
+    b = loaded.generate(speech, lens, nfe=4, temperature=0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.tokens, b.tokens)
+    conf["token_list"] = list(TOKENS) + ["<extra>"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(conf))
+    with pytest.raises(ValueError, match=r"does not fit .*bad.yaml.*token_list of 21 entries"):
+        load_model(tmp_path / "bad.yaml", tmp_path / "model.pth")
