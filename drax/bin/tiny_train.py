@@ -102,7 +102,7 @@ def read_losses(log_dir: Path) -> list[float]:
     return [stats[e]["train"]["loss"] for e in sorted(stats)]
 
 
-def run(out: Path, max_epoch: int = 6, n_utts: int = 8, nfe: int = 8) -> dict:
+def run(out: Path, max_epoch: int = 8, n_utts: int = 8, nfe: int = 8) -> dict:
     from drax.bin.train import main as train_main
     from drax.decode.speech2text import Speech2Text
 
@@ -130,7 +130,7 @@ def run(out: Path, max_epoch: int = 6, n_utts: int = 8, nfe: int = 8) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("exp/tiny"))
-    parser.add_argument("--max_epoch", type=int, default=6)
+    parser.add_argument("--max_epoch", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     r = run(args.out, args.max_epoch)

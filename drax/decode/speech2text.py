@@ -75,7 +75,7 @@ class Speech2Text:
 
         langs: the language of each utterance for the prompt; None lets the model pick it.
         """
-        tensors = [torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in speech]
+        tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
         lengths = torch.tensor([len(s) for s in tensors])
         padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
         out = self.model.generate(

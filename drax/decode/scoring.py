@@ -1,0 +1,92 @@
+"""Scoring: text normalisation per language, WER/CER with jiwer, per-utterance alignments.
+
+Conventions (paper Sec. 5, Open ASR leaderboard): English is normalised with Whisper's English
+normaliser, other languages with Whisper's basic normaliser; Mandarin and Japanese are scored by
+characters (CER, whitespace removed), the rest by words (WER). CER is reported for every language.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jiwer
+
+CER_LANGS = {"zh", "ja"}
+
+
+@lru_cache(maxsize=None)
+def normalizer(lang: str):
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    if lang == "en":
+        return EnglishTextNormalizer({})
+    return BasicTextNormalizer(remove_diacritics=False)
+
+
+def normalize(text: str, lang: str) -> str:
+    text = " ".join(normalizer(lang)(text).split())
+    return text.replace(" ", "") if lang in CER_LANGS else text
+
+
+@dataclass
+class LangScore:
+    lang: str
+    n_utts: int
+    n_missing: int  # utterances without a hypothesis (scored as empty)
+    words: int
+    word_errors: int
+    chars: int
+    char_errors: int
+
+    @property
+    def wer(self) -> float | None:
+        return None if self.lang in CER_LANGS or not self.words else 100.0 * self.word_errors / self.words
+
+    @property
+    def cer(self) -> float | None:
+        return 100.0 * self.char_errors / self.chars if self.chars else None
+
+
+def _errors(out) -> int:
+    return out.substitutions + out.deletions + out.insertions
+
+
+def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
+    """Per-language scores and a per-utterance alignment report.
+
+    Every reference utterance is scored; a missing hypothesis counts as empty and is listed.
+    """
+    by_lang: dict[str, list[str]] = {}
+    for utt in sorted(refs):
+        by_lang.setdefault(utt2lang[utt], []).append(utt)
+    scores, report = [], []
+    for lang, utts in sorted(by_lang.items()):
+        ref = [normalize(refs[u], lang) for u in utts]
+        hyp = [normalize(hyps.get(u, ""), lang) for u in utts]
+        # jiwer rejects empty references; an empty reference only adds insertions
+        pairs = [(r, h) for r, h in zip(ref, hyp) if r]
+        chars = jiwer.process_characters([r for r, _ in pairs], [h for _, h in pairs])
+        char_errors = _errors(chars) + sum(len(h) for r, h in zip(ref, hyp) if not r)
+        words_out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+        word_errors = _errors(words_out) + sum(len(h.split()) for r, h in zip(ref, hyp) if not r)
+        scores.append(LangScore(
+            lang=lang, n_utts=len(utts), n_missing=sum(u not in hyps for u in utts),
+            words=sum(len(r.split()) for r, _ in pairs), word_errors=word_errors,
+            chars=sum(len(r) for r, _ in pairs), char_errors=char_errors,
+        ))
+        process = jiwer.process_characters if lang in CER_LANGS else jiwer.process_words
+        for utt, r, h in zip(utts, ref, hyp):
+            if r:
+                body = jiwer.visualize_alignment(process([r], [h]), show_measures=False).split("\n", 2)[2]
+            else:
+                body = f"REF: (empty)\nHYP: {h}\n"
+            report.append(f"{utt} ({lang}){' MISSING' if utt not in hyps else ''}\n{body.rstrip()}")
+    return scores, "\n\n".join(report) + "\n"
+
+
+def markdown_table(title: str, scores: list[LangScore]) -> str:
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    lines = [f"### {title}", "", "| lang | utts | WER (%) | CER (%) | missing |", "|---|---|---|---|---|"]
+    for s in scores:
+        lines.append(f"| {s.lang} | {s.n_utts} | {fmt(s.wer)} | {fmt(s.cer)} | {s.n_missing} |")
+    return "\n".join(lines) + "\n"
