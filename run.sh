@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Top-level entry point. Until the default mini recipe lands (egs/mini), this runs the tiny
-# end-to-end Drax training through ESPnet's trainer: synthetic features -> train -> decode.
-#   ./run.sh [--out exp/tiny] [--max_epoch 8]
+# The stage engine every recipe calls (ESPnet's asr.sh plays this role there).
+#   ./run.sh                          runs the default recipe (egs/mini) end to end
+#   egs/<corpus>/run.sh --stage 3     recipes call this script with --recipe conf/recipe.yaml
+# Logic lives in Python (drax/recipe/stages.py); this script only finds the environment.
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
+case " $* " in
+    *" --recipe "*) ;;
+    *) cd "$root/egs/mini" && exec ./run.sh "$@" ;;
+esac
 python=${DRAX_VENV:-$root/tools/venv}/bin/python
-mkdir -p "$root/exp"
-"$python" -m drax.bin.tiny_train "$@" 2>&1 | tee "$root/exp/tiny_train.log"
+if [ ! -x "$python" ]; then
+    echo "error: no environment at ${DRAX_VENV:-$root/tools/venv}; run tools/setup.sh first" >&2
+    exit 1
+fi
+export PYTHONUNBUFFERED=1
+exec "$python" -m drax.bin.run_recipe "$@"

@@ -76,7 +76,9 @@ def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
         ))
         process = jiwer.process_characters if lang in CER_LANGS else jiwer.process_words
         for utt, r, h in zip(utts, ref, hyp):
-            if r:
+            if r == h:
+                body = f"REF: {r}\nHYP: {h}\n(correct)"
+            elif r:
                 body = jiwer.visualize_alignment(process([r], [h]), show_measures=False).split("\n", 2)[2]
             else:
                 body = f"REF: (empty)\nHYP: {h}\n"

@@ -55,7 +55,10 @@ class Speech2Text:
         num_candidates: int = 1,
         use_pmid: bool = False,
         seed: int = 0,
+        units_dir: str | Path | None = None,
     ):
+        """units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
+        training config maps tokens back to text."""
         from espnet2.text.build_tokenizer import build_tokenizer
         from espnet2.text.token_id_converter import TokenIDConverter
 
@@ -67,7 +70,12 @@ class Speech2Text:
         self.num_candidates, self.use_pmid = num_candidates, use_pmid
         self.generator = torch.Generator(device).manual_seed(seed)
         self.converter = TokenIDConverter(self.args.token_list)
-        self.tokenizer = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None))
+        if units_dir is not None:
+            from drax.text.units import load_units
+
+            self.detokenize = load_units(units_dir).decode
+        else:
+            self.detokenize = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None)).tokens2text
 
     @torch.no_grad()
     def batch(self, speech: list, langs: list[str | None] | None = None) -> list[list[Hypothesis]]:
@@ -91,4 +99,4 @@ class Speech2Text:
 
     def to_hypothesis(self, tokens: torch.Tensor) -> Hypothesis:
         ids = self.model.strip(tokens)
-        return Hypothesis(text=self.tokenizer.tokens2text(self.converter.ids2tokens(ids)), token_ids=ids)
+        return Hypothesis(text=self.detokenize(self.converter.ids2tokens(ids)), token_ids=ids)

@@ -1,0 +1,50 @@
+"""The stage engine behind every recipe's run.sh (ESPnet's asr.sh plays this role in ESPnet).
+
+    python -m drax.bin.run_recipe --recipe conf/recipe.yaml [--stage N] [--stop_stage M] [--<key> <value> ...]
+
+Run from the recipe directory (egs/<corpus>). Any key of the recipe YAML can be overridden by a flag,
+e.g. `--whisper /models/whisper-large-v3 --ngpu 4`; values are parsed as YAML.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from drax.recipe.config import FIELDS, load_recipe
+
+
+def parse(argv: list[str]):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, default=Path("conf/recipe.yaml"))
+    parser.add_argument("--stage", type=int, default=1)
+    parser.add_argument("--stop_stage", type=int, default=100)
+    for name in FIELDS:
+        parser.add_argument(f"--{name}", dest=f"override_{name}", default=None, metavar="VALUE")
+    args = parser.parse_args(argv)
+    overrides = {k[len("override_"):]: v for k, v in vars(args).items() if k.startswith("override_") and v is not None}
+    return args, overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, overrides = parse(sys.argv[1:] if argv is None else argv)
+    Path("exp").mkdir(exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler("exp/run.log", encoding="utf-8")],
+    )
+    if not args.recipe.exists():
+        sys.exit(f"error: recipe config {args.recipe} not found; run from a recipe directory (egs/<corpus>) "
+                 "or pass --recipe")
+    try:
+        config = load_recipe(args.recipe, overrides)
+    except (ValueError, TypeError) as e:
+        sys.exit(f"error: {e}")
+    from drax.recipe.stages import run_stages
+
+    run_stages(config, args.stage, args.stop_stage)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Feature dumping: audio of a Kaldi data dir -> Whisper log-mel or frozen-encoder states in a Kaldi ark.
+
+Dumping frozen-encoder states once means training never re-runs the frozen encoder (the recipe's
+default; `kind: logmel` keeps the encoder in the model instead). Bad input is never dropped silently:
+missing or corrupt audio, empty audio and audio over 30 s are skipped and listed with their reason in
+`<out>/skipped`; audio at another sample rate or with several channels is resampled / mixed down
+and counted. The ark/scp pair is written under temporary names and renamed when complete.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters
+
+logger = logging.getLogger(__name__)
+MAX_SECONDS = 30.0
+FEATURE_KINDS = ("logmel", "whisper_states")
+
+
+@dataclass
+class DumpSummary:
+    written: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # utt -> reason
+    fixed: Counter = field(default_factory=Counter)  # "resampled", "downmixed"
+    feat_dim: int = 0
+
+
+def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
+    """Mono float32 audio at 16 kHz and the fixes applied; raises ValueError naming the problem."""
+    if not os.path.exists(path):
+        raise ValueError(f"missing audio file {path}")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types for corrupt files
+        raise ValueError(f"unreadable audio {path}: {e}") from None
+    fixes = []
+    if audio.shape[1] > 1:
+        fixes.append("downmixed")
+    audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        import torchaudio.functional as AF
+
+        audio = AF.resample(torch.from_numpy(audio), rate, SAMPLE_RATE).numpy()
+        fixes.append("resampled")
+    if audio.size == 0:
+        raise ValueError(f"empty audio {path}")
+    if audio.size > MAX_SECONDS * SAMPLE_RATE:
+        raise ValueError(f"audio over {MAX_SECONDS:.0f} s ({audio.size / SAMPLE_RATE:.1f} s) {path}")
+    return audio, fixes
+
+
+def dump_features(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    kind: str = "whisper_states",
+    whisper: str | None = None,
+    n_mels: int = 80,
+    batch_size: int = 8,
+) -> DumpSummary:
+    """Write `out_dir/feats.{ark,scp}`, `feats_shape` and `skipped` for the utterances of `data_dir`."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = None
+    if kind == "whisper_states":
+        from transformers import WhisperConfig
+
+        from drax.nets.whisper import FrozenWhisperEncoder
+
+        if whisper is None:
+            raise ValueError("feature kind 'whisper_states' needs a Whisper model (dir or hub id)")
+        n_mels = WhisperConfig.from_pretrained(whisper).num_mel_bins
+        encoder = FrozenWhisperEncoder(n_mels, whisper).eval()
+    filters = mel_filters(n_mels)
+
+    wavs = read_kv_dict(os.path.join(data_dir, "wav.scp"))
+    durs_file = os.path.join(data_dir, "utt2dur")
+    durs = {u: float(d) for u, d in read_kv_dict(durs_file).items()} if os.path.exists(durs_file) else {}
+    # Longest first: batches of similar length waste little padding in the encoder.
+    order = sorted(wavs, key=lambda u: (-durs.get(u, 0.0), u))
+    summary = DumpSummary()
+    ark, scp = out_dir / ".feats.ark.tmp", out_dir / ".feats.scp.tmp"
+    shapes: dict[str, str] = {}
+    pending: list[tuple[str, torch.Tensor]] = []
+
+    def flush(writer):
+        if not pending:
+            return
+        if encoder is None:
+            outs = list(pending)
+        else:
+            lens = torch.tensor([f.shape[0] for _, f in pending])
+            feats = torch.nn.utils.rnn.pad_sequence([f for _, f in pending], batch_first=True)
+            with torch.no_grad():
+                states, olens, _ = encoder(feats, lens)
+            outs = [(u, states[i, : olens[i]]) for i, (u, _) in enumerate(pending)]
+        for utt, feat in outs:
+            arr = feat.numpy().astype(np.float32)
+            writer(utt, arr)
+            shapes[utt] = f"{arr.shape[0]},{arr.shape[1]}"
+            summary.feat_dim = arr.shape[1]
+            summary.written += 1
+        pending.clear()
+
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+        for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
+            try:
+                audio, fixes = load_audio(wavs[utt])
+            except ValueError as e:
+                summary.skipped[utt] = str(e)
+                continue
+            summary.fixed.update(fixes)
+            pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
+            if len(pending) >= batch_size:
+                flush(writer)
+        flush(writer)
+
+    # scp lines point into the ark by byte offset; rename the ark, then write the sorted scp.
+    lines = dict(line.split(" ", 1) for line in scp.read_text(encoding="utf-8").splitlines())
+    final_ark = out_dir / "feats.ark"
+    os.replace(ark, final_ark)
+    scp.unlink()
+    atomic_write_text(str(out_dir / "feats.scp"), format_kv(
+        (u, lines[u].replace(str(ark), str(final_ark))) for u in sorted(lines)))
+    atomic_write_text(str(out_dir / "feats_shape"), format_kv((u, shapes[u]) for u in sorted(shapes)))
+    atomic_write_text(str(out_dir / "skipped"), format_kv(sorted(summary.skipped.items())))
+    if summary.skipped:
+        logger.warning("%s: skipped %d utterance(s), listed with reasons in %s/skipped: %s",
+                       data_dir, len(summary.skipped), out_dir, ", ".join(list(summary.skipped)[:5]))
+    for fix, count in summary.fixed.items():
+        logger.warning("%s: %s %d utterance(s) to 16 kHz mono", data_dir, fix, count)
+    return summary

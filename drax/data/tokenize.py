@@ -1,0 +1,72 @@
+"""Tokenizer stage helpers: build output units, write tokenised text and shape files.
+
+`text` files in dump/<set> hold the Whisper-style prompt and the units of each transcript,
+space-separated, e.g. `utt1 <|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|> Ġhello Ġworld`,
+which ESPnet reads with `token_type: word` and `dump/units/tokens.txt`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.text.units import PROMPT_TEMPLATE, UNIT_KINDS, BPEUnits, WhisperUnits, save_units
+
+logger = logging.getLogger(__name__)
+
+
+def build_units(kind: str, conf: dict, out_dir: Path, texts: list[str], langs: list[str],
+                whisper_dir: str | None = None):
+    """Build and save units of `kind` from `texts`; writes out_dir/{units.yaml,tokens.txt}."""
+    if kind not in UNIT_KINDS:
+        raise ValueError(f"unknown units '{kind}'; valid choices: {', '.join(UNIT_KINDS)}")
+    if kind == "whisper":
+        units = WhisperUnits.build(whisper_dir, texts, **conf)
+    else:
+        units = BPEUnits.build(out_dir, texts, **conf)
+    tokens = save_units(units, out_dir, langs)
+    logger.info("%s units: %d entries in %s", kind, len(tokens.read_text().splitlines()), tokens)
+    return units
+
+
+def write_token_text(units, set_dir: Path) -> None:
+    """dump/<set>/text from text.raw and utt2lang."""
+    set_dir = Path(set_dir)
+    texts = read_kv_dict(str(set_dir / "text.raw"))
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    lines = []
+    for utt, text in texts.items():
+        prompt = [tok.format(lang=langs[utt]) for tok in PROMPT_TEMPLATE]
+        lines.append((utt, " ".join(prompt + units.encode(text))))
+    atomic_write_text(str(set_dir / "text"), format_kv(sorted(lines)))
+
+
+def token_counts(text_file: Path) -> dict[str, int]:
+    return {utt: len(value.split()) for utt, value in read_kv_dict(str(text_file)).items()}
+
+
+def fit_output_length(text_file: Path, max_length: int, multiple: int = 8) -> int:
+    """L = longest tokenised text (prompt included) + 1 end token, rounded up, at most max_length."""
+    longest = max(token_counts(text_file).values())
+    return min(max_length, multiple * math.ceil((longest + 1) / multiple))
+
+
+def write_shapes(set_dir: Path, tokens_file: Path, output_length: int | None = None) -> None:
+    """speech_shape (utt frames,dim) and text_shape (utt tokens,vocab) for ESPnet's batch samplers.
+
+    With output_length, utterances whose text does not fit (tokens > L - 1) are left out and listed
+    in `too_long`.
+    """
+    set_dir = Path(set_dir)
+    vocab = len(Path(tokens_file).read_text(encoding="utf-8").splitlines())
+    counts = token_counts(set_dir / "text")
+    feats = read_kv_dict(str(set_dir / "feats_shape"))
+    keep = sorted(u for u in counts if u in feats and (output_length is None or counts[u] <= output_length - 1))
+    too_long = sorted(u for u in counts if output_length is not None and counts[u] > output_length - 1)
+    if too_long:
+        logger.warning("%s: %d utterance(s) longer than L - 1 = %d tokens left out of training; see %s",
+                       set_dir.name, len(too_long), output_length - 1, set_dir / "too_long")
+    atomic_write_text(str(set_dir / "too_long"), format_kv((u, str(counts[u])) for u in too_long))
+    atomic_write_text(str(set_dir / "speech_shape"), format_kv((u, feats[u]) for u in keep))
+    atomic_write_text(str(set_dir / "text_shape"), format_kv((u, f"{counts[u]},{vocab}") for u in keep))

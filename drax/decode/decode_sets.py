@@ -1,0 +1,117 @@
+"""Decode a dumped test set with Drax or with Whisper's own decoder, and score the result.
+
+Each decode directory gets `text` (utt hypothesis, one line for every utterance that could be
+decoded), `missing` (utterances of the set without a hypothesis, with the reason), `timing.json`,
+and after scoring `scores.json`, `alignments.txt` and `result.md`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import kaldiio
+import torch
+from tqdm import tqdm
+
+from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+
+logger = logging.getLogger(__name__)
+
+DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "use_pmid": False, "seed": 0,
+                   "batch_size": 16, "model_file": "valid.loss.best.pth"}
+
+
+def _set_info(set_dir: Path):
+    feats = read_kv_dict(str(set_dir / "feats.scp"))
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    shapes = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(set_dir / "feats_shape")).items()}
+    return feats, langs, shapes
+
+
+def _write_outputs(out_dir: Path, hyps: dict, missing: dict, timing: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(str(out_dir / "text"), format_kv(sorted(hyps.items())))
+    atomic_write_text(str(out_dir / "missing"), format_kv(sorted(missing.items())))
+    atomic_write_text(str(out_dir / "timing.json"), json.dumps(timing, indent=1) + "\n")
+
+
+def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+    """Decode dump/<set> (features as dumped) with the trained Drax model."""
+    from drax.decode.speech2text import Speech2Text
+
+    unknown = set(conf) - set(DECODE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown decode config key(s) {sorted(unknown)}; valid keys: {', '.join(DECODE_DEFAULTS)}")
+    conf = {**DECODE_DEFAULTS, **conf}
+    s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], nfe=conf["nfe"],
+                      temperature=conf["temperature"], num_candidates=conf["num_candidates"],
+                      use_pmid=conf["use_pmid"], seed=conf["seed"], units_dir=units_dir)
+    feats, langs, shapes = _set_info(set_dir)
+    order = sorted(feats, key=lambda u: (shapes[u], u))
+    hyps, missing = {}, {}
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(order), conf["batch_size"]), desc=f"drax {set_dir.name}", unit="batch"):
+        batch = order[i: i + conf["batch_size"]]
+        arrays = []
+        for utt in batch:
+            try:
+                arrays.append(kaldiio.load_mat(feats[utt]))
+            except Exception as e:  # a damaged ark entry must not stop the others
+                missing[utt] = f"unreadable features: {e}"
+        batch = [u for u in batch if u not in missing]
+        for utt, cands in zip(batch, s2t.batch(arrays, [langs[u] for u in batch])):
+            hyps[utt] = cands[0].text
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
+    _write_outputs(out_dir, hyps, missing, timing)
+    return hyps
+
+
+def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8) -> dict:
+    """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input)."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from drax.data.features import load_audio
+
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
+    processor = WhisperProcessor.from_pretrained(whisper_dir)
+    wavs = read_kv_dict(str(Path(data_dir) / "wav.scp"))
+    feats, langs, shapes = _set_info(set_dir)
+    hyps, missing = {}, {}
+    start = time.perf_counter()
+    for lang in sorted(set(langs.values())):
+        utts = sorted((u for u in feats if langs[u] == lang), key=lambda u: (shapes[u], u))
+        for i in tqdm(range(0, len(utts), batch_size), desc=f"whisper {set_dir.name} {lang}", unit="batch"):
+            batch, audio = [], []
+            for utt in utts[i: i + batch_size]:
+                try:
+                    audio.append(load_audio(wavs[utt])[0])
+                    batch.append(utt)
+                except ValueError as e:
+                    missing[utt] = str(e)
+            if not batch:
+                continue
+            inputs = processor(audio, sampling_rate=16000, return_tensors="pt")
+            with torch.no_grad():
+                ids = model.generate(inputs.input_features, language=lang, task="transcribe", num_beams=1,
+                                     do_sample=False, max_new_tokens=200)
+            for utt, text in zip(batch, processor.batch_decode(ids, skip_special_tokens=True)):
+                hyps[utt] = text.strip()
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "decoder": "whisper greedy"}
+    _write_outputs(out_dir, hyps, missing, timing)
+    return hyps
+
+
+def score_dir(decode_dir: Path, set_dir: Path) -> None:
+    """Score decode_dir/text against dump/<set>/text.raw, per language."""
+    from drax.decode.scoring import markdown_table, score
+
+    refs = read_kv_dict(str(set_dir / "text.raw"))
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    hyps = read_kv_dict(str(decode_dir / "text"))
+    scores, alignments = score(refs, hyps, langs)
+    atomic_write_text(str(decode_dir / "alignments.txt"), alignments)
+    atomic_write_text(str(decode_dir / "scores.json"), json.dumps(
+        [{**s.__dict__, "wer": s.wer, "cer": s.cer} for s in scores], indent=1) + "\n")
+    atomic_write_text(str(decode_dir / "result.md"), markdown_table(str(decode_dir), scores))

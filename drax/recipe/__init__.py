@@ -1,0 +1,1 @@
+"""Recipes: the numbered stage engine every egs/<corpus>/run.sh drives, and its configuration."""

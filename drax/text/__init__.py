@@ -1,0 +1,1 @@
+"""Output units: turning transcripts into token strings and back."""

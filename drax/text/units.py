@@ -1,0 +1,137 @@
+"""Output units for Drax: Whisper's byte-level BPE restricted to a compact list, or a sentencepiece BPE.
+
+Recipes tokenise transcripts once (stage "tokenizer") and write them as space-separated token
+strings, so ESPnet reads them with `token_type: word` and the token list written here. Decoding maps
+tokens back to text with the same units. A units directory holds `units.yaml` (kind + files) and
+`tokens.txt` (ESPnet's token list: <blank>, <unk>, units..., prompt specials, end token).
+
+Whisper units (the paper's tokenizer): the full vocabulary has 51,865 entries; a small decoder on a
+CPU learns far faster on the few thousand tokens a corpus uses. The compact list keeps every
+Whisper token seen in a text pool plus all 256 byte tokens, and any other token is spelled with
+its bytes, so held-out text is always covered and decodes to the same string.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from drax.data.kaldi_dir import atomic_write_text
+
+SPECIALS_HEAD = ["<blank>", "<unk>"]
+WHISPER_LANGS = ["en", "de", "es", "fr", "it", "pt", "zh", "ja"]
+PROMPT_TEMPLATE = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
+EOT = "<|endoftext|>"
+
+
+def prompt_tokens(langs: Iterable[str]) -> list[str]:
+    """The prompt specials for these languages, in token-list order."""
+    return ["<|startoftranscript|>", *(f"<|{lang}|>" for lang in langs), "<|transcribe|>", "<|notimestamps|>"]
+
+
+def byte_alphabet() -> list[str]:
+    """The 256 printable characters GPT-2/Whisper byte-level BPE uses for raw bytes."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+class WhisperUnits:
+    kind = "whisper"
+
+    def __init__(self, tokenizer_dir: str | Path, units: list[str]):
+        from transformers import AutoTokenizer
+
+        self.tokenizer_dir = str(tokenizer_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        self.units = list(units)
+        self._known = set(self.units)
+
+    @classmethod
+    def build(cls, tokenizer_dir: str | Path, texts: Iterable[str], min_count: int = 1,
+              max_units: int | None = None) -> "WhisperUnits":
+        """Keep the Whisper tokens seen at least `min_count` times in `texts` (at most `max_units`,
+        most frequent first) plus the byte alphabet."""
+        self = cls(tokenizer_dir, byte_alphabet())
+        counts = Counter(tok for text in texts for tok in self.tokenizer.tokenize(" " + text.strip()))
+        alphabet = set(self.units)
+        extra = sorted((t for t, c in counts.items() if c >= min_count and t not in alphabet),
+                       key=lambda t: (-counts[t], t))
+        if max_units is not None:
+            extra = extra[: max(0, max_units - len(self.units))]
+        return cls(tokenizer_dir, self.units + extra)
+
+    def encode(self, text: str) -> list[str]:
+        """Whisper tokens of ' ' + text (Whisper's leading-space convention); unknown ones as bytes."""
+        out = []
+        for tok in self.tokenizer.tokenize(" " + text.strip()):
+            out.extend([tok] if tok in self._known else list(tok))
+        return out
+
+    def decode(self, tokens: list[str]) -> str:
+        return self.tokenizer.convert_tokens_to_string(list(tokens)).strip()
+
+    def files(self) -> dict:
+        return {"tokenizer_dir": self.tokenizer_dir}
+
+
+class BPEUnits:
+    kind = "bpe"
+
+    def __init__(self, model_file: str | Path):
+        import sentencepiece as spm
+
+        self.model_file = str(model_file)
+        self.sp = spm.SentencePieceProcessor(model_file=self.model_file)
+        self.units = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())
+                      if not self.sp.is_control(i) and not self.sp.is_unknown(i)]
+
+    @classmethod
+    def build(cls, out_dir: str | Path, texts: Iterable[str], vocab_size: int = 1000) -> "BPEUnits":
+        import sentencepiece as spm
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([t.strip() for t in texts if t.strip()]), model_prefix=str(out_dir / "bpe"),
+            vocab_size=vocab_size, model_type="bpe", character_coverage=0.9995, byte_fallback=True,
+            hard_vocab_limit=False, num_threads=2, minloglevel=2,
+        )
+        return cls(out_dir / "bpe.model")
+
+    def encode(self, text: str) -> list[str]:
+        return self.sp.encode(text.strip(), out_type=str)
+
+    def decode(self, tokens: list[str]) -> str:
+        return self.sp.decode_pieces(list(tokens))
+
+    def files(self) -> dict:
+        return {"model_file": self.model_file}
+
+
+UNIT_KINDS = {"whisper": WhisperUnits, "bpe": BPEUnits}
+
+
+def save_units(units, out_dir: str | Path, langs: Iterable[str]) -> Path:
+    """Write units.yaml and ESPnet's tokens.txt; returns the token list path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokens = SPECIALS_HEAD + [u for u in units.units if u not in SPECIALS_HEAD] + prompt_tokens(langs) + [EOT]
+    if len(set(tokens)) != len(tokens):
+        dup = [t for t, c in Counter(tokens).items() if c > 1]
+        raise ValueError(f"token list has duplicates {dup[:5]}")
+    atomic_write_text(out_dir / "tokens.txt", "\n".join(tokens) + "\n")
+    atomic_write_text(out_dir / "units.yaml", yaml.safe_dump({"kind": units.kind, **units.files(),
+                                                           "units": units.units if units.kind == "whisper" else None}))
+    return out_dir / "tokens.txt"
+
+
+def load_units(units_dir: str | Path):
+    conf = yaml.safe_load((Path(units_dir) / "units.yaml").read_text(encoding="utf-8"))
+    if conf["kind"] not in UNIT_KINDS:
+        raise ValueError(f"{units_dir}/units.yaml: unknown kind '{conf['kind']}'; valid: {', '.join(UNIT_KINDS)}")
+    if conf["kind"] == "whisper":
+        return WhisperUnits(conf["tokenizer_dir"], conf["units"])
+    return BPEUnits(conf["model_file"])

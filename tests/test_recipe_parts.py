@@ -1,0 +1,148 @@
+"""Recipe building blocks: output units, feature dumping and filtering of bad input, scoring, config."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drax.data.features import dump_features
+from drax.data.filtering import filter_set
+from drax.data.kaldi_dir import Utterance, read_kv_dict, write_data_dir
+from drax.data.tokenize import fit_output_length, write_shapes, write_token_text
+from drax.decode.scoring import normalize, score
+from drax.recipe.config import load_recipe
+from drax.text.units import BPEUnits, WhisperUnits, load_units, save_units
+
+
+@pytest.fixture(scope="module")
+def byte_bpe_dir(tmp_path_factory):
+    """A small byte-level BPE tokenizer in transformers' format (stands in for Whisper's)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["the cat sat on the mat", "a dog and a cat", "der Hund und die Katze"] * 20, trainer)
+    path = tmp_path_factory.mktemp("bpe")
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(path)
+    return path
+
+
+def test_whisper_units_cover_unseen_text_and_round_trip(byte_bpe_dir, tmp_path):
+    units = WhisperUnits.build(byte_bpe_dir, ["the cat sat on the mat"], max_units=300)
+    assert len(units.units) <= 300 and len(units.units) >= 256
+    for text in ["the cat sat on the mat", "zebra quartz 你好 ÉTÉ"]:
+        tokens = units.encode(text)
+        assert all(t in units._known for t in tokens)
+        assert units.decode(tokens) == text
+    tokens_file = save_units(units, tmp_path, ["en", "de"])
+    tokens = tokens_file.read_text().splitlines()
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<|endoftext|>"
+    assert "<|de|>" in tokens and len(tokens) == len(set(tokens))
+    again = load_units(tmp_path)
+    assert again.encode("the cat") == units.encode("the cat")
+
+
+def test_bpe_units_round_trip(tmp_path):
+    texts = [f"sentence number {w} about cats and dogs" for w in ("one", "two", "three", "four")] * 10
+    units = BPEUnits.build(tmp_path, texts, vocab_size=300)
+    assert units.decode(units.encode("cats and dogs")) == "cats and dogs"
+    save_units(units, tmp_path, ["en"])
+    assert load_units(tmp_path).encode("cats") == units.encode("cats")
+
+
+def _wav(path, seconds, rate=16000, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    audio = 0.1 * np.sin(2 * np.pi * 220 * t)
+    sf.write(path, np.stack([audio] * channels, 1) if channels > 1 else audio, rate)
+    return str(path)
+
+
+@pytest.fixture
+def messy_data_dir(tmp_path):
+    """Good, corrupt, missing, over-30-s, 8 kHz stereo and empty/non-UTF-8-transcript utterances."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    corrupt = audio / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not really a wav")
+    utts = [
+        Utterance("s1-good", "s1", _wav(audio / "good.wav", 1.0), "hello world", "en", 1.0),
+        Utterance("s1-corrupt", "s1", str(corrupt), "broken audio", "en", 1.0),
+        Utterance("s1-long", "s1", _wav(audio / "long.wav", 31.0), "far too long", "en", 31.0),
+        Utterance("s1-rate", "s1", _wav(audio / "rate.wav", 1.0, rate=8000, channels=2), "eight kilohertz", "en", 1.0),
+        Utterance("s2-missing", "s2", str(audio / "nope.wav"), "no file", "de", 1.0),
+        Utterance("s2-notext", "s2", _wav(audio / "notext.wav", 1.0), "placeholder", "de", 1.0),
+        Utterance("s2-latin1", "s2", _wav(audio / "latin1.wav", 1.0), "placeholder", "de", 1.0),
+    ]
+    data = tmp_path / "data"
+    write_data_dir(str(data), utts, check_audio=False)
+    lines = (data / "text").read_bytes().splitlines()
+    fixed = []
+    for line in lines:
+        if line.startswith(b"s2-notext"):
+            line = b"s2-notext "
+        if line.startswith(b"s2-latin1"):
+            line = "s2-latin1 Straße".encode("latin-1")
+        fixed.append(line)
+    (data / "text").write_bytes(b"\n".join(fixed) + b"\n")
+    return data
+
+
+def test_dump_and_filter_report_every_bad_utterance(messy_data_dir, tmp_path):
+    dump = tmp_path / "dump"
+    summary = dump_features(messy_data_dir, dump, kind="logmel")
+    assert set(summary.skipped) == {"s1-corrupt", "s1-long", "s2-missing"}
+    assert "missing audio file" in summary.skipped["s2-missing"]
+    assert "over 30 s" in summary.skipped["s1-long"]
+    assert summary.fixed == {"resampled": 1, "downmixed": 1}
+    feats = read_kv_dict(str(dump / "feats.scp"))
+    assert set(feats) == {"s1-good", "s1-rate", "s2-notext", "s2-latin1"}
+    shape = read_kv_dict(str(dump / "feats_shape"))["s1-rate"]
+    assert shape == "100,80"  # 1 s at 8 kHz resampled to 16 kHz: 100 frames of 80 mels
+    assert not list(dump.glob(".*tmp"))
+
+    dropped = filter_set(messy_data_dir, dump)
+    assert set(dropped) == {"s1-corrupt", "s1-long", "s2-missing", "s2-notext", "s2-latin1"}
+    assert "empty transcript" in dropped["s2-notext"] and "not UTF-8" in dropped["s2-latin1"]
+    assert set(read_kv_dict(str(dump / "text.raw"))) == {"s1-good", "s1-rate"}
+    assert set(read_kv_dict(str(dump / "filtered"))) == set(dropped)
+
+
+def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
+    d = tmp_path / "set"
+    d.mkdir()
+    (d / "text.raw").write_text("u1 the cat\nu2 the cat sat on the mat and the dog\n")
+    (d / "utt2lang").write_text("u1 en\nu2 de\n")
+    (d / "feats_shape").write_text("u1 50,512\nu2 90,512\n")
+    units = WhisperUnits.build(byte_bpe_dir, ["the cat sat on the mat"])
+    save_units(units, tmp_path / "units", ["en", "de"])
+    write_token_text(units, d)
+    text = read_kv_dict(str(d / "text"))
+    assert text["u1"].split()[:4] == ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    n2 = len(text["u2"].split())
+    assert fit_output_length(d / "text", 448) == 8 * -(-(n2 + 1) // 8)
+    write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=len(text["u1"].split()) + 1)
+    assert set(read_kv_dict(str(d / "speech_shape"))) == {"u1"}
+    assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
+
+
+def test_scoring_per_language_metrics_and_missing():
+    refs = {"a": "Hello world, this is it.", "b": "你好世界", "c": "Guten Tag"}
+    hyps = {"a": "hello word this is it", "b": "你好世"}
+    scores = {s.lang: s for s in score(refs, hyps, {"a": "en", "b": "zh", "c": "de"})[0]}
+    assert scores["en"].wer == pytest.approx(20.0)
+    assert scores["zh"].wer is None and scores["zh"].cer == pytest.approx(25.0)
+    assert scores["de"].n_missing == 1 and scores["de"].wer == pytest.approx(100.0)
+    assert normalize("Mr. Smith's cat!", "en") == "mister smith is cat"
+    assert normalize("你好， 世界。", "zh") == "你好世界"
+
+
+def test_recipe_config_rejects_unknown_keys(tmp_path):
+    (tmp_path / "r.yaml").write_text("corpus: synthetic\nwhispr: base\n")
+    with pytest.raises(ValueError, match=r"unknown recipe key\(s\) \['whispr'\].*valid keys: corpus"):
+        load_recipe(tmp_path / "r.yaml")
+    conf = load_recipe(None, {"ngpu": "2", "langs": "[en, de]"})
+    assert conf.ngpu == 2 and conf.langs == ["en", "de"]
+    assert json.dumps(conf.test_sets) == '["test"]'
