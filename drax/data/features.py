@@ -66,7 +66,7 @@ def dump_features(
     kind: str = "whisper_states",
     whisper: str | None = None,
     n_mels: int = 80,
-    batch_size: int = 8,
+    batch_size: int = 4,
 ) -> DumpSummary:
     """Write `out_dir/feats.{ark,scp}`, `feats_shape` and `skipped` for the utterances of `data_dir`."""
     if kind not in FEATURE_KINDS:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import kaldiio
-import torch
 from tqdm import tqdm
 
 from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
@@ -68,20 +67,24 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
     return hyps
 
 
-def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8) -> dict:
-    """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input)."""
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8,
+                   langs: list[str] | None = None) -> dict:
+    """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input).
 
+    langs: decode only these languages (Whisper's 30 s windows make it slow on a CPU); scoring then
+    covers exactly the decoded languages.
+    """
     from drax.data.features import load_audio
+    from drax.pretrained.whisper import load_whisper, transcribe
 
-    model = WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
-    processor = WhisperProcessor.from_pretrained(whisper_dir)
+    model, processor = load_whisper(whisper_dir)
+    model.eval()
     wavs = read_kv_dict(str(Path(data_dir) / "wav.scp"))
-    feats, langs, shapes = _set_info(set_dir)
+    feats, utt2lang, shapes = _set_info(set_dir)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for lang in sorted(set(langs.values())):
-        utts = sorted((u for u in feats if langs[u] == lang), key=lambda u: (shapes[u], u))
+    for lang in sorted(set(utt2lang.values()) & set(langs or utt2lang.values())):
+        utts = sorted((u for u in feats if utt2lang[u] == lang), key=lambda u: (shapes[u], u))
         for i in tqdm(range(0, len(utts), batch_size), desc=f"whisper {set_dir.name} {lang}", unit="batch"):
             batch, audio = [], []
             for utt in utts[i: i + batch_size]:
@@ -92,13 +95,10 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
                     missing[utt] = str(e)
             if not batch:
                 continue
-            inputs = processor(audio, sampling_rate=16000, return_tensors="pt")
-            with torch.no_grad():
-                ids = model.generate(inputs.input_features, language=lang, task="transcribe", num_beams=1,
-                                     do_sample=False, max_new_tokens=200)
-            for utt, text in zip(batch, processor.batch_decode(ids, skip_special_tokens=True)):
-                hyps[utt] = text.strip()
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "decoder": "whisper greedy"}
+            for utt, text in zip(batch, transcribe(model, processor, audio, language=lang)):
+                hyps[utt] = text
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "decoder": "whisper greedy",
+              "langs": sorted(set(utt2lang[u] for u in hyps))}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
 
@@ -107,8 +107,10 @@ def score_dir(decode_dir: Path, set_dir: Path) -> None:
     """Score decode_dir/text against dump/<set>/text.raw, per language."""
     from drax.decode.scoring import markdown_table, score
 
-    refs = read_kv_dict(str(set_dir / "text.raw"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
+    timing = json.loads((decode_dir / "timing.json").read_text())
+    decoded = set(timing.get("langs") or langs.values())
+    refs = {u: t for u, t in read_kv_dict(str(set_dir / "text.raw")).items() if langs[u] in decoded}
     hyps = read_kv_dict(str(decode_dir / "text"))
     scores, alignments = score(refs, hyps, langs)
     atomic_write_text(str(decode_dir / "alignments.txt"), alignments)

@@ -76,3 +76,14 @@ class FeedForward(nn.Sequential):
         hidden = int(dim * ratio)
         super().__init__(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
                          nn.Linear(hidden, dim))
+
+
+def pool_frames(x: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average every k consecutive frames (B, T, D) -> (B, ceil(T/k), D); padding frames are not averaged in."""
+    if k == 1:
+        return x, lengths
+    valid = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]).to(x.dtype)
+    pad = (-x.shape[1]) % k
+    xs = F.pad(x * valid[..., None], (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
+    counts = F.pad(valid, (0, pad)).unflatten(1, (-1, k)).sum(2).clamp_min(1)
+    return xs / counts[..., None], (lengths + k - 1) // k

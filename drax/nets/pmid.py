@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from drax.nets.attention import CrossAttention, FeedForward, SelfAttention
+from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, pool_frames
 
 
 class PMidNetwork(nn.Module):
@@ -22,9 +22,11 @@ class PMidNetwork(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        audio_pool: int = 1,
     ):
         super().__init__()
         self.output_length = output_length
+        self.audio_pool = audio_pool
         self.queries = nn.Parameter(torch.randn(output_length, hidden_size) * 0.02)
         self.audio_proj = nn.Sequential(nn.Linear(encoder_output_size, hidden_size), nn.LayerNorm(hidden_size))
         self.norm1 = nn.LayerNorm(hidden_size)
@@ -38,6 +40,7 @@ class PMidNetwork(nn.Module):
 
     def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, V) of p_mid for encoder states enc (B, T, D)."""
+        enc, enc_lens = pool_frames(enc, enc_lens, self.audio_pool)
         mask = (torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None])[:, None, None]
         kv = self.cross_attn.memory_kv(self.audio_proj(enc))
         x = self.queries[None].expand(enc.shape[0], -1, -1)

@@ -65,45 +65,38 @@ class WhisperLogMelFrontend(AbsFrontend):
         return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
 
 
-def _looks_like_path(name: str) -> bool:
-    """Hub ids look like 'org/name'; anything else is meant as a local directory."""
-    return name.startswith((".", "/", "~")) or name.count("/") != 1
-
-
 def load_whisper_encoder(name_or_dir: str):
-    """transformers WhisperEncoder from a local transformers-format dir or a hub id (e.g. openai/whisper-large-v3)."""
-    from transformers import WhisperConfig
+    """transformers WhisperEncoder from a local transformers-format dir or a hub id (e.g. openai/whisper-large-v3).
+
+    From a local dir only the encoder's tensors are read (a large-v3 decoder is ~0.9 GB we do not need).
+    """
+    from transformers import WhisperConfig, WhisperModel
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    path = Path(name_or_dir).expanduser()
-    if path.is_dir():
-        from safetensors import safe_open
+    from drax.pretrained.whisper import resolve_whisper
 
-        config = WhisperConfig.from_pretrained(path)
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"encoder_conf.model: no *.safetensors weights in {path}")
-        encoder = WhisperEncoder(config)
-        state = {}
-        for file in files:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():
-                    for prefix in ("model.encoder.", "encoder."):
-                        if key.startswith(prefix):
-                            state[key[len(prefix):]] = f.get_tensor(key)
-        missing, unexpected = encoder.load_state_dict(state, strict=False)
-        if missing:
-            raise ValueError(f"encoder_conf.model: {path} lacks encoder weights {missing[:5]}...")
-        return encoder
-    if _looks_like_path(name_or_dir):
-        raise FileNotFoundError(
-            f"encoder_conf.model: Whisper directory '{name_or_dir}' not found. Create it offline with "
-            f"`python -m drax.bin.fetch_whisper --size base --out {name_or_dir}`, or give a hub id such as "
-            "openai/whisper-large-v3 on a machine with hub access."
-        )
-    from transformers import WhisperModel
+    source = resolve_whisper(name_or_dir, key="encoder_conf.model")
+    path = Path(source)
+    if not path.is_dir():
+        return WhisperModel.from_pretrained(source).encoder
+    from safetensors import safe_open
 
-    return WhisperModel.from_pretrained(name_or_dir).encoder
+    config = WhisperConfig.from_pretrained(path)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"encoder_conf.model: no *.safetensors weights in {path}")
+    encoder = WhisperEncoder(config)
+    state = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                for prefix in ("model.encoder.", "encoder."):
+                    if key.startswith(prefix):
+                        state[key[len(prefix):]] = f.get_tensor(key)
+    missing, _ = encoder.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(f"encoder_conf.model: {path} lacks encoder weights {missing[:5]}...")
+    return encoder
 
 
 class FrozenWhisperEncoder(AbsEncoder):

