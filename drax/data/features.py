@@ -74,14 +74,17 @@ def dump_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = None
-    if kind == "whisper_states":
+    if whisper is not None:  # the model's mel count wins (80 for most sizes, 128 for large-v3)
         from transformers import WhisperConfig
 
+        from drax.pretrained.whisper import resolve_whisper
+
+        n_mels = WhisperConfig.from_pretrained(resolve_whisper(whisper)).num_mel_bins
+    if kind == "whisper_states":
         from drax.nets.whisper import FrozenWhisperEncoder
 
         if whisper is None:
             raise ValueError("feature kind 'whisper_states' needs a Whisper model (dir or hub id)")
-        n_mels = WhisperConfig.from_pretrained(whisper).num_mel_bins
         encoder = FrozenWhisperEncoder(n_mels, whisper).eval()
     filters = mel_filters(n_mels)
 

@@ -29,7 +29,7 @@ def write_results(r, path: Path) -> None:
     for name in r.c.test_sets:
         systems = [(f"Drax ({Path(r.c.decode_config).stem})", r.decode_dir(name))]
         if r.c.whisper_baseline:
-            systems.append((f"Whisper-{r.c.whisper} zero-shot (greedy)", r.exp / "whisper_zero_shot" / name))
+            systems.append((f"Whisper {Path(r.c.whisper).name} zero-shot (greedy)", r.exp / "whisper_zero_shot" / name))
         rows = {}
         for label, d in systems:
             if (d / "scores.json").exists():

@@ -228,12 +228,15 @@ def run_logged(args: list[str], log: Path) -> None:
 
 
 def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root: Path = Path(".")) -> dict:
-    """Run stages stage..stop_stage; returns {stage name: seconds} for the stages that ran."""
+    """Run stages stage..stop_stage; returns {stage: seconds} for the stages that ran (not skipped).
+
+    exp/stage_times.json keeps the last time of every stage."""
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
     times_file = r.exp / "stage_times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
     previous = ""
+    ran = {}
     for number, name, fn in STAGES:
         marker = r.markers / f"{number}_{name}.done"
         fp = fingerprint(previous, stage_inputs(r, number))
@@ -249,8 +252,8 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root
         start = time.perf_counter()
         fn(r)
         seconds = time.perf_counter() - start
-        times[f"{number}_{name}"] = round(seconds, 1)
+        times[f"{number}_{name}"] = ran[f"{number}_{name}"] = round(seconds, 1)
         times_file.write_text(json.dumps(times, indent=1))
         marker.write_text(fp + "\n")
         logger.info("stage %d (%s): done in %.1f s", number, name, seconds)
-    return times
+    return ran

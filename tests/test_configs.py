@@ -1,0 +1,63 @@
+"""Every shipped training config builds its model (on the meta device: no memory, no weights).
+
+Whisper encoders come from a small random model of the right mel count where the real weights are
+absent; the decoder, p_mid and losses are built exactly as configured.
+"""
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import drax.asr.registry  # noqa: F401
+from drax.text.units import prompt_tokens
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(REPO.glob("conf/tuning/*.yaml")) + sorted(REPO.glob("egs/*/conf/train_*.yaml"))
+LANGS = ["en", "de", "es", "fr", "it", "pt", "zh", "ja"]
+
+
+@pytest.fixture(scope="module")
+def random_whisper(tmp_path_factory):
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    dirs = {}
+    for n_mels in (80, 128):
+        cfg = WhisperConfig(vocab_size=64, num_mel_bins=n_mels, encoder_layers=1, decoder_layers=1, d_model=32,
+                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                            decoder_ffn_dim=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                            decoder_start_token_id=1)
+        dirs[n_mels] = tmp_path_factory.mktemp(f"whisper{n_mels}")
+        WhisperForConditionalGeneration(cfg).save_pretrained(dirs[n_mels])
+    return dirs
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_config_builds_its_model(path, random_whisper):
+    from espnet2.tasks.asr import ASRTask
+
+    conf = yaml.safe_load(path.read_text())
+    vocab = ["<blank>", "<unk>"] + [f"u{i}" for i in range(51_000)] + prompt_tokens(LANGS) + ["<|endoftext|>"]
+    input_size = 512
+    if conf["encoder"] == "whisper_frozen":
+        n_mels = 128 if "large-v3" in conf["encoder_conf"]["model"] else 80
+        conf["encoder_conf"]["model"] = str(random_whisper[n_mels])
+        input_size = n_mels
+    model_conf = {"output_length": 48, **conf.get("model_conf", {})}
+    args = argparse.Namespace(
+        token_list=vocab, input_size=input_size, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},
+        normalize=conf.get("normalize"), normalize_conf={}, preencoder=None, preencoder_conf={},
+        encoder=conf["encoder"], encoder_conf=conf.get("encoder_conf", {}), postencoder=None, postencoder_conf={},
+        decoder=conf["decoder"], decoder_conf=conf["decoder_conf"], ctc_conf={}, model=conf["model"],
+        model_conf=model_conf, init=None,
+    )
+    with torch.device("meta"):
+        model = ASRTask.build_model(args)
+    dec = conf["decoder_conf"]
+    assert len(model.decoder.blocks) == dec["num_blocks"]
+    assert model.decoder.hidden_size == dec["hidden_size"]
+    assert model.path.name == model_conf["path"] and model.pmid is not None
+    assert model.prompt_ids("ja")[1] == vocab.index("<|ja|>")
+    n_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))
+    assert n_params > 12 * dec["hidden_size"] ** 2 * dec["num_blocks"]

