@@ -6,9 +6,9 @@ tokens back to text with the same units. A units directory holds `units.yaml` (k
 `tokens.txt` (ESPnet's token list: <blank>, <unk>, units..., prompt specials, end token).
 
 Whisper units (the paper's tokenizer): the full vocabulary has 51,865 entries; a small decoder on a
-CPU learns far faster on the few thousand tokens a corpus uses. The compact list keeps every
-Whisper token seen in a text pool plus all 256 byte tokens, and any other token is spelled with
-its bytes, so held-out text is always covered and decodes to the same string.
+CPU learns far faster on the few thousand tokens a corpus uses. The compact list keeps the most
+frequent Whisper tokens of a text pool plus all 256 byte tokens; any other token is split into the
+longest listed pieces, so held-out text is always covered and decodes to the same string.
 """
 from __future__ import annotations
 
@@ -64,11 +64,20 @@ class WhisperUnits:
         return cls(tokenizer_dir, self.units + extra)
 
     def encode(self, text: str) -> list[str]:
-        """Whisper tokens of ' ' + text (Whisper's leading-space convention); unknown ones as bytes."""
+        """Whisper tokens of ' ' + text (Whisper's leading-space convention); a token outside the
+        list is split into the longest known pieces (single bytes always are)."""
         out = []
         for tok in self.tokenizer.tokenize(" " + text.strip()):
-            out.extend([tok] if tok in self._known else list(tok))
+            out.extend([tok] if tok in self._known else self._split(tok))
         return out
+
+    def _split(self, tok: str) -> list[str]:
+        pieces, start = [], 0
+        while start < len(tok):
+            end = next(e for e in range(len(tok), start, -1) if tok[start:e] in self._known)
+            pieces.append(tok[start:end])
+            start = end
+        return pieces
 
     def decode(self, tokens: list[str]) -> str:
         return self.tokenizer.convert_tokens_to_string(list(tokens)).strip()
