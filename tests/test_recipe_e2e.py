@@ -74,7 +74,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     whisper_hyps = read_kv_dict(str(recipe / "exp" / "whisper_zero_shot" / "test" / "text"))
     assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: [en]
     results = (recipe / "RESULTS.md").read_text()
-    assert re.search(r"\| Drax \(decode_drax\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
+    assert re.search(r"\| Drax train_drax \(decode_drax\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
     assert re.search(r"\| Whisper whisper-base zero-shot \(greedy\) \| WER/CER \| \d+\.\d \| - \|", results), results
     assert "| total |" in results
     alignments = (asr / "decode_decode_drax" / "test" / "alignments.txt").read_text()

@@ -68,7 +68,7 @@ class DraxASRModel(ESPnetASRModel):
         **unknown,
     ):
         if unknown:
-            valid = [k for k in DraxASRModel.__init__.__kwdefaults__]
+            valid = list(DraxASRModel.__init__.__kwdefaults__)
             raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
         # ESPnetASRModel.__init__ builds CTC/attention losses Drax does not use; the parent class is
         # kept for ESPnet's type check and for its encode()/collect_feats(), which need only the
@@ -111,7 +111,7 @@ class DraxASRModel(ESPnetASRModel):
         self.audio_dropout = audio_dropout
         self.lang_replace_prob = lang_replace_prob
         self.prompt_prob = prompt_prob
-        enc_size = encoder.output_size() if encoder is not None else decoder.audio_proj[0].in_features
+        enc_size = decoder.audio_proj[0].in_features  # what the encoder (+ post-encoder) outputs
         self.pmid = (
             PMidNetwork(vocab_size, enc_size, output_length, **(pmid_conf or {}))
             if self.path.uses_audio_pmid else None

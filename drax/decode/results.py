@@ -1,7 +1,9 @@
-"""RESULTS.md: one table per test set (systems x languages), the data summary and stage times."""
+"""RESULTS.md: per test set, one table of every experiment of the recipe (and Whisper zero-shot) by
+language; then the stage times of the data stages and of each experiment."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from datetime import date
 from pathlib import Path
@@ -9,51 +11,65 @@ from pathlib import Path
 from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
 
 
-def _cell(row: dict | None) -> str:
-    if row is None:
-        return "-"
-    metric = row["wer"] if row["wer"] is not None else row["cer"]
-    return "-" if metric is None else f"{metric:.1f}"
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
-def _cer(row: dict | None) -> str:
-    return "-" if row is None or row["cer"] is None else f"{row['cer']:.1f}"
+def _systems(r, name: str) -> list[tuple[str, Path]]:
+    """(label, decode dir) of every decoded experiment for test set `name`."""
+    systems = []
+    for decode in sorted(r.exp.glob(f"asr_*/decode_*/{name}")):
+        exp_tag = decode.parents[1].name[len("asr_"):]
+        if exp_tag.endswith(".prev"):  # a run set aside when its inputs changed
+            continue
+        systems.append((f"Drax {exp_tag} ({decode.parent.name[len('decode_'):]})", decode))
+    zero_shot = r.exp / "whisper_zero_shot" / name
+    if zero_shot.exists():
+        systems.append((f"Whisper {Path(r.c.whisper).name} zero-shot (greedy)", zero_shot))
+    return [(label, d) for label, d in systems if (d / "scores.json").exists()]
+
+
+def _table(systems) -> list[str]:
+    rows = {label: {row["lang"]: row for row in json.loads((d / "scores.json").read_text())} for label, d in systems}
+    langs = sorted({lang for per in rows.values() for lang in per})
+    n_utts = {lang: max(per[lang]["n_utts"] for per in rows.values() if lang in per) for lang in langs}
+    lines = ["| system | metric | " + " | ".join(langs) + " |", "|---|---|" + "---|" * len(langs),
+             "| utterances | | " + " | ".join(str(n_utts[lang]) for lang in langs) + " |"]
+    for label, per in rows.items():
+        cells = [per.get(lang) for lang in langs]
+        main = [None if c is None else c["wer"] if c["wer"] is not None else c["cer"] for c in cells]
+        lines.append(f"| {label} | WER/CER | " + " | ".join(_fmt(v) for v in main) + " |")
+        lines.append(f"| {label} | CER | " + " | ".join(_fmt(None if c is None else c["cer"]) for c in cells) + " |")
+    return lines
 
 
 def write_results(r, path: Path) -> None:
     lines = ["# RESULTS", "",
-             f"Recipe run on {date.today()} ({platform.machine()}, {__import__('os').cpu_count()} CPU cores), "
-             f"train config `{r.c.train_config}`, decode config `{r.c.decode_config}`.", "",
-             "WER (%) for space-delimited languages (Whisper normalisers), CER (%) for zh/ja; "
-             "the CER row gives CER for every language.", ""]
+             f"Written by stage 10 on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores).", "",
+             "WER/CER: WER (%) for space-delimited languages (Whisper normalisers), CER (%) for zh/ja. "
+             "CER: character error rate (%) for every language.", ""]
     for name in r.c.test_sets:
-        systems = [(f"Drax ({Path(r.c.decode_config).stem})", r.decode_dir(name))]
-        if r.c.whisper_baseline:
-            systems.append((f"Whisper {Path(r.c.whisper).name} zero-shot (greedy)", r.exp / "whisper_zero_shot" / name))
-        rows = {}
+        systems = _systems(r, name)
+        lines += [f"## {name}", ""] + _table(systems) + [""]
         for label, d in systems:
-            if (d / "scores.json").exists():
-                rows[label] = {row["lang"]: row for row in json.loads((d / "scores.json").read_text())}
-        langs = sorted({lang for per in rows.values() for lang in per})
-        n_utts = {lang: next(per[lang]["n_utts"] for per in rows.values() if lang in per) for lang in langs}
-        lines += [f"## {name}", "", "| system | metric | " + " | ".join(langs) + " |",
-                  "|---|---|" + "---|" * len(langs),
-                  "| utterances | | " + " | ".join(str(n_utts[lang]) for lang in langs) + " |"]
-        for label, per in rows.items():
-            lines.append(f"| {label} | WER/CER | " + " | ".join(_cell(per.get(lang)) for lang in langs) + " |")
-            lines.append(f"| {label} | CER | " + " | ".join(_cer(per.get(lang)) for lang in langs) + " |")
-        timing = [(label, json.loads((d / "timing.json").read_text())) for label, d in systems
-                  if (d / "timing.json").exists()]
-        for label, t in timing:
-            lines.append(f"\n{label}: {t['utterances']} utterances decoded in {t['decode_seconds']:.1f} s.")
+            t = json.loads((d / "timing.json").read_text())
+            lines.append(f"- {label}: {t['utterances']} utterances decoded in {t['decode_seconds']:.1f} s")
         filtered = r.dump / name / "filtered"
         if filtered.exists() and filtered.read_text().strip():
-            lines.append(f"\n{len(read_kv_dict(str(filtered)))} utterance(s) not scored (listed in `{filtered}`).")
+            lines.append(f"- {len(read_kv_dict(str(filtered)))} utterance(s) not scored (listed in `{filtered}`)")
         lines.append("")
     times_file = r.exp / "stage_times.json"
     if times_file.exists():
         times = json.loads(times_file.read_text())
-        lines += ["## Stage times (seconds, last run of each stage)", "", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in times.items()]
-        lines += [f"| total | {sum(times.values()):.1f} |", ""]
+        shared = {k: v for k, v in times.items() if "." not in k}
+        tags = sorted({k.split(".", 1)[1] for k in times if "." in k})
+        lines += ["## Stage times (seconds, last run of each stage)", "",
+                  "| stage | " + " | ".join(tags or ["seconds"]) + " |", "|---|" + "---|" * max(1, len(tags))]
+        for k, v in shared.items():
+            lines.append(f"| {k} | " + " | ".join([str(v)] * max(1, len(tags))) + " |")
+        stage_names = sorted({k.split(".", 1)[0] for k in times if "." in k}, key=lambda k: int(k.split("_")[0]))
+        for stage in stage_names:
+            lines.append(f"| {stage} | " + " | ".join(str(times.get(f"{stage}.{t}", "-")) for t in tags) + " |")
+        totals = [sum(shared.values()) + sum(v for k, v in times.items() if k.endswith(f".{t}")) for t in tags]
+        lines += ["| total | " + " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())]) + " |", ""]
     atomic_write_text(str(path), "\n".join(lines) + "\n")

@@ -189,6 +189,7 @@ def stage_results(r: Recipe):
     write_results(r, r.root / "RESULTS.md")
 
 
+FIRST_EXPERIMENT_STAGE = 7
 STAGES = [
     (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
     (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
@@ -214,10 +215,15 @@ def stage_inputs(r: Recipe, number: int) -> list:
     }[number]
 
 
+def stage_key(r: Recipe, number: int, name: str) -> str:
+    """Stages 1-6 prepare data shared by every experiment; 7-10 belong to one (the train config's tag)."""
+    return f"{number}_{name}" if number < FIRST_EXPERIMENT_STAGE else f"{number}_{name}.{r.c.tag}"
+
+
 def run_logged(args: list[str], log: Path) -> None:
     """Run a command, teeing its output to `log`; fail with the log's location."""
     logger.info("running: %s (log: %s)", " ".join(args), log)
-    with open(log, "a", encoding="utf-8") as f:
+    with open(log, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: tail -f works
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             f.write(line)
@@ -238,7 +244,8 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root
     previous = ""
     ran = {}
     for number, name, fn in STAGES:
-        marker = r.markers / f"{number}_{name}.done"
+        key = stage_key(r, number, name)
+        marker = r.markers / f"{key}.done"
         fp = fingerprint(previous, stage_inputs(r, number))
         previous = fp
         if not stage <= number <= stop_stage:
@@ -252,7 +259,7 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root
         start = time.perf_counter()
         fn(r)
         seconds = time.perf_counter() - start
-        times[f"{number}_{name}"] = ran[f"{number}_{name}"] = round(seconds, 1)
+        times[key] = ran[key] = round(seconds, 1)
         times_file.write_text(json.dumps(times, indent=1))
         marker.write_text(fp + "\n")
         logger.info("stage %d (%s): done in %.1f s", number, name, seconds)
