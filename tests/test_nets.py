@@ -15,9 +15,11 @@ TOKENS = ["<blank>", "<unk>", *"abcdefghijkl", "<|startoftranscript|>", "<|en|>"
 PROMPT = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
 
 
-def test_audio_cache_gives_same_logits_as_recomputing():
+@pytest.mark.parametrize("max_positions", [0, 16])
+def test_audio_cache_gives_same_logits_as_recomputing(max_positions):
     torch.manual_seed(0)
-    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16).eval()
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16,
+                     max_positions=max_positions).eval()
     for p in dec.parameters():  # leave the zero-init, so the blocks are not the identity
         torch.nn.init.normal_(p, std=0.1)
     enc, lens = torch.randn(3, 9, 12), torch.tensor([9, 5, 7])
@@ -34,6 +36,25 @@ def test_audio_cache_gives_same_logits_as_recomputing():
     # candidates expanded from the cache equal per-row computation
     rep = dec(x.repeat_interleave(2, 0), t.repeat_interleave(2), cache.repeat_interleave(2))
     torch.testing.assert_close(rep[::2], fresh, rtol=1e-5, atol=1e-5)
+
+
+def test_absolute_positions_break_translation_symmetry():
+    """With all-equal input tokens, rotary-only outputs are (nearly) position-free; learned absolute
+    positions make positions distinguishable, and too long an output is refused."""
+    torch.manual_seed(0)
+    enc, lens = torch.randn(1, 9, 12), torch.tensor([9])
+    x, t = torch.full((1, 10), 3), torch.rand(1)
+    outs = {}
+    for max_positions in (0, 16):
+        dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=1, num_heads=4, time_embed_dim=16,
+                         max_positions=max_positions).eval()
+        for p in dec.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+        outs[max_positions] = dec(x, t, dec.encode_audio(enc, lens))
+    spread = {k: (v - v.mean(1, keepdim=True)).abs().max().item() for k, v in outs.items()}
+    assert spread[0] < 1e-4 < spread[16]
+    with pytest.raises(ValueError, match="exceeds decoder_conf.max_positions 16"):
+        dec(torch.zeros(1, 17, dtype=torch.long), t, dec.encode_audio(enc, lens))
 
 
 def test_audio_dropout_uses_null_frame_only():

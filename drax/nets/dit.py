@@ -86,15 +86,25 @@ class DiTDecoder(AbsDecoder):
         dropout: float = 0.0,
         time_embed_dim: int = 256,
         audio_pool: int = 1,
+        max_positions: int = 0,
     ):
         """audio_pool: average this many encoder frames into one before cross-attention (1 = paper;
-        2 halves the cost of the audio side, which dominates a small decoder's step on a CPU)."""
+        2 halves the cost of the audio side, which dominates a small decoder's step on a CPU).
+
+        max_positions: if > 0, also add a learned absolute position embedding (as Whisper's decoder
+        does) for up to this many positions. Rotary positions are relative, and with every input
+        token noise (t near 0) an output position can hardly tell which word of the audio is its own;
+        an absolute index gives its cross-attention query that anchor.
+        """
         super().__init__()
         self.vocab_size = vocab_size
         self.audio_pool = audio_pool
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.embed = nn.Embedding(vocab_size + 1, hidden_size)
+        self.positions = nn.Embedding(max_positions, hidden_size) if max_positions > 0 else None
+        if self.positions is not None:
+            nn.init.normal_(self.positions.weight, std=0.02)
         self.time_embed_dim = time_embed_dim
         self.time_mlp = nn.Sequential(
             nn.Linear(time_embed_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
@@ -141,6 +151,11 @@ class DiTDecoder(AbsDecoder):
         loss gradient into p_mid.
         """
         x = self.embed(tokens)
+        if self.positions is not None:
+            if tokens.shape[1] > self.positions.num_embeddings:
+                raise ValueError(f"output length {tokens.shape[1]} exceeds decoder_conf.max_positions "
+                                 f"{self.positions.num_embeddings}")
+            x = x + self.positions.weight[: tokens.shape[1]]
         if soft_delta is not None:
             x = x + soft_delta @ self.embed.weight[: soft_delta.shape[-1]]
         c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
