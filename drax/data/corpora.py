@@ -5,13 +5,9 @@ Each function takes the recipe's `corpus_conf` and writes `<data_root>/<set>/` d
 """
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
 
 from drax.data.kaldi_dir import read_data_dir, write_data_dir
-
-logger = logging.getLogger(__name__)
 
 
 def prepare_synthetic(data_root: Path, langs: list[str], jobs: int = 2, **conf) -> list[str]:
@@ -39,7 +35,3 @@ def prepare(corpus: str, data_root: Path, langs: list[str], jobs: int, conf: dic
     if corpus not in CORPORA:
         raise ValueError(f"unknown corpus '{corpus}'; valid choices: {', '.join(CORPORA)}")
     return CORPORA[corpus](Path(data_root), langs, jobs, **conf)
-
-
-def copy_data_dir(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -46,13 +46,9 @@ class Recipe:
         self.markers = self.exp / "stages"
 
     @property
-    def train_sets(self) -> list[str]:
-        sp = [f"{self.c.train_set}_sp"] if self.c.speed_perturb_factors else []
-        return sp or [self.c.train_set]
-
-    @property
     def train_name(self) -> str:
-        return self.train_sets[0]
+        """The training set the model sees: the speed-perturbed copy when perturbation is on."""
+        return f"{self.c.train_set}_sp" if self.c.speed_perturb_factors else self.c.train_set
 
     @property
     def all_sets(self) -> list[str]:
