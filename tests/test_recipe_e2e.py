@@ -49,6 +49,9 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     recipe = tmp_path / "mini"
     shutil.copytree(MINI / "conf", recipe / "conf")
     small_train_config(recipe / "conf" / "train_drax.yaml")
+    decode = yaml.safe_load((recipe / "conf" / "decode_drax.yaml").read_text())
+    decode.update(num_candidates=3, temperature=0.5, nfe=4)  # exercise candidate selection (MBR)
+    (recipe / "conf" / "decode_drax.yaml").write_text(yaml.safe_dump(decode))
     flags = ["--langs", "[en, zh]", "--corpus_conf", "{n_train: 4, n_dev: 2, n_test: 2, seed: 3}",
              "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base)]
     log = run(recipe, *flags)

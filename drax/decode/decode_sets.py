@@ -18,8 +18,8 @@ from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
 
 logger = logging.getLogger(__name__)
 
-DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "use_pmid": False, "seed": 0,
-                   "batch_size": 16, "model_file": "valid.loss.best.pth"}
+DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "scoring": "mbr", "use_pmid": False,
+                   "seed": 0, "batch_size": 16, "model_file": "valid.loss.best.pth"}
 
 
 def _set_info(set_dir: Path):
@@ -44,6 +44,10 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
     if unknown:
         raise ValueError(f"unknown decode config key(s) {sorted(unknown)}; valid keys: {', '.join(DECODE_DEFAULTS)}")
     conf = {**DECODE_DEFAULTS, **conf}
+    from drax.decode.candidates import SELECTORS
+
+    if conf["scoring"] not in SELECTORS:
+        raise ValueError(f"unknown decode config scoring '{conf['scoring']}'; valid: {', '.join(SELECTORS)}")
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], nfe=conf["nfe"],
                       temperature=conf["temperature"], num_candidates=conf["num_candidates"],
                       use_pmid=conf["use_pmid"], seed=conf["seed"], units_dir=units_dir)
@@ -61,7 +65,9 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
                 missing[utt] = f"unreadable features: {e}"
         batch = [u for u in batch if u not in missing]
         for utt, cands in zip(batch, s2t.batch(arrays, [langs[u] for u in batch])):
-            hyps[utt] = cands[0].text
+            texts = [c.text for c in cands]
+            pick = SELECTORS["mode"](texts) if conf["scoring"] == "mode" else SELECTORS["mbr"](texts, langs[utt])
+            hyps[utt] = texts[pick]
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
