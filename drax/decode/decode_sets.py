@@ -6,6 +6,7 @@ and after scoring `scores.json`, `alignments.txt` and `result.md`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -74,12 +75,20 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
 
 
 def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8,
-                   langs: list[str] | None = None) -> dict:
+                   langs: list[str] | None = None, reuse: bool = False) -> dict:
     """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input).
 
     langs: decode only these languages (Whisper's 30 s windows make it slow on a CPU); scoring then
-    covers exactly the decoded languages.
+    covers exactly the decoded languages. reuse: keep an earlier result of the same model, utterances
+    and languages instead of decoding again.
     """
+    utts = "\n".join(sorted(read_kv_dict(str(set_dir / "feats.scp"))))
+    request = {"whisper": str(whisper_dir), "requested_langs": sorted(langs or []),
+               "utterances_sha1": hashlib.sha1(utts.encode()).hexdigest()}
+    done = out_dir / "timing.json"
+    if reuse and done.exists() and json.loads(done.read_text()).get("request") == request:
+        logger.info("%s: Whisper zero-shot already decoded for these utterances, reused", out_dir)
+        return read_kv_dict(str(out_dir / "text"))
     from drax.data.features import load_audio
     from drax.pretrained.whisper import load_whisper, transcribe
 
@@ -104,7 +113,7 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
             for utt, text in zip(batch, transcribe(model, processor, audio, language=lang)):
                 hyps[utt] = text
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "decoder": "whisper greedy",
-              "langs": sorted(set(utt2lang[u] for u in hyps))}
+              "langs": sorted(set(utt2lang[u] for u in hyps)), "request": request}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
 
