@@ -21,13 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
 
 
-@pytest.fixture(scope="session")
-def whisper_base():
-    from drax.pretrained.whisper import fetch_whisper
-
-    return fetch_whisper("base", REPO / "downloads" / "whisper-base")
-
-
 def small_train_config(path: Path) -> None:
     """The mini recipe's training config, shrunk to a few steps of a tiny model."""
     conf = yaml.safe_load((MINI / "conf" / "train_drax.yaml").read_text())

@@ -27,6 +27,7 @@ from drax.flow.sampler import EulerSampler, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
 from drax.nets.dit import DiTDecoder
 from drax.nets.pmid import PMidNetwork
+from drax.nets.whisper_init import init_dit_from_whisper
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class DraxASRModel(ESPnetASRModel):
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
         self.preencoder, self.encoder, self.postencoder = preencoder, encoder, postencoder
         self.decoder = decoder
+        if decoder.init_from_whisper:
+            init_dit_from_whisper(decoder, decoder.init_from_whisper, token_list)
         self.ctc = None
         self.autocast_frontend = False
         self.extract_feats_in_collect_stats = True

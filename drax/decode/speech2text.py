@@ -29,6 +29,8 @@ def load_model(config: str | Path, model_file: str | Path | None, device: str = 
 
     with open(config, encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
+    if model_file is not None and (args.decoder_conf or {}).get("init_from_whisper"):
+        args.decoder_conf = {**args.decoder_conf, "init_from_whisper": None}  # the checkpoint has the weights
     model = ASRTask.build_model(args)
     if model_file is not None:
         state = torch.load(model_file, map_location=device, weights_only=True)

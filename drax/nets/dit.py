@@ -87,6 +87,9 @@ class DiTDecoder(AbsDecoder):
         time_embed_dim: int = 256,
         audio_pool: int = 1,
         max_positions: int = 0,
+        rotary: bool = True,
+        shift_readout: bool = False,
+        init_from_whisper: str | None = None,
     ):
         """audio_pool: average this many encoder frames into one before cross-attention (1 = paper;
         2 halves the cost of the audio side, which dominates a small decoder's step on a CPU).
@@ -95,12 +98,21 @@ class DiTDecoder(AbsDecoder):
         does) for up to this many positions. Rotary positions are relative, and with every input
         token noise (t near 0) an output position can hardly tell which word of the audio is its own;
         an absolute index gives its cross-attention query that anchor.
+
+        rotary: rotary positions in self-attention (off to match Whisper's decoder).
+        shift_readout: read the logits of position j from the state of position j - 1, as an
+        autoregressive decoder's head does (position 0, always the pinned prompt, reads its own).
+        init_from_whisper: a Whisper model (dir, hub id, or base/small) whose decoder initialises
+        this one (drax/nets/whisper_init.py); the model applies it, as it needs the token list.
         """
         super().__init__()
         self.vocab_size = vocab_size
         self.audio_pool = audio_pool
         self.hidden_size = hidden_size
         self.num_heads = num_heads
+        self.rotary = rotary
+        self.shift_readout = shift_readout
+        self.init_from_whisper = init_from_whisper
         self.embed = nn.Embedding(vocab_size + 1, hidden_size)
         self.positions = nn.Embedding(max_positions, hidden_size) if max_positions > 0 else None
         if self.positions is not None:
@@ -159,8 +171,12 @@ class DiTDecoder(AbsDecoder):
         if soft_delta is not None:
             x = x + soft_delta @ self.embed.weight[: soft_delta.shape[-1]]
         c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
-        rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
+        rotary = None
+        if self.rotary:
+            rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
         for block, kv in zip(self.blocks, audio.kv):
             x = block(x, c, rotary, kv, audio.mask)
+        if self.shift_readout:
+            x = torch.cat([x[:, :1], x[:, :-1]], dim=1)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale))
