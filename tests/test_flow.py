@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from drax.flow.elbo import trajectory_elbo
 from drax.flow.gumbel import gumbel_softmax_sample
 from drax.flow.path import PATH_CHOICES, build_path
 from drax.flow.sampler import EulerSampler
@@ -182,3 +183,44 @@ def test_unknown_names_list_valid_choices():
     with pytest.raises(ValueError, match="needs scheduler 'tri_mixture'"):
         build_path("audio_mid", 10, scheduler="polynomial")
     assert set(PATH_CHOICES) == {"uniform", "mask", "uniform_mid", "audio_mid", "audio_src"}
+
+
+def test_trajectory_elbo_is_zero_for_a_certain_posterior_and_negative_otherwise():
+    vocab, b, length, nfe = 12, 4, 9, 6
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randint(vocab, (b, length), generator=g)
+    free = torch.ones(b, length, dtype=torch.bool)
+    free[:, :2] = False
+    oracle = lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 100  # noqa: E731
+    out = EulerSampler(PolynomialScheduler(1.0)).sample(
+        oracle, torch.randint(vocab, (b, length), generator=g), nfe, return_trajectory=True, generator=g)
+    assert torch.equal(out.tokens, x1)
+    elbo = trajectory_elbo(oracle, out.trajectory, out.times, x1, free)
+    assert elbo.abs().max() < 1e-6
+    noisy = lambda x, t: torch.randn(b, length, vocab, generator=g)  # noqa: E731
+    assert (trajectory_elbo(noisy, out.trajectory, out.times, x1, free) < 0).all()
+
+
+def test_trajectory_elbo_matches_the_formula_and_ranks_by_posterior_likelihood():
+    vocab, length = 6, 5
+    logits = torch.randn(1, length, vocab, generator=torch.Generator().manual_seed(3))
+    logp = logits.log_softmax(-1)[0]
+    fixed = lambda x, t: logits.expand(x.shape[0], -1, -1)  # noqa: E731
+    source = torch.zeros(1, length, dtype=torch.long)
+    likely = logp.argmax(-1)[None]
+    unlikely = logp.argmin(-1)[None]
+    times = [0.0, 0.5]
+    free = torch.ones(1, length, dtype=torch.bool)
+    # step 0 visits the source, step 1 the candidate itself; rates 1/(1-t) = 1 and 2, h = 1/2
+    elbo = trajectory_elbo(fixed, [source, likely], times, likely, free)
+    pos = torch.arange(length)
+    at_source = torch.where(source[0] == likely[0], 1 - logp[pos, likely[0]].exp(),
+                            -logp[pos, likely[0]] - logp[pos, 0].exp())
+    expected = -0.5 * 1.0 * at_source.sum() - 0.5 * 2.0 * (1 - logp[pos, likely[0]].exp()).sum()
+    assert elbo.item() == pytest.approx(expected.item(), rel=1e-3)  # rates clamp t away from 0 and 1
+    both = torch.cat([likely, unlikely])
+    traj = [source.expand(2, -1), source.expand(2, -1)]
+    scores = trajectory_elbo(fixed, traj, times, both, free.expand(2, -1))
+    assert scores[0] > scores[1]
+    with pytest.raises(ValueError, match="two-way"):
+        trajectory_elbo(fixed, traj, times, both, free.expand(2, -1), TriMixtureScheduler())

@@ -177,9 +177,10 @@ def test_every_path_trains_and_generates(path):
         assert model.pmid.head.weight.grad.abs().sum() > 0
     model.eval()
     out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=torch.tensor([model.prompt_ids("de")] * 2),
-                         nfe=3, num_candidates=4)
+                         nfe=3, num_candidates=4, elbo=True)
     assert out.tokens.shape == (2, 4, 10)
     assert (out.tokens[:, :, :4] == torch.tensor(model.prompt_ids("de"))).all()
+    assert out.elbo.shape == (2, 4) and (out.elbo <= 0).all()
 
 
 def test_pmid_in_velocity_and_free_language_slot():

@@ -22,6 +22,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from drax.flow.elbo import trajectory_elbo
 from drax.flow.path import build_path
 from drax.flow.sampler import EulerSampler, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 class GenerateOutput:
     tokens: torch.Tensor  # (B, K, L) candidates per utterance
     samples: SampleOutput  # raw sampler output over the B*K rows (trajectory when asked for)
+    encoder_out: torch.Tensor  # (B, T, D) and its lengths: reused by external rescoring
+    encoder_out_lens: torch.Tensor
+    elbo: torch.Tensor | None = None  # (B, K) trajectory ELBO of each candidate, when asked for
 
 
 class DraxASRModel(ESPnetASRModel):
@@ -215,12 +219,17 @@ class DraxASRModel(ESPnetASRModel):
         output_length: int | None = None,
         generator: torch.Generator | None = None,
         return_trajectory: bool = False,
+        elbo: bool = False,
     ) -> GenerateOutput:
         """Sample `num_candidates` transcriptions per utterance in one batch.
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid: add the p_mid term to the velocity (App. D.6) using the training scheduler.
+        elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
+        decoder calls).
         """
+        if elbo and use_pmid:
+            raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
         length = output_length or self.output_length
         if use_pmid and (self.pmid is None or length != self.output_length):
             raise ValueError("use_pmid needs a path with an audio p_mid and the trained output_length")
@@ -238,12 +247,18 @@ class DraxASRModel(ESPnetASRModel):
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
         scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(1.0)
+        posterior = lambda x, t: self.decoder(x, t, audio)  # noqa: E731
         samples = EulerSampler(scheduler).sample(
-            lambda x, t: self.decoder(x, t, audio), x0, nfe, temperature, pinned,
+            posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
-            return_trajectory=return_trajectory, generator=generator,
+            return_trajectory=return_trajectory or elbo, generator=generator,
         )
-        return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples)
+        scores = None
+        if elbo:
+            scores = trajectory_elbo(posterior, samples.trajectory, samples.times, samples.tokens, ~pinned,
+                                     scheduler).view(b, k)
+        return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
+                              encoder_out_lens=enc_lens, elbo=scores)
 
     def strip(self, tokens: torch.Tensor) -> list[int]:
         """Token ids of the transcript: drop the prompt, stop at the first end token."""

@@ -116,7 +116,7 @@ def run(out: Path, max_epoch: int = 8, n_utts: int = 8, nfe: int = 8) -> dict:
     s2t = Speech2Text(out / "asr" / "config.yaml", out / "asr" / "valid.loss.best.pth", nfe=nfe)
     feats = dict(kaldiio.load_scp(str(out / "data" / "feats.scp")))
     hyps = s2t.batch([feats[u] for u, _, _ in utts], [lang for _, lang, _ in utts])
-    decoded = {u: h[0].text for (u, _, _), h in zip(utts, hyps)}
+    decoded = {u: h.best.text for (u, _, _), h in zip(utts, hyps)}
     refs = {u: " ".join(w) for u, _, w in utts}
     result = {
         "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1],

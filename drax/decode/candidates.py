@@ -3,6 +3,8 @@
     mode    the most frequent candidate
     mbr     minimum Bayes risk: the candidate with the lowest mean error rate to the others (Eq. 12),
             WER for space-delimited languages, CER for zh/ja, on normalised text
+    ar      the highest log-likelihood under an external AR model (drax/decode/rescoring.py)
+    elbo    the highest ELBO under Drax itself, along the sampling trajectory (drax/flow/elbo.py)
     oracle  the candidate closest to the reference (an upper bound, never a decoding method)
 
 Ties go to the earliest candidate, so results are deterministic.
@@ -41,4 +43,21 @@ def select_oracle(candidates: list[str], reference: str, lang: str) -> int:
     return min(range(len(candidates)), key=lambda i: (errors[i], i))
 
 
-SELECTORS = {"mode": select_mode, "mbr": select_mbr}
+def select_max(scores: list[float]) -> int:
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+SCORINGS = ("mode", "mbr", "ar", "elbo")
+
+
+def select(scoring: str, candidates: list[str], lang: str, scores: list[float] | None = None) -> int:
+    """Index of the chosen candidate; `scores` (higher is better) are needed by ar and elbo."""
+    if scoring == "mode":
+        return select_mode(candidates)
+    if scoring == "mbr":
+        return select_mbr(candidates, lang)
+    if scoring in ("ar", "elbo"):
+        if scores is None or len(scores) != len(candidates):
+            raise ValueError(f"scoring '{scoring}' needs one score per candidate")
+        return select_max(scores)
+    raise ValueError(f"unknown scoring '{scoring}'; valid: {', '.join(SCORINGS)}")

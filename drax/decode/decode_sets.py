@@ -19,8 +19,9 @@ from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
 
 logger = logging.getLogger(__name__)
 
-DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "scoring": "mbr", "use_pmid": False,
-                   "seed": 0, "batch_size": 16, "model_file": "valid.loss.best.pth"}
+DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "scoring": "mbr", "rescorer": None,
+                   "use_pmid": False, "output_length": None, "seed": 0, "batch_size": 16,
+                   "model_file": "valid.loss.best.pth"}
 
 
 def _set_info(set_dir: Path):
@@ -37,24 +38,32 @@ def _write_outputs(out_dir: Path, hyps: dict, missing: dict, timing: dict) -> No
     atomic_write_text(str(out_dir / "timing.json"), json.dumps(timing, indent=1) + "\n")
 
 
-def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
-    """Decode dump/<set> (features as dumped) with the trained Drax model."""
-    from drax.decode.speech2text import Speech2Text
-
+def decode_conf(conf: dict) -> dict:
+    """The decode config with defaults filled in; unknown keys are an error naming them."""
     unknown = set(conf) - set(DECODE_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown decode config key(s) {sorted(unknown)}; valid keys: {', '.join(DECODE_DEFAULTS)}")
-    conf = {**DECODE_DEFAULTS, **conf}
-    from drax.decode.candidates import SELECTORS
+    return {**DECODE_DEFAULTS, **conf}
 
-    if conf["scoring"] not in SELECTORS:
-        raise ValueError(f"unknown decode config scoring '{conf['scoring']}'; valid: {', '.join(SELECTORS)}")
+
+def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict,
+                whisper_dir: str | None = None) -> dict:
+    """Decode dump/<set> (features as dumped) with the trained Drax model.
+
+    whisper_dir: the recipe's Whisper, the default `rescorer` of `scoring: ar`. With several
+    candidates, all of them (with scores, and the pick) go to candidates.jsonl.
+    """
+    from drax.decode.speech2text import Speech2Text
+
+    conf = decode_conf(conf)
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], nfe=conf["nfe"],
                       temperature=conf["temperature"], num_candidates=conf["num_candidates"],
-                      use_pmid=conf["use_pmid"], seed=conf["seed"], units_dir=units_dir)
+                      scoring=conf["scoring"], rescorer=conf["rescorer"] or whisper_dir,
+                      use_pmid=conf["use_pmid"], output_length=conf["output_length"], seed=conf["seed"],
+                      units_dir=units_dir)
     feats, langs, shapes = _set_info(set_dir)
     order = sorted(feats, key=lambda u: (shapes[u], u))
-    hyps, missing = {}, {}
+    hyps, missing, candidates = {}, {}, []
     start = time.perf_counter()
     for i in tqdm(range(0, len(order), conf["batch_size"]), desc=f"drax {set_dir.name}", unit="batch"):
         batch = order[i: i + conf["batch_size"]]
@@ -65,12 +74,17 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
             except Exception as e:  # a damaged ark entry must not stop the others
                 missing[utt] = f"unreadable features: {e}"
         batch = [u for u in batch if u not in missing]
-        for utt, cands in zip(batch, s2t.batch(arrays, [langs[u] for u in batch])):
-            texts = [c.text for c in cands]
-            pick = SELECTORS["mode"](texts) if conf["scoring"] == "mode" else SELECTORS["mbr"](texts, langs[utt])
-            hyps[utt] = texts[pick]
+        for utt, decoded in zip(batch, s2t.batch(arrays, [langs[u] for u in batch])):
+            hyps[utt] = decoded.best.text
+            if len(decoded.candidates) > 1:
+                candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
+                                   "scores": [h.score for h in decoded.candidates],
+                                   "pick": decoded.candidates.index(decoded.best)})
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
     _write_outputs(out_dir, hyps, missing, timing)
+    if candidates:
+        atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
+                                                                    for c in candidates))
     return hyps
 
 

@@ -1,7 +1,7 @@
 """Speech2Text for Drax models trained with ESPnet (config.yaml + model .pth), ESPnet-style.
 
     s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.best.pth", nfe=16)
-    hyps = s2t(speech, lang="en")          # one utterance: waveform (samples,) or features (T, D)
+    hyp = s2t(speech, lang="en")           # one utterance: waveform (samples,) or features (T, D)
 """
 from __future__ import annotations
 
@@ -15,12 +15,20 @@ import yaml
 
 import drax.asr.registry  # noqa: F401
 from drax.asr.model import DraxASRModel
+from drax.decode.candidates import SCORINGS, select
 
 
 @dataclass
 class Hypothesis:
     text: str
     token_ids: list[int]
+    score: float | None = None  # the scoring's score (ar: log-likelihood, elbo: ELBO), if it has one
+
+
+@dataclass
+class Decoded:
+    best: Hypothesis
+    candidates: list[Hypothesis]
 
 
 def load_model(config: str | Path, model_file: str | Path | None, device: str = "cpu"):
@@ -55,21 +63,36 @@ class Speech2Text:
         nfe: int = 16,
         temperature: float = 0.01,
         num_candidates: int = 1,
+        scoring: str = "mbr",
+        rescorer: str | None = None,
         use_pmid: bool = False,
+        output_length: int | None = None,
         seed: int = 0,
         units_dir: str | Path | None = None,
     ):
-        """units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
+        """scoring: how one of num_candidates is chosen (drax/decode/candidates.py); `ar` rescores
+        with the Whisper model `rescorer` (the one the encoder comes from).
+        output_length: L at inference (default: the trained one).
+        units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
         training config maps tokens back to text."""
         from espnet2.text.build_tokenizer import build_tokenizer
         from espnet2.text.token_id_converter import TokenIDConverter
 
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring '{scoring}'; valid: {', '.join(SCORINGS)}")
+        if scoring == "ar" and num_candidates > 1 and not rescorer:
+            raise ValueError("scoring 'ar' needs a rescorer (a Whisper model dir or hub id)")
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if not isinstance(self.model, DraxASRModel):
             raise ValueError(f"{asr_train_config} is not a Drax model (model: {self.args.model})")
         self.device = device
-        self.nfe, self.temperature = nfe, temperature
-        self.num_candidates, self.use_pmid = num_candidates, use_pmid
+        self.nfe, self.temperature, self.output_length = nfe, temperature, output_length
+        self.num_candidates, self.scoring, self.use_pmid = num_candidates, scoring, use_pmid
+        self.rescorer = None
+        if scoring == "ar" and num_candidates > 1:
+            from drax.decode.rescoring import WhisperRescorer
+
+            self.rescorer = WhisperRescorer(rescorer, device)
         self.generator = torch.Generator(device).manual_seed(seed)
         self.converter = TokenIDConverter(self.args.token_list)
         if units_dir is not None:
@@ -80,24 +103,42 @@ class Speech2Text:
             self.detokenize = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None)).tokens2text
 
     @torch.no_grad()
-    def batch(self, speech: list, langs: list[str | None] | None = None) -> list[list[Hypothesis]]:
-        """Decode a list of utterances; returns num_candidates hypotheses per utterance.
+    def batch(self, speech: list, langs: list[str | None] | None = None) -> list[Decoded]:
+        """Decode a list of utterances (waveforms or features, as the model's front-end expects).
 
         langs: the language of each utterance for the prompt; None lets the model pick it.
         """
+        langs = langs or [None] * len(speech)
         tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
         lengths = torch.tensor([len(s) for s in tensors])
         padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
+        choose = self.num_candidates > 1
         out = self.model.generate(
             padded, lengths.to(self.device),
-            prompt=torch.tensor([self.model.prompt_ids(lang) for lang in (langs or [None] * len(speech))]),
+            prompt=torch.tensor([self.model.prompt_ids(lang) for lang in langs]),
             nfe=self.nfe, temperature=self.temperature, num_candidates=self.num_candidates,
-            use_pmid=self.use_pmid, generator=self.generator,
+            use_pmid=self.use_pmid, output_length=self.output_length, generator=self.generator,
+            elbo=choose and self.scoring == "elbo",
         )
-        return [[self.to_hypothesis(c) for c in cands] for cands in out.tokens]
+        results = []
+        for b, (cands, lang) in enumerate(zip(out.tokens, langs)):
+            hyps = [self.to_hypothesis(c) for c in cands]
+            if choose and self.scoring == "elbo":
+                for h, score in zip(hyps, out.elbo[b].tolist()):
+                    h.score = score
+            if self.rescorer is not None:
+                enc = out.encoder_out[b, : out.encoder_out_lens[b]]
+                for h, score in zip(hyps, self.rescorer.score(enc, [h.text for h in hyps], lang).tolist()):
+                    h.score = score
+            pick = 0
+            if choose:
+                scores = [h.score for h in hyps] if self.scoring in ("ar", "elbo") else None
+                pick = select(self.scoring, [h.text for h in hyps], lang or "en", scores)
+            results.append(Decoded(best=hyps[pick], candidates=hyps))
+        return results
 
-    def __call__(self, speech, lang: str | None = None) -> list[Hypothesis]:
-        return self.batch([speech], [lang])[0]
+    def __call__(self, speech, lang: str | None = None) -> Hypothesis:
+        return self.batch([speech], [lang])[0].best
 
     def to_hypothesis(self, tokens: torch.Tensor) -> Hypothesis:
         ids = self.model.strip(tokens)

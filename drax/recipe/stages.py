@@ -163,8 +163,9 @@ def stage_decode(r: Recipe):
     from drax.decode.decode_sets import decode_drax, decode_whisper
 
     conf = yaml.safe_load(Path(r.c.decode_config).read_text(encoding="utf-8")) or {}
+    rescorer = r.whisper_dir() if conf.get("scoring") == "ar" and not conf.get("rescorer") else None
     for name in r.c.test_sets:
-        decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
+        decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf, whisper_dir=rescorer)
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
                            langs=r.c.whisper_baseline_langs or None, reuse=True)
