@@ -47,7 +47,8 @@ def trajectory_elbo(
         rate = float(scheduler.rates(torch.tensor(t))[0])
         logp = posterior(x_t, torch.full((x1.shape[0],), t, device=x1.device)).float().log_softmax(-1)
         logp_x1 = logp.gather(-1, x1[..., None])[..., 0]
-        p_xt = logp.gather(-1, x_t[..., None])[..., 0].exp()
+        vocab = logp.shape[-1]  # a mask token (id = vocab) has posterior probability 0
+        p_xt = logp.gather(-1, x_t.clamp(max=vocab - 1)[..., None])[..., 0].exp() * (x_t < vocab)
         same = x_t == x1
         loss = torch.where(same, 1.0 - logp_x1.exp(), -logp_x1 - p_xt)
         elbo -= h * rate * (loss * free).sum(-1)
