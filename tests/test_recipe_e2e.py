@@ -5,6 +5,7 @@ offline from PyPI and converted, frozen-encoder states dumped with kaldiio, comp
 a few ESPnet training steps of a small Drax model, decoding, Whisper's own zero-shot decoding,
 scoring and RESULTS.md. A second run must find every stage done and skip it.
 """
+import json
 import os
 import re
 import shutil
@@ -76,5 +77,23 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     alignments = (asr / "decode_decode_drax" / "test" / "alignments.txt").read_text()
     assert all(u in alignments for u in test_utts)
 
+    candidates = [json.loads(line) for line in
+                  (asr / "decode_decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
+    assert {c["utt"] for c in candidates} == test_utts and all(len(c["texts"]) == 3 for c in candidates)
+
     again = run(recipe, *flags)
     assert len(re.findall(r"done before with the same inputs, skipped", again)) == 10
+
+    # stage 11: every decoding table and plot from the trained model, on a tiny grid
+    (recipe / "conf" / "tables.yaml").write_text(yaml.safe_dump(dict(
+        utts_per_lang=1, nfe=[2], candidates=[1, 2], temperatures=[0.01, 1.0], nfe_curve=[1, 2], pmid_nfe=2,
+        runtime_per_bin=1, pmid_utts=1, pmid_samples=2)))
+    run(recipe, *flags, "--stage", "11")
+    tables = asr / "tables_test"
+    for name in ("grid", "temperature", "nfe", "pmid", "generation_path", "pmid_samples", "runtime"):
+        assert (tables / f"{name}.md").read_text().count("|") > 10, name
+    for png in ("nfe.png", "pmid.png", "rtfx_vs_length.png", "pareto.png"):
+        assert (tables / png).read_bytes()[:4] == b"\x89PNG", png
+    grid = (tables / "grid.md").read_text()
+    assert re.search(r"\| 2 \| 2 \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", grid), grid  # error and RTFx
+    assert "Table 10" in (tables / "tables.md").read_text()

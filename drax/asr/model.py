@@ -220,6 +220,7 @@ class DraxASRModel(ESPnetASRModel):
         generator: torch.Generator | None = None,
         return_trajectory: bool = False,
         elbo: bool = False,
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> GenerateOutput:
         """Sample `num_candidates` transcriptions per utterance in one batch.
 
@@ -227,13 +228,14 @@ class DraxASRModel(ESPnetASRModel):
         use_pmid: add the p_mid term to the velocity (App. D.6) using the training scheduler.
         elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
         decoder calls).
+        encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
         """
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
         length = output_length or self.output_length
         if use_pmid and (self.pmid is None or length != self.output_length):
             raise ValueError("use_pmid needs a path with an audio p_mid and the trained output_length")
-        enc, enc_lens = self.encode(speech, speech_lengths)
+        enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
         b, k = enc.shape[0], num_candidates
         audio = self.decoder.encode_audio(enc, enc_lens).repeat_interleave(k)
         pmid_logits = None

@@ -19,7 +19,8 @@ def parse(argv: list[str]):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=Path("conf/recipe.yaml"))
     parser.add_argument("--stage", type=int, default=1)
-    parser.add_argument("--stop_stage", type=int, default=100)
+    parser.add_argument("--stop_stage", type=int, default=None,
+                        help="default: 10 (results), or --stage if later (11: the paper's decoding tables)")
     for name in FIELDS:
         parser.add_argument(f"--{name}", dest=f"override_{name}", default=None, metavar="VALUE")
     args = parser.parse_args(argv)

@@ -78,8 +78,8 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
             hyps[utt] = decoded.best.text
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
-                                   "scores": [h.score for h in decoded.candidates],
-                                   "pick": decoded.candidates.index(decoded.best)})
+                                   "scores": [h.scores for h in decoded.candidates],
+                                   "pick": decoded.picks[decoded.scoring]})
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:

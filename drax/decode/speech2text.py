@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,18 @@ from drax.decode.candidates import SCORINGS, select
 class Hypothesis:
     text: str
     token_ids: list[int]
-    score: float | None = None  # the scoring's score (ar: log-likelihood, elbo: ELBO), if it has one
+    scores: dict[str, float] = field(default_factory=dict)  # ar: log-likelihood, elbo: ELBO
 
 
 @dataclass
 class Decoded:
-    best: Hypothesis
     candidates: list[Hypothesis]
+    picks: dict[str, int]  # scoring -> index of the candidate it chose
+    scoring: str
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.candidates[self.picks[self.scoring]]
 
 
 def load_model(config: str | Path, model_file: str | Path | None, device: str = "cpu"):
@@ -80,19 +85,15 @@ class Speech2Text:
 
         if scoring not in SCORINGS:
             raise ValueError(f"unknown scoring '{scoring}'; valid: {', '.join(SCORINGS)}")
-        if scoring == "ar" and num_candidates > 1 and not rescorer:
-            raise ValueError("scoring 'ar' needs a rescorer (a Whisper model dir or hub id)")
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if not isinstance(self.model, DraxASRModel):
             raise ValueError(f"{asr_train_config} is not a Drax model (model: {self.args.model})")
         self.device = device
         self.nfe, self.temperature, self.output_length = nfe, temperature, output_length
         self.num_candidates, self.scoring, self.use_pmid = num_candidates, scoring, use_pmid
-        self.rescorer = None
+        self.rescorer, self.rescorer_source = None, rescorer
         if scoring == "ar" and num_candidates > 1:
-            from drax.decode.rescoring import WhisperRescorer
-
-            self.rescorer = WhisperRescorer(rescorer, device)
+            self.ar_rescorer()  # load now: a wrong path fails before decoding starts
         self.generator = torch.Generator(device).manual_seed(seed)
         self.converter = TokenIDConverter(self.args.token_list)
         if units_dir is not None:
@@ -103,39 +104,60 @@ class Speech2Text:
             self.detokenize = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None)).tokens2text
 
     @torch.no_grad()
-    def batch(self, speech: list, langs: list[str | None] | None = None) -> list[Decoded]:
+    def batch(self, speech: list, langs: list[str | None] | None = None,
+              scorings: tuple[str, ...] | None = None) -> list[Decoded]:
         """Decode a list of utterances (waveforms or features, as the model's front-end expects).
 
         langs: the language of each utterance for the prompt; None lets the model pick it.
+        scorings: the candidate selections to apply (default: this decoder's `scoring`); all of
+        them pick from the same candidates.
         """
         langs = langs or [None] * len(speech)
         tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
         lengths = torch.tensor([len(s) for s in tensors])
         padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
+        return self.decode_encoded(self.model.encode(padded, lengths.to(self.device)), langs, scorings)
+
+    @torch.no_grad()
+    def decode_encoded(self, encoded: tuple[torch.Tensor, torch.Tensor], langs: list[str | None],
+                       scorings: tuple[str, ...] | None = None) -> list[Decoded]:
+        """As `batch`, from encoder output (states (B, T, D), lengths (B,))."""
+        scorings = tuple(scorings or (self.scoring,))
         choose = self.num_candidates > 1
         out = self.model.generate(
-            padded, lengths.to(self.device),
+            None, None, encoded=encoded,
             prompt=torch.tensor([self.model.prompt_ids(lang) for lang in langs]),
             nfe=self.nfe, temperature=self.temperature, num_candidates=self.num_candidates,
             use_pmid=self.use_pmid, output_length=self.output_length, generator=self.generator,
-            elbo=choose and self.scoring == "elbo",
+            elbo=choose and "elbo" in scorings,
         )
         results = []
         for b, (cands, lang) in enumerate(zip(out.tokens, langs)):
             hyps = [self.to_hypothesis(c) for c in cands]
-            if choose and self.scoring == "elbo":
-                for h, score in zip(hyps, out.elbo[b].tolist()):
-                    h.score = score
-            if self.rescorer is not None:
-                enc = out.encoder_out[b, : out.encoder_out_lens[b]]
-                for h, score in zip(hyps, self.rescorer.score(enc, [h.text for h in hyps], lang).tolist()):
-                    h.score = score
-            pick = 0
+            picks = {s: 0 for s in scorings}
             if choose:
-                scores = [h.score for h in hyps] if self.scoring in ("ar", "elbo") else None
-                pick = select(self.scoring, [h.text for h in hyps], lang or "en", scores)
-            results.append(Decoded(best=hyps[pick], candidates=hyps))
+                if "elbo" in scorings:
+                    for h, score in zip(hyps, out.elbo[b].tolist()):
+                        h.scores["elbo"] = score
+                if "ar" in scorings:
+                    enc = out.encoder_out[b, : out.encoder_out_lens[b]]
+                    for h, score in zip(hyps, self.ar_rescorer().score(enc, [h.text for h in hyps], lang).tolist()):
+                        h.scores["ar"] = score
+                texts = [h.text for h in hyps]
+                for s in scorings:
+                    scores = [h.scores[s] for h in hyps] if s in ("ar", "elbo") else None
+                    picks[s] = select(s, texts, lang or "en", scores)
+            results.append(Decoded(candidates=hyps, picks=picks, scoring=scorings[0]))
         return results
+
+    def ar_rescorer(self):
+        if self.rescorer is None:
+            if not self.rescorer_source:
+                raise ValueError("scoring 'ar' needs a rescorer (a Whisper model dir or hub id)")
+            from drax.decode.rescoring import WhisperRescorer
+
+            self.rescorer = WhisperRescorer(self.rescorer_source, self.device)
+        return self.rescorer
 
     def __call__(self, speech, lang: str | None = None) -> Hypothesis:
         return self.batch([speech], [lang])[0].best

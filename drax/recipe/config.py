@@ -36,6 +36,7 @@ class RecipeConfig:
     # training (stage 7) and decoding (stage 8)
     train_config: str = "conf/train_drax.yaml"
     decode_config: str = "conf/decode_drax.yaml"
+    tables_config: str = "conf/tables.yaml"  # stage 11 (drax/decode/suite.py)
     exp_tag: str = ""  # default: the train config's file stem
     ngpu: int = 0
     nj: int = 2

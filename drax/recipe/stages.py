@@ -186,12 +186,25 @@ def stage_results(r: Recipe):
     write_results(r, r.root / "RESULTS.md")
 
 
+def stage_tables(r: Recipe):
+    """The paper's decoding tables and figures (drax/decode/suite.py) for every test set."""
+    from drax.decode.suite import Suite
+
+    conf = yaml.safe_load(Path(r.c.tables_config).read_text(encoding="utf-8")) or {}
+    command = f"./run.sh --stage 11 --train_config {r.c.train_config} --tables_config {r.c.tables_config}"
+    for name in r.c.test_sets:
+        suite = Suite(r.asr_dir, r.dump / name, r.data / name, r.units_dir, r.whisper_dir(),
+                      r.asr_dir / f"tables_{name}", conf)
+        logger.info("tables for %s: %s", name, suite.run(command))
+
+
 FIRST_EXPERIMENT_STAGE = 7
+LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11)
 STAGES = [
     (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
     (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
     (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
-    (10, "results", stage_results),
+    (10, "results", stage_results), (11, "tables", stage_tables),
 ]
 
 
@@ -209,6 +222,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets],
         9: [],
         10: [],
+        11: [file_digest(Path(c.tables_config)), c.test_sets],
     }[number]
 
 
@@ -230,10 +244,13 @@ def run_logged(args: list[str], log: Path) -> None:
             raise RuntimeError(f"command failed with exit code {proc.returncode}; see {log}")
 
 
-def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int = 100, root: Path = Path(".")) -> dict:
+def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = None, root: Path = Path(".")) -> dict:
     """Run stages stage..stop_stage; returns {stage: seconds} for the stages that ran (not skipped).
 
+    stop_stage defaults to the last default stage (10), or to `stage` if that is later.
     exp/stage_times.json keeps the last time of every stage."""
+    if stop_stage is None:
+        stop_stage = max(stage, LAST_DEFAULT_STAGE)
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
     times_file = r.exp / "stage_times.json"

@@ -1,0 +1,102 @@
+"""Runtime measurement as in paper App. C.2/C.4: RTFx = audio seconds / compute seconds.
+
+The runtime set draws the same number of utterances from every duration bin (0-5 s, 5-10 s, ...,
+25-30 s); each utterance is decoded alone (batch size 1, fp32, no compilation), from the waveform:
+log-mel + encoder ("encoder"), then sampling ("decoder"), then candidate selection ("scoring").
+RTFx of a part = total audio seconds / total seconds of that part over the set.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+BINS = (0, 5, 10, 15, 20, 25, 30)
+
+
+def bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g} s"
+
+
+def runtime_set(durations: dict[str, float], per_bin: int, bins=BINS, seed: int = 0) -> dict[str, list[str]]:
+    """bin label -> up to `per_bin` utterance ids drawn (seeded) from the utterances in that bin.
+
+    A bin with fewer utterances gives all it has (possibly none); the caller reports the counts.
+    """
+    out = {}
+    rng = random.Random(seed)
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        members = sorted(u for u, d in durations.items() if lo <= d < hi or (hi == bins[-1] and d == hi))
+        out[bin_label(lo, hi)] = sorted(rng.sample(members, min(per_bin, len(members))))
+    return out
+
+
+@dataclass
+class Seconds:
+    """Accumulated compute seconds per part and audio seconds."""
+
+    audio: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, part: str, seconds: float) -> None:
+        self.parts[part] = self.parts.get(part, 0.0) + seconds
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    def rtfx(self, part: str | None = None) -> float:
+        spent = self.total if part is None else self.parts.get(part, 0.0)
+        return self.audio / spent if spent > 0 else float("inf")
+
+
+class Stopwatch:
+    """`with watch("decoder"): ...` adds the block's wall time to that part."""
+
+    def __init__(self, seconds: Seconds):
+        self.seconds = seconds
+
+    def __call__(self, part: str):
+        watch = self
+
+        class _Block:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                watch.seconds.add(part, time.perf_counter() - self.start)
+
+        return _Block()
+
+
+class AudioEncoder:
+    """Waveform -> encoder states for timing: the model's own front-end + encoder, or, for a model
+    trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from."""
+
+    def __init__(self, model, whisper: str | None):
+        from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend
+
+        self.model = model
+        self.frontend = self.encoder = None
+        if isinstance(model.encoder, PrecomputedEncoder):
+            if not whisper:
+                raise ValueError("the model reads dumped encoder states: timing it from audio needs the Whisper "
+                                 "they came from (recipe key `whisper`)")
+            from transformers import WhisperConfig
+
+            from drax.pretrained.whisper import resolve_whisper
+
+            n_mels = WhisperConfig.from_pretrained(resolve_whisper(whisper, key="whisper")).num_mel_bins
+            self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper).eval()
+            self.frontend = WhisperLogMelFrontend(n_mels=n_mels)
+
+    @torch.no_grad()
+    def __call__(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        speech, lengths = audio[None].float(), torch.tensor([audio.shape[0]])
+        if self.encoder is None:
+            return self.model.encode(speech, lengths)
+        feats, feat_lens = self.frontend(speech, lengths)
+        enc, enc_lens, _ = self.encoder(feats, feat_lens)
+        return enc, enc_lens

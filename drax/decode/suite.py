@@ -1,0 +1,436 @@
+"""The paper's decoding tables and figures for one trained experiment (recipe stage 11).
+
+On a per-language subset of a test set (dumped features), with the trained model:
+
+    grid.md               Table 4/8: NFE x candidates x scoring (mode, mbr, ar, elbo, oracle): error and RTFx
+    temperature.md        Table 9: error per language at each sampling temperature
+    nfe.md, nfe.png       Figure 8: error per language against NFE
+    pmid.md, pmid.png     Figure 9: with and without the p_mid term in the sampler's velocity
+    generation_path.md    Table 10: one utterance's state at every sampling step
+    pmid_samples.md       Table 11: samples from p_mid for a few utterances
+    runtime.md            Table 5 (runtime set) and RTFx per part (encoder, decoder, scoring), batch size 1
+    rtfx_vs_length.png    Figure 2a: RTFx against reference output length
+    pareto.png            Figure 2b: error against RTF (%) over NFE x candidates x scoring, with the front
+
+and `tables.md`, all of the above in one page. Error: WER (%) for space-delimited languages, CER (%)
+for zh/ja, with the recipe's normalisers; "avg" is the mean over languages.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+from datetime import date
+from pathlib import Path
+
+import kaldiio
+import torch
+from tqdm import tqdm
+
+from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.decode.candidates import select, select_oracle
+from drax.decode.runtime import AudioEncoder, Seconds, Stopwatch, runtime_set
+from drax.decode.scoring import score
+from drax.text.units import load_units
+
+logger = logging.getLogger(__name__)
+
+SUITE_DEFAULTS = {
+    "utts_per_lang": 10,        # subset of the test set for every table but the runtime one
+    "batch_size": 8,            # utterances per sampling batch (x candidates)
+    "seed": 0,
+    "nfe": [4, 8, 16],          # grid rows (Table 4/8) and runtime configurations
+    "candidates": [1, 8, 16],
+    "scorings": ["mode", "mbr", "ar", "elbo"],
+    "temperature": 0.01,        # single-sample decoding (App. C.3)
+    "candidate_temperature": 0.1,  # sampling several candidates (Table 4 caption)
+    "temperatures": [0.01, 0.1, 0.3, 0.5, 1.0],
+    "nfe_curve": [1, 2, 4, 8, 16, 32],
+    "pmid_nfe": 16,
+    "runtime_per_bin": 4,       # utterances drawn from each 5 s duration bin
+    "example_utt": None,        # Table 10's utterance (default: the subset's first English one)
+    "pmid_utts": 3,
+    "pmid_samples": 4,
+    "model_file": "valid.loss.best.pth",
+}
+
+
+def suite_conf(conf: dict) -> dict:
+    unknown = set(conf) - set(SUITE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown tables config key(s) {sorted(unknown)}; valid keys: {', '.join(SUITE_DEFAULTS)}")
+    conf = {**SUITE_DEFAULTS, **conf}
+    from drax.decode.candidates import SCORINGS
+
+    bad = set(conf["scorings"]) - set(SCORINGS)
+    if bad:
+        raise ValueError(f"tables config scorings: unknown {sorted(bad)}; valid: {', '.join(SCORINGS)}")
+    return conf
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cell = lambda c: c.replace("|", "\\|") if isinstance(c, str) else _fmt(c)  # noqa: E731
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+class Suite:
+    def __init__(self, asr_dir: Path, set_dir: Path, data_dir: Path, units_dir: Path, whisper: str | None,
+                 out_dir: Path, conf: dict):
+        from drax.decode.speech2text import Speech2Text
+
+        self.conf = suite_conf(conf)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.whisper = whisper
+        self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf["model_file"],
+                               rescorer=whisper, units_dir=units_dir)
+        self.model = self.s2t.model
+        self.units = load_units(units_dir)
+        self.feats = read_kv_dict(str(set_dir / "feats.scp"))
+        self.refs = read_kv_dict(str(set_dir / "text.raw"))
+        self.langs = read_kv_dict(str(set_dir / "utt2lang"))
+        self.data_dir = Path(data_dir)
+        rng = random.Random(self.conf["seed"])
+        self.subset = []
+        for lang in sorted(set(self.langs[u] for u in self.feats)):
+            utts = sorted(u for u in self.feats if self.langs[u] == lang and u in self.refs)
+            self.subset += sorted(rng.sample(utts, min(self.conf["utts_per_lang"], len(utts))))
+        self.sections: list[str] = []
+
+    # ---- decoding and scoring ------------------------------------------------------------------
+    def decode(self, nfe: int, candidates: int, temperature: float, use_pmid: bool = False,
+               scorings: tuple[str, ...] = ("mode",)) -> dict:
+        """utt -> Decoded for the subset, seeded identically for every configuration."""
+        s2t = self.s2t
+        s2t.nfe, s2t.num_candidates, s2t.temperature, s2t.use_pmid = nfe, candidates, temperature, use_pmid
+        s2t.generator.manual_seed(self.conf["seed"])
+        out, size = {}, self.conf["batch_size"]
+        desc = f"nfe {nfe} x {candidates} t={temperature}{' +pmid' if use_pmid else ''}"
+        for i in tqdm(range(0, len(self.subset), size), desc=desc, unit="batch", leave=False):
+            utts = self.subset[i: i + size]
+            arrays = [kaldiio.load_mat(self.feats[u]) for u in utts]
+            for utt, decoded in zip(utts, s2t.batch(arrays, [self.langs[u] for u in utts], scorings)):
+                out[utt] = decoded
+        return out
+
+    def errors(self, hyps: dict[str, str]) -> dict[str, float]:
+        """lang -> error (%), plus 'avg' over languages."""
+        refs = {u: self.refs[u] for u in hyps}
+        scores, _ = score(refs, hyps, self.langs)
+        per = {s.lang: (s.wer if s.wer is not None else s.cer) for s in scores}
+        per["avg"] = sum(per.values()) / len(per)
+        return per
+
+    def pick(self, decoded: dict, scoring: str, k: int) -> dict[str, str]:
+        """Hypotheses chosen by `scoring` among the first k candidates of each utterance."""
+        hyps = {}
+        for utt, d in decoded.items():
+            cands = d.candidates[:k]
+            texts = [h.text for h in cands]
+            lang = self.langs[utt]
+            if k == 1:
+                i = 0
+            elif scoring == "oracle":
+                i = select_oracle(texts, self.refs[utt], lang)
+            else:
+                scores = [h.scores[scoring] for h in cands] if scoring in ("ar", "elbo") else None
+                i = select(scoring, texts, lang, scores)
+            hyps[utt] = texts[i]
+        return hyps
+
+    # ---- tables --------------------------------------------------------------------------------
+    def grid(self, rtfx: dict | None) -> dict:
+        """Table 4/8. Several candidate counts share one sampling run: the first k of k_max samples."""
+        c = self.conf
+        scorings = [*c["scorings"], "oracle"]
+        errors = {}
+        for nfe in c["nfe"]:
+            single = self.decode(nfe, 1, c["temperature"])
+            for s in scorings:
+                errors[(nfe, 1, s)] = self.errors(self.pick(single, s, 1))["avg"]
+            multi = [k for k in c["candidates"] if k > 1]
+            if multi:
+                decoded = self.decode(nfe, max(multi), c["candidate_temperature"], scorings=tuple(c["scorings"]))
+                for k in multi:
+                    for s in scorings:
+                        errors[(nfe, k, s)] = self.errors(self.pick(decoded, s, k))["avg"]
+        header = ["NFE", "candidates"] + [f"{s} {m}" for s in scorings for m in ("err", "RTFx")]
+        rows = []
+        for nfe in c["nfe"]:
+            for k in c["candidates"]:
+                row = [str(nfe), str(k)]
+                for s in scorings:
+                    speed = None if rtfx is None or s == "oracle" else rtfx.get((nfe, k, s))
+                    row += [errors[(nfe, k, s)], speed]
+                rows.append(row)
+        self.add("grid", "Table 4/8: NFE x candidates x scoring",
+                 f"Average error (%) over languages on {len(self.subset)} utterances; one sample at temperature "
+                 f"{c['temperature']}, several at {c['candidate_temperature']}; oracle = the candidate closest to "
+                 "the reference (an upper bound). RTFx: end to end, batch size 1, on the runtime set.",
+                 md_table(header, rows))
+        return errors
+
+    def temperature(self) -> None:
+        """Table 9."""
+        c = self.conf
+        per = {t: self.errors(self.pick(self.decode(16, 1, t), "mode", 1)) for t in c["temperatures"]}
+        langs = list(next(iter(per.values())))
+        rows = [[f"{t:g}"] + [per[t][lang] for lang in langs] for t in c["temperatures"]]
+        self.add("temperature", "Table 9: sampling temperature", "Error (%) per language, NFE 16, one sample.",
+                 md_table(["temperature", *langs], rows))
+
+    def nfe_curve(self) -> None:
+        """Figure 8."""
+        c = self.conf
+        per = {n: self.errors(self.pick(self.decode(n, 1, c["temperature"]), "mode", 1)) for n in c["nfe_curve"]}
+        langs = list(next(iter(per.values())))
+        rows = [[str(n)] + [per[n][lang] for lang in langs] for n in c["nfe_curve"]]
+        self.plot_lines("nfe.png", c["nfe_curve"], {lang: [per[n][lang] for n in c["nfe_curve"]] for lang in langs},
+                        "NFE", "error (%)", log_x=True)
+        self.add("nfe", "Figure 8: error against NFE", "One sample, temperature "
+                 f"{c['temperature']}. Plot: `nfe.png`.", md_table(["NFE", *langs], rows))
+
+    def pmid(self) -> None:
+        """Figure 9."""
+        c = self.conf
+        if self.model.pmid is None:
+            self.add("pmid", "Figure 9: p_mid at inference", "", "This model's path has no audio p_mid.\n")
+            return
+        without = self.errors(self.pick(self.decode(c["pmid_nfe"], 1, c["temperature"]), "mode", 1))
+        with_ = self.errors(self.pick(self.decode(c["pmid_nfe"], 1, c["temperature"], use_pmid=True), "mode", 1))
+        langs = list(without)
+        self.plot_bars("pmid.png", langs, {"without p_mid": [without[x] for x in langs],
+                                           "with p_mid": [with_[x] for x in langs]}, "error (%)")
+        self.add("pmid", "Figure 9: p_mid in the sampler's velocity",
+                 f"NFE {c['pmid_nfe']}, one sample; with p_mid the sampler uses the training scheduler's "
+                 "alpha_mid term (App. D.6). Plot: `pmid.png`.",
+                 md_table(["sampling", *langs], [["without p_mid", *[without[x] for x in langs]],
+                                                 ["with p_mid", *[with_[x] for x in langs]]]))
+
+    def unit_text(self, ids: list[int]) -> list[str]:
+        return [self.s2t.detokenize([tok]) for tok in self.s2t.converter.ids2tokens(ids)]
+
+    def generation_path(self) -> None:
+        """Table 10: the state at every step; '—' where a position still holds its initial noise."""
+        c = self.conf
+        utt = c["example_utt"] or next((u for u in self.subset if self.langs[u] == "en"), self.subset[0])
+        feats = torch.from_numpy(kaldiio.load_mat(self.feats[utt]).copy())[None]
+        gen = torch.Generator().manual_seed(c["seed"])
+        out = self.model.generate(feats, torch.tensor([feats.shape[1]]),
+                                  prompt=torch.tensor([self.model.prompt_ids(self.langs[utt])]), nfe=16,
+                                  temperature=c["temperature"], generator=gen, return_trajectory=True)
+        p = self.model.prompt_length
+        final = out.samples.tokens[0]
+        text_len = len(self.model.strip(final))
+        width = min(final.shape[0] - p, text_len + 1)  # the text and its end token
+        states = [*out.samples.trajectory, out.samples.tokens]
+        initial = states[0][0, p: p + width]
+        rows = []
+        for k, state in enumerate(states):
+            cells = self.unit_text(state[0, p: p + width].tolist())
+            same = (state[0, p: p + width] == initial).tolist()
+            label = f"t = {out.samples.times[k]:.3f}" if k < len(out.samples.times) else "final"
+            rows.append([label] + ["—" if s and k > 0 else f"`{x.strip() or '␣'}`" for x, s in zip(cells, same)])
+        self.add("generation_path", "Table 10: generation path",
+                 f"Utterance `{utt}` ({self.langs[utt]}), NFE 16, temperature {c['temperature']}. Reference: "
+                 f"{self.refs[utt]}. Each row is the state fed to the model at that step (the first row is the "
+                 "uniform noise); '—' marks tokens unchanged from the noise.",
+                 md_table(["step", *[str(i) for i in range(width)]], rows))
+
+    def pmid_samples(self) -> None:
+        """Table 11."""
+        c = self.conf
+        if self.model.pmid is None:
+            return
+        gen = torch.Generator().manual_seed(c["seed"])
+        rows = []
+        for utt in self.subset[:: max(1, len(self.subset) // c["pmid_utts"])][: c["pmid_utts"]]:
+            feats = torch.from_numpy(kaldiio.load_mat(self.feats[utt]).copy())[None]
+            enc, lens = self.model.encode(feats, torch.tensor([feats.shape[1]]))
+            with torch.no_grad():
+                probs = self.model.pmid(enc, lens).softmax(-1)[0]
+            rows.append([f"`{utt}` reference", self.refs[utt]])
+            for i in range(c["pmid_samples"]):
+                ids = torch.multinomial(probs, 1, generator=gen)[:, 0]
+                ids[: self.model.prompt_length] = torch.tensor(self.model.prompt_ids(self.langs[utt]))
+                text = self.s2t.detokenize(self.s2t.converter.ids2tokens(self.model.strip(ids)))
+                rows.append([f"sample {i + 1}", text])
+        self.add("pmid_samples", "Table 11: samples from p_mid",
+                 "Each position drawn independently from p_mid(. | audio), read up to the first end token.",
+                 md_table(["", "text"], rows))
+
+    # ---- runtime -------------------------------------------------------------------------------
+    def runtime(self) -> dict:
+        """RTFx per (NFE, candidates, scoring), batch size 1, from the waveform; Figure 2a."""
+        from drax.data.features import load_audio
+        from drax.flow.elbo import trajectory_elbo
+
+        c = self.conf
+        durations = {u: float(v) for u, v in read_kv_dict(str(self.data_dir / "utt2dur")).items() if u in self.feats}
+        bins = runtime_set(durations, c["runtime_per_bin"], seed=c["seed"])
+        utts = [u for members in bins.values() for u in members]
+        wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
+        encoder = AudioEncoder(self.model, self.whisper)
+        seconds: dict = {}
+        per_utt = []  # (reference tokens, nfe, RTFx) for k = 1
+        gen = torch.Generator().manual_seed(c["seed"])
+        model = self.model
+        for utt in tqdm(utts, desc="runtime", unit="utt"):
+            audio = torch.from_numpy(load_audio(wavs[utt])[0])
+            enc_time = Seconds()
+            with Stopwatch(enc_time)("encoder"):
+                encoded = encoder(audio)
+            lang = self.langs[utt]
+            prompt = torch.tensor([model.prompt_ids(lang)])
+            for nfe in c["nfe"]:
+                for k in c["candidates"]:
+                    temp = c["temperature"] if k == 1 else c["candidate_temperature"]
+                    sec = Seconds(audio=durations[utt])
+                    watch = Stopwatch(sec)
+                    with watch("decoder"):
+                        out = model.generate(None, None, encoded=encoded, prompt=prompt, nfe=nfe, temperature=temp,
+                                             num_candidates=k, generator=gen, return_trajectory=k > 1)
+                        hyps = [self.s2t.to_hypothesis(t) for t in out.tokens[0]]
+                    for s in (c["scorings"] if k > 1 else ["mode"]):
+                        part = Seconds(audio=durations[utt], parts={"encoder": enc_time.parts["encoder"],
+                                                                    "decoder": sec.parts["decoder"]})
+                        with Stopwatch(part)("scoring"):
+                            texts, scores = [h.text for h in hyps], None
+                            if s == "ar":
+                                scores = self.s2t.ar_rescorer().score(encoded[0][0], texts, lang).tolist()
+                            elif s == "elbo":
+                                free = torch.ones_like(out.samples.tokens, dtype=torch.bool)
+                                free[:, : model.prompt_length] = False
+                                memory = model.decoder.encode_audio(*encoded).repeat_interleave(k)
+                                scores = trajectory_elbo(lambda x, t: model.decoder(x, t, memory),
+                                                         out.samples.trajectory, out.samples.times,
+                                                         out.samples.tokens, free).tolist()
+                            select(s, texts, lang, scores)
+                        for key in ([(nfe, k, s)] if k > 1 else [(nfe, 1, x) for x in c["scorings"]]):
+                            total = seconds.setdefault(key, Seconds())
+                            total.audio += part.audio
+                            for name, v in part.parts.items():
+                                total.add(name, v)
+                        if k == 1:
+                            per_utt.append((len(self.units.encode(self.refs[utt])), nfe, part.rtfx(), durations[utt]))
+        table5 = [[label, str(len(members)),
+                   _fmt(sum(durations[u] for u in members) / len(members)) if members else "-"]
+                  for label, members in bins.items()]
+        rows = []
+        for (nfe, k, s), sec in sorted(seconds.items()):
+            if k == 1 and s != c["scorings"][0]:
+                continue
+            rows.append([str(nfe), str(k), s if k > 1 else "-", sec.rtfx("encoder"), sec.rtfx("decoder"),
+                         sec.rtfx("scoring") if "scoring" in sec.parts else None, sec.rtfx()])
+        self.plot_scatter("rtfx_vs_length.png", per_utt)
+        self.add("runtime", "Runtime (Table 5 set, RTFx per part)",
+                 f"{len(utts)} utterances drawn equally from 5 s duration bins (a bin with fewer gives what it has), "
+                 f"decoded one at a time from the waveform on this machine ({os.cpu_count()} CPU cores, fp32, "
+                 "no compilation). RTFx = audio seconds / compute seconds; the encoder is "
+                 f"{'the model' + chr(39) + 's' if encoder.encoder is None else 'the Whisper encoder of the dumped states'}"
+                 " on the true length. Plot: `rtfx_vs_length.png` (Figure 2a).",
+                 md_table(["duration bin", "utterances", "mean duration (s)"], table5) + "\n"
+                 + md_table(["NFE", "candidates", "scoring", "encoder RTFx", "decoder RTFx", "scoring RTFx",
+                             "total RTFx"], rows))
+        return {key: sec.rtfx() for key, sec in seconds.items()}
+
+    # ---- plots and output ----------------------------------------------------------------------
+    def _figure(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt, plt.subplots(figsize=(6, 4))
+
+    def _save(self, plt, fig, name: str) -> None:
+        fig.tight_layout()
+        tmp = self.out_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, self.out_dir / name)
+
+    def plot_lines(self, name, xs, series: dict, xlabel, ylabel, log_x=False):
+        plt, (fig, ax) = self._figure()
+        for label, ys in series.items():
+            ax.plot(xs, ys, marker="o", label=label)
+        if log_x:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, ncol=3)
+        ax.grid(alpha=0.3)
+        self._save(plt, fig, name)
+
+    def plot_bars(self, name, groups, series: dict, ylabel):
+        plt, (fig, ax) = self._figure()
+        width = 0.8 / len(series)
+        for i, (label, ys) in enumerate(series.items()):
+            ax.bar([g + i * width for g in range(len(groups))], ys, width, label=label)
+        ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        self._save(plt, fig, name)
+
+    def plot_scatter(self, name, per_utt):
+        plt, (fig, ax) = self._figure()
+        for nfe in sorted({n for _, n, _, _ in per_utt}):
+            pts = sorted((length, r) for length, n, r, _ in per_utt if n == nfe)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="-", label=f"Drax NFE {nfe}")
+        ax.set_xlabel("reference length (tokens)")
+        ax.set_ylabel("RTFx (end to end, batch 1)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        self._save(plt, fig, name)
+
+    def plot_pareto(self, errors: dict, rtfx: dict) -> None:
+        """Figure 2b: error against RTF (%) = 100 / RTFx, the lower-left front highlighted."""
+        points = [(100.0 / rtfx[key], err, key) for key, err in errors.items() if key in rtfx and rtfx[key] > 0]
+        if not points:
+            return
+        plt, (fig, ax) = self._figure()
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="NFE x candidates x scoring")
+        front, best = [], float("inf")
+        for rtf, err, key in sorted(points):
+            if err < best:
+                front.append((rtf, err, key))
+                best = err
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="C3", marker="o", label="Pareto front")
+        for rtf, err, (nfe, k, s) in front:
+            ax.annotate(f"{nfe}/{k} {s if k > 1 else ''}", (rtf, err), fontsize=7)
+        ax.set_xlabel("RTF (%)")
+        ax.set_ylabel("average error (%)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        self._save(plt, fig, "pareto.png")
+
+    def add(self, name: str, title: str, note: str, body: str) -> None:
+        text = f"## {title}\n\n{note}\n\n{body}" if note else f"## {title}\n\n{body}"
+        atomic_write_text(str(self.out_dir / f"{name}.md"), text)
+        self.sections.append(text)
+
+    def run(self, command: str = "") -> Path:
+        """Every table and plot; returns the path of tables.md."""
+        rtfx = self.runtime()
+        errors = self.grid(rtfx)
+        self.plot_pareto({k: v for k, v in errors.items() if k[2] != "oracle"}, rtfx)
+        self.temperature()
+        self.nfe_curve()
+        self.pmid()
+        self.generation_path()
+        self.pmid_samples()
+        head = (f"# Decoding tables\n\nWritten on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores)"
+                + (f" by `{command}`" if command else "") + f". Subset: {self.conf['utts_per_lang']} utterances per "
+                "language. Figure 2b: `pareto.png`.\n\nConfig: `" + json.dumps(self.conf) + "`\n")
+        path = self.out_dir / "tables.md"
+        atomic_write_text(str(path), "\n".join([head, *self.sections]))
+        return path
+
