@@ -23,9 +23,9 @@ MINI = REPO / "egs" / "mini"
 
 
 def small_train_config(path: Path) -> None:
-    """The mini recipe's training config, shrunk to a few steps of a tiny model."""
+    """The mini recipe's training config (decoder initialised from Whisper-base), cut to a few steps."""
     conf = yaml.safe_load((MINI / "conf" / "train_drax.yaml").read_text())
-    conf["decoder_conf"].update(hidden_size=32, num_blocks=1, num_heads=2, time_embed_dim=32)
+    assert conf["decoder_conf"]["init_from_whisper"] == "recipe"
     conf["model_conf"]["pmid_conf"].update(hidden_size=32, num_heads=2)
     conf.update(max_epoch=2, num_iters_per_epoch=3, batch_size=4, use_tensorboard=True)
     conf["scheduler_conf"] = {"warmup_steps": 2}
@@ -63,6 +63,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert tokens[0] == "<blank>" and tokens[-1] == "<|endoftext|>" and "<|zh|>" in tokens
     asr = recipe / "exp" / "asr_train_drax"
     assert (asr / "valid.loss.best.pth").exists() and (asr / "config.yaml").exists()
+    trained = yaml.safe_load((asr / "config.yaml").read_text())
+    assert trained["decoder_conf"]["init_from_whisper"] == str(whisper_base)  # `recipe` resolved by stage 7
     assert list((asr / "tensorboard").rglob("events.out.tfevents*"))
 
     test_utts = set(read_kv_dict(str(dump / "test" / "text.raw")))

@@ -102,8 +102,9 @@ class DiTDecoder(AbsDecoder):
         rotary: rotary positions in self-attention (off to match Whisper's decoder).
         shift_readout: read the logits of position j from the state of position j - 1, as an
         autoregressive decoder's head does (position 0, always the pinned prompt, reads its own).
-        init_from_whisper: a Whisper model (dir, hub id, or base/small) whose decoder initialises
-        this one (drax/nets/whisper_init.py); the model applies it, as it needs the token list.
+        init_from_whisper: a Whisper model (dir or hub id) whose decoder initialises this one
+        (drax/nets/whisper_init.py); the model applies it, as it needs the token list. In a recipe's
+        train config, `recipe` stands for the recipe's Whisper (stage 7 passes its directory).
         """
         super().__init__()
         self.vocab_size = vocab_size

@@ -156,6 +156,9 @@ def stage_train(r: Recipe):
                  f"--{split}_shape_file", f"{d}/speech_shape", f"--{split}_shape_file", f"{d}/text_shape"]
     if r.c.features == "logmel":
         args += ["--encoder_conf", f"model={r.whisper_dir()}"]
+    train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
+    if (train_conf.get("decoder_conf") or {}).get("init_from_whisper") == "recipe":
+        args += ["--decoder_conf", f"init_from_whisper={r.whisper_dir()}"]
     run_logged(args, r.asr_dir / "train.log")
 
 
