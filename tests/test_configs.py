@@ -44,6 +44,9 @@ def test_config_builds_its_model(path, random_whisper):
         n_mels = 128 if "large-v3" in conf["encoder_conf"]["model"] else 80
         conf["encoder_conf"]["model"] = str(random_whisper[n_mels])
         input_size = n_mels
+    if conf["decoder_conf"].get("init_from_whisper"):  # loading the weights: tests/test_whisper_init.py
+        assert conf["decoder_conf"]["init_from_whisper"] == "recipe"
+        conf["decoder_conf"]["init_from_whisper"] = None
     model_conf = {"output_length": 48, **conf.get("model_conf", {})}
     args = argparse.Namespace(
         token_list=vocab, input_size=input_size, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},

@@ -57,15 +57,23 @@ def test_initialised_dit_reproduces_whisper_decoder(whisper, whisper_base, monke
     ref_p = ref[:, :-1, units].softmax(-1)
     assert (ours_p.argmax(-1) == ref_p.argmax(-1)).all()
     assert (ours_p - ref_p).abs().max() < 0.02  # GELU tanh vs erf and LN eps only
-    # the rows Whisper has no token for start at the mean embedding, and both times give one answer
+    # the rows Whisper has no token for start at the mean embedding; t has no effect yet (zero modulation weights)
     assert torch.allclose(decoder.embed.weight[0], decoder.embed.weight[-1])
-    assert torch.allclose(logits[0], logits[1])
+    with torch.no_grad():
+        other_t = decoder(ours, torch.tensor([0.9, 0.0]), decoder.encode_audio(enc, torch.tensor([40, 40])))
+    assert torch.allclose(logits, other_t)
 
 
 def test_wrong_decoder_shape_is_named(whisper_base):
     decoder = DiTDecoder(10, 512, hidden_size=256, num_blocks=6, num_heads=8, max_positions=32)
     with pytest.raises(ValueError, match="hidden_size: 512.*rotary: false, shift_readout: true"):
         init_dit_from_whisper(decoder, str(whisper_base), ["<blank>"] * 10)
+
+
+def test_recipe_placeholder_outside_a_recipe_is_explained():
+    decoder = DiTDecoder(4, 512, **WHISPER_SHAPE)
+    with pytest.raises(ValueError, match="stage 7 of a recipe"):
+        init_dit_from_whisper(decoder, "recipe", ["<blank>", "<unk>", "a", "b"])
 
 
 def test_units_that_are_not_whisper_tokens_are_refused(whisper_base):

@@ -80,7 +80,6 @@ class Speech2Text:
         output_length: L at inference (default: the trained one).
         units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
         training config maps tokens back to text."""
-        from espnet2.text.build_tokenizer import build_tokenizer
         from espnet2.text.token_id_converter import TokenIDConverter
 
         if scoring not in SCORINGS:
@@ -101,6 +100,8 @@ class Speech2Text:
 
             self.detokenize = load_units(units_dir).decode
         else:
+            from espnet2.text.build_tokenizer import build_tokenizer  # imports g2p (nltk) modules
+
             self.detokenize = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None)).tokens2text
 
     @torch.no_grad()

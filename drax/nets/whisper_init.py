@@ -70,6 +70,9 @@ def whisper_token_ids(source: str, token_list: list[str]) -> list[int | None]:
 
 @torch.no_grad()
 def init_dit_from_whisper(decoder, source: str, token_list: list[str]) -> None:
+    if source == "recipe":
+        raise ValueError(f"{KEY}: 'recipe' means the recipe's Whisper and is filled in by stage 7 of a recipe; "
+                         "outside a recipe give a Whisper model dir or hub id")
     config, state = read_whisper_state(source)
     expected = dict(hidden_size=config.d_model, num_blocks=config.decoder_layers,
                     num_heads=config.decoder_attention_heads,
