@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import kaldiio
-import pytest
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir

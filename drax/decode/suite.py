@@ -129,6 +129,10 @@ class Suite:
         per["avg"] = sum(per.values()) / len(per)
         return per
 
+    def single(self, nfe: int, temperature: float, use_pmid: bool = False) -> dict[str, float]:
+        """Errors of one sample per utterance."""
+        return self.errors(self.pick(self.decode(nfe, 1, temperature, use_pmid), "mode", 1))
+
     def pick(self, decoded: dict, scoring: str, k: int) -> dict[str, str]:
         """Hypotheses chosen by `scoring` among the first k candidates of each utterance."""
         hyps = {}
@@ -181,7 +185,7 @@ class Suite:
     def temperature(self) -> None:
         """Table 9."""
         c = self.conf
-        per = {t: self.errors(self.pick(self.decode(16, 1, t), "mode", 1)) for t in c["temperatures"]}
+        per = {t: self.single(16, t) for t in c["temperatures"]}
         langs = list(next(iter(per.values())))
         rows = [[f"{t:g}"] + [per[t][lang] for lang in langs] for t in c["temperatures"]]
         self.add("temperature", "Table 9: sampling temperature", "Error (%) per language, NFE 16, one sample.",
@@ -190,7 +194,7 @@ class Suite:
     def nfe_curve(self) -> None:
         """Figure 8."""
         c = self.conf
-        per = {n: self.errors(self.pick(self.decode(n, 1, c["temperature"]), "mode", 1)) for n in c["nfe_curve"]}
+        per = {n: self.single(n, c["temperature"]) for n in c["nfe_curve"]}
         langs = list(next(iter(per.values())))
         rows = [[str(n)] + [per[n][lang] for lang in langs] for n in c["nfe_curve"]]
         self.plot_lines("nfe.png", c["nfe_curve"], {lang: [per[n][lang] for n in c["nfe_curve"]] for lang in langs},
@@ -204,8 +208,8 @@ class Suite:
         if self.model.pmid is None:
             self.add("pmid", "Figure 9: p_mid at inference", "", "This model's path has no audio p_mid.\n")
             return
-        without = self.errors(self.pick(self.decode(c["pmid_nfe"], 1, c["temperature"]), "mode", 1))
-        with_ = self.errors(self.pick(self.decode(c["pmid_nfe"], 1, c["temperature"], use_pmid=True), "mode", 1))
+        without = self.single(c["pmid_nfe"], c["temperature"])
+        with_ = self.single(c["pmid_nfe"], c["temperature"], use_pmid=True)
         langs = list(without)
         self.plot_bars("pmid.png", langs, {"without p_mid": [without[x] for x in langs],
                                            "with p_mid": [with_[x] for x in langs]}, "error (%)")
