@@ -98,3 +98,27 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     grid = (tables / "grid.md").read_text()
     assert re.search(r"\| 2 \| 2 \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", grid), grid  # error and RTFx
     assert "Table 10" in (tables / "tables.md").read_text()
+
+
+def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
+    """egs/librispeech end to end on espeak-ng speech laid out as LibriSpeech (corpus_conf.synthetic):
+    the tree, the corpus's own data prep, two test sets and the table over both."""
+    recipe = tmp_path / "librispeech"
+    shutil.copytree(REPO / "egs" / "librispeech" / "conf", recipe / "conf")
+    small_train_config(recipe / "conf" / "train_drax.yaml")
+    train = yaml.safe_load((recipe / "conf" / "train_drax.yaml").read_text())
+    (recipe / "conf" / "train_drax.yaml").write_text(yaml.safe_dump(train | {"max_epoch": 1, "num_iters_per_epoch": 2}))
+    decode = yaml.safe_load((recipe / "conf" / "decode_drax.yaml").read_text())
+    (recipe / "conf" / "decode_drax.yaml").write_text(yaml.safe_dump(decode | {"nfe": 4}))
+    log = run(recipe, "--corpus_conf.synthetic", "{n_train: 4, n_dev: 2, n_test: 4}", "--whisper", str(whisper_base),
+              "--whisper_baseline", "false")
+    assert "stage 10 (results): done" in log
+
+    transcripts = sorted((recipe / "downloads" / "synthetic" / "LibriSpeech").glob("*/*/*/*.trans.txt"))
+    assert {t.parts[-4] for t in transcripts} == {"train-clean-100", "dev-clean", "test-clean", "test-other"}
+    assert all(line.split(" ", 1)[1].isupper() for t in transcripts for line in t.read_text().splitlines())
+    sizes = {name: len(read_kv_dict(str(recipe / "data" / name / "text")))
+             for name in ("train_clean_100", "dev_clean", "test_clean", "test_other")}
+    assert sizes == {"train_clean_100": 4, "dev_clean": 2, "test_clean": 2, "test_other": 2}
+    results = (recipe / "RESULTS.md").read_text()
+    assert re.search(r"\| test_clean \| en \| 2 \| \d+\.\d \|\n\| test_other \| en \| 2 \| \d+\.\d \|", results), results

@@ -148,3 +148,10 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     conf = load_recipe(None, {"ngpu": "2", "langs": "[en, de]"})
     assert conf.ngpu == 2 and conf.langs == ["en", "de"]
     assert json.dumps(conf.test_sets) == '["test"]'
+
+
+def test_decoded_text_keeps_one_line_per_hypothesis(tmp_path):
+    from drax.decode.decode_sets import _write_outputs
+
+    _write_outputs(tmp_path, {"u1": "two\nlines ", "u2": ""}, {}, {})  # Whisper units include "\n"
+    assert read_kv_dict(str(tmp_path / "text")) == {"u1": "two lines", "u2": ""}

@@ -3,7 +3,8 @@
     python -m drax.bin.run_recipe --recipe conf/recipe.yaml [--stage N] [--stop_stage M] [--<key> <value> ...]
 
 Run from the recipe directory (egs/<corpus>). Any key of the recipe YAML can be overridden by a flag,
-e.g. `--whisper /models/whisper-large-v3 --ngpu 4`; values are parsed as YAML.
+e.g. `--whisper /models/whisper-large-v3 --ngpu 4`; values are parsed as YAML. One entry of a mapping
+key is set with a dotted flag, e.g. `--corpus_conf.synthetic true` or `--corpus_conf.root /data/LibriSpeech`.
 """
 from __future__ import annotations
 
@@ -23,8 +24,14 @@ def parse(argv: list[str]):
                         help="default: 10 (results), or --stage if later (11: the paper's decoding tables)")
     for name in FIELDS:
         parser.add_argument(f"--{name}", dest=f"override_{name}", default=None, metavar="VALUE")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     overrides = {k[len("override_"):]: v for k, v in vars(args).items() if k.startswith("override_") and v is not None}
+    while rest:  # --corpus_conf.synthetic true / --corpus_conf.root=/data: one entry of a mapping
+        flag = rest.pop(0)
+        key, eq, value = flag[2:].partition("=")
+        if not flag.startswith("--") or "." not in key or not (eq or rest):
+            parser.error(f"unrecognized argument {flag}")
+        overrides[key] = value if eq else rest.pop(0)
     return args, overrides
 
 
@@ -42,9 +49,14 @@ def main(argv: list[str] | None = None) -> None:
         config = load_recipe(args.recipe, overrides)
     except (ValueError, TypeError) as e:
         sys.exit(f"error: {e}")
+    from drax.data.corpora import CorpusError
     from drax.recipe.stages import run_stages
 
-    run_stages(config, args.stage, args.stop_stage)
+    try:
+        run_stages(config, args.stage, args.stop_stage)
+    except CorpusError as e:  # a corpus not where the configuration says: the message says what to set
+        logging.getLogger("drax.recipe").error("%s", e)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

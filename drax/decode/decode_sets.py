@@ -33,7 +33,8 @@ def _set_info(set_dir: Path):
 
 def _write_outputs(out_dir: Path, hyps: dict, missing: dict, timing: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(str(out_dir / "text"), format_kv(sorted(hyps.items())))
+    # one line per hypothesis: Whisper's units include line breaks, which an untrained model can emit
+    atomic_write_text(str(out_dir / "text"), format_kv((u, " ".join(h.split())) for u, h in sorted(hyps.items())))
     atomic_write_text(str(out_dir / "missing"), format_kv(sorted(missing.items())))
     atomic_write_text(str(out_dir / "timing.json"), json.dumps(timing, indent=1) + "\n")
 

@@ -1,5 +1,6 @@
-"""RESULTS.md: per test set, one table of every experiment of the recipe (and Whisper zero-shot) by
-language; then the stage times of the data stages and of each experiment."""
+"""RESULTS.md: with several test sets first one table of all of them (a row per set and language);
+per test set, one table of every experiment of the recipe (and Whisper zero-shot) by language; then
+the stage times of the data stages and of each experiment."""
 from __future__ import annotations
 
 import json
@@ -43,11 +44,28 @@ def _table(systems) -> list[str]:
     return lines
 
 
+def _summary(r) -> list[str]:
+    """One table over all test sets: a row per (set, language), a column per system (WER/CER)."""
+    per_set = {name: {label: {row["lang"]: row for row in json.loads((d / "scores.json").read_text())}
+                      for label, d in _systems(r, name)} for name in r.c.test_sets}
+    labels = list(dict.fromkeys(label for systems in per_set.values() for label in systems))
+    lines = ["| test set | lang | utterances | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    for name, systems in per_set.items():
+        for lang in sorted({lang for rows in systems.values() for lang in rows}):
+            cells = [systems.get(label, {}).get(lang) for label in labels]
+            n_utts = max(c["n_utts"] for c in cells if c)
+            main = [None if c is None else c["wer"] if c["wer"] is not None else c["cer"] for c in cells]
+            lines.append(f"| {name} | {lang} | {n_utts} | " + " | ".join(_fmt(v) for v in main) + " |")
+    return lines
+
+
 def write_results(r, path: Path) -> None:
     lines = ["# RESULTS", "",
              f"Written by stage 10 on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores).", "",
              "WER/CER: WER (%) for space-delimited languages (Whisper normalisers), CER (%) for zh/ja. "
              "CER: character error rate (%) for every language.", ""]
+    if len(r.c.test_sets) > 1:
+        lines += ["## All test sets (WER/CER)", ""] + _summary(r) + [""]
     for name in r.c.test_sets:
         systems = _systems(r, name)
         lines += [f"## {name}", ""] + _table(systems) + [""]

@@ -1,7 +1,8 @@
 """Recipe configuration: one YAML per recipe (egs/<corpus>/conf/recipe.yaml), overridable by flags.
 
 Every key has a default here; an unknown key in the YAML or on the command line is an error that
-names it and lists the valid keys.
+names it and lists the valid keys. A flag replaces a key's value; `--corpus_conf.<entry> <value>`
+sets one entry of a mapping and keeps the others.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 @dataclass
 class RecipeConfig:
     # data preparation (stage 1)
-    corpus: str = "synthetic"  # a key of drax.recipe.corpora.CORPORA
+    corpus: str = "synthetic"  # a key of drax.data.corpora.CORPORA
     corpus_conf: dict = field(default_factory=dict)
     train_set: str = "train"
     dev_set: str = "dev"
@@ -63,7 +64,16 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
     raw = {}
     if path is not None:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    raw.update(overrides or {})
+    # whole keys first, then single entries of mappings (`corpus_conf.root: /data` from --corpus_conf.root)
+    for key, value in sorted((overrides or {}).items(), key=lambda kv: "." in kv[0]):
+        name, _, entry = key.partition(".")
+        if not entry:
+            raw[key] = _coerce(key, value) if key in FIELDS else value
+        elif name in FIELDS and FIELDS[name].type == "dict":
+            raw[name] = {**(raw.get(name) or {}), entry: yaml.safe_load(value) if isinstance(value, str) else value}
+        else:
+            dicts = [n for n, f in FIELDS.items() if f.type == "dict"]
+            raise ValueError(f"recipe key {key!r}: only mapping keys take a .<entry> ({', '.join(dicts)})")
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown recipe key(s) {unknown} (in {path} or flags); valid keys: {', '.join(FIELDS)}")

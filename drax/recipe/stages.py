@@ -213,9 +213,14 @@ STAGES = [
 
 def stage_inputs(r: Recipe, number: int) -> list:
     """What a stage's result depends on, beyond the previous stage's fingerprint."""
+    from drax.data import corpora
+
     c = r.c
+    # corpus location from the environment / combined data dirs; left out when there is none, so
+    # that fingerprints of earlier runs stay valid
+    outside = corpora.stage_inputs(c.corpus, c.corpus_conf)
     return {
-        1: [c.corpus, c.corpus_conf, c.langs],
+        1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else []),
         2: [c.speed_perturb_factors],
         3: [c.features, c.whisper],
         4: [c.max_duration],
