@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
-from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters
+from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
 MAX_SECONDS = 30.0
@@ -74,12 +74,8 @@ def dump_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = None
-    if whisper is not None:  # the model's mel count wins (80 for most sizes, 128 for large-v3)
-        from transformers import WhisperConfig
-
-        from drax.pretrained.whisper import resolve_whisper
-
-        n_mels = WhisperConfig.from_pretrained(resolve_whisper(whisper)).num_mel_bins
+    if whisper is not None:  # the model's mel count wins
+        n_mels = whisper_mel_bins(whisper)
     if kind == "whisper_states":
         from drax.nets.whisper import FrozenWhisperEncoder
 

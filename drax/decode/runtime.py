@@ -76,7 +76,8 @@ class AudioEncoder:
     trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from."""
 
     def __init__(self, model, whisper: str | None):
-        from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend
+        from drax.nets.whisper import (FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend,
+                                       whisper_mel_bins)
 
         self.model = model
         self.frontend = self.encoder = None
@@ -84,11 +85,7 @@ class AudioEncoder:
             if not whisper:
                 raise ValueError("the model reads dumped encoder states: timing it from audio needs the Whisper "
                                  "they came from (recipe key `whisper`)")
-            from transformers import WhisperConfig
-
-            from drax.pretrained.whisper import resolve_whisper
-
-            n_mels = WhisperConfig.from_pretrained(resolve_whisper(whisper, key="whisper")).num_mel_bins
+            n_mels = whisper_mel_bins(whisper)
             self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper).eval()
             self.frontend = WhisperLogMelFrontend(n_mels=n_mels)
 

@@ -65,6 +65,15 @@ class WhisperLogMelFrontend(AbsFrontend):
         return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
 
 
+def whisper_mel_bins(name_or_dir: str) -> int:
+    """Mel bins a Whisper model takes (80 for most sizes, 128 for large-v3), from its config alone."""
+    from transformers import WhisperConfig
+
+    from drax.pretrained.whisper import resolve_whisper
+
+    return WhisperConfig.from_pretrained(resolve_whisper(name_or_dir)).num_mel_bins
+
+
 def load_whisper_encoder(name_or_dir: str):
     """transformers WhisperEncoder from a local transformers-format dir or a hub id (e.g. openai/whisper-large-v3).
 
