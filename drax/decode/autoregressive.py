@@ -1,0 +1,189 @@
+"""Autoregressive decoders with a key/value cache: the AR baselines and speculative decoding's verifier.
+
+An `IncrementalDecoder` is fed tokens in blocks and returns, for every fed token, the logits of the
+token that follows it; `rollback(n)` forgets everything after the first n fed tokens. Greedy
+decoding feeds one token at a time, speculative verification feeds a whole draft block at once, and
+both go through the same code, so the verifier's top-1 at every position is the greedy one.
+
+    ESPnetTransformerAR   ESPnet's TransformerDecoder (the recipe's `model: espnet` baseline)
+    WhisperAR             transformers' Whisper decoder (the pretrained model the recipe uses)
+
+Both cache the self-attention states of fed positions and the audio keys/values (computed once per
+utterance), as a CPU-efficient AR decoder must.
+"""
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+
+class IncrementalDecoder(Protocol):
+    eot: int
+
+    def reset(self, memory: torch.Tensor) -> None:
+        """Start an utterance: memory = encoder states (1, T, D)."""
+
+    def extend(self, tokens: list[int]) -> torch.Tensor:
+        """Feed tokens; returns logits (len(tokens), V), row i predicting the token after tokens[i]."""
+
+    def rollback(self, length: int) -> None:
+        """Keep the first `length` fed tokens only."""
+
+
+@torch.no_grad()
+def greedy(decoder: IncrementalDecoder, memory: torch.Tensor, prefix: list[int], max_new: int) -> list[int]:
+    """Greedy decoding after `prefix` (e.g. the prompt): up to max_new tokens, the end token included."""
+    decoder.reset(memory)
+    logits = decoder.extend(list(prefix))
+    out = []
+    while True:
+        token = int(logits[-1].argmax())
+        out.append(token)
+        if token == decoder.eot or len(out) >= max_new:
+            return out
+        logits = decoder.extend([token])
+
+
+class ESPnetTransformerAR:
+    """Incremental decoding for ESPnet's TransformerDecoder (pre-LN decoder layers)."""
+
+    def __init__(self, decoder, eot: int):
+        for layer in decoder.decoders:
+            if not layer.normalize_before or layer.concat_after:
+                raise ValueError("ESPnetTransformerAR needs decoder layers with normalize_before=True, concat_after=False")
+        self.decoder = decoder.eval()
+        self.eot = eot
+
+    def reset(self, memory: torch.Tensor) -> None:
+        self.tokens: list[int] = []
+        self.cache: list[torch.Tensor] = []  # per layer: outputs (1, n, D) of the fed positions
+        self.memory_kv = []
+        for layer in self.decoder.decoders:
+            att = layer.src_attn
+            k = att.linear_k(memory).view(1, -1, att.h, att.d_k).transpose(1, 2)
+            v = att.linear_v(memory).view(1, -1, att.h, att.d_k).transpose(1, 2)
+            self.memory_kv.append((k, v))
+
+    @torch.no_grad()
+    def extend(self, tokens: list[int]) -> torch.Tensor:
+        k = len(tokens)
+        self.tokens += tokens
+        n = len(self.tokens)
+        x = self.decoder.embed(torch.tensor([self.tokens]))  # positions are absolute: embed all, keep new
+        x_all = x
+        causal = torch.ones(k, n, dtype=torch.bool).tril(diagonal=n - k)[None]  # (1, k, n)
+        new_cache = []
+        for i, layer in enumerate(self.decoder.decoders):
+            if i > 0:
+                x_all = torch.cat([self.cache[i - 1], x], 1) if self.cache else x
+            h = layer.norm1(x_all)
+            x = x_all[:, -k:] + layer.self_attn(h[:, -k:], h, h, causal)
+            att = layer.src_attn
+            q = att.linear_q(layer.norm2(x)).view(1, -1, att.h, att.d_k).transpose(1, 2)
+            mk, mv = self.memory_kv[i]
+            x = x + att.forward_attention(mv, q @ mk.transpose(-2, -1) / math.sqrt(att.d_k), None)
+            x = x + layer.feed_forward(layer.norm3(x))
+            new_cache.append(x)
+        self.cache = [torch.cat([c, nc], 1) for c, nc in zip(self.cache, new_cache)] if self.cache else new_cache
+        return self.decoder.output_layer(self.decoder.after_norm(x))[0]
+
+    def rollback(self, length: int) -> None:
+        self.tokens = self.tokens[:length]
+        self.cache = [c[:, :length] for c in self.cache]
+
+
+class WhisperAR:
+    """Incremental decoding with a transformers Whisper model (self- and cross-attention cache)."""
+
+    def __init__(self, model, eot: int):
+        self.model = model.eval()
+        self.eot = eot
+
+    def reset(self, memory: torch.Tensor) -> None:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        self.memory = memory
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self.length = 0
+
+    @torch.no_grad()
+    def extend(self, tokens: list[int]) -> torch.Tensor:
+        out = self.model.model.decoder(input_ids=torch.tensor([tokens]), encoder_hidden_states=self.memory,
+                                       past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        self.length += len(tokens)
+        return self.model.proj_out(out.last_hidden_state)[0]
+
+    def rollback(self, length: int) -> None:
+        if length < self.length:
+            self.cache.crop(length - self.length)  # transformers: a negative value removes that many
+            self.length = length
+
+
+class ESPnetBaseline:
+    """A recipe's `model: espnet` baseline (attention decoder and/or CTC) for decoding.
+
+    The transcript layout is Drax's: [prompt, text, end]; the attention decoder starts from
+    [<sos>, prompt] (prompt given, as for Drax and Whisper), CTC emits the prompt tokens itself and
+    they are dropped.
+    """
+
+    METHODS = ("greedy", "beam", "ctc")
+
+    def __init__(self, config, model_file, units_dir, prompt_template: list[str] | None = None):
+        from drax.decode.speech2text import load_model
+        from drax.text.units import PROMPT_TEMPLATE, load_units
+
+        self.model, self.args = load_model(config, model_file)
+        self.token_list = list(self.args.token_list)
+        self.units = load_units(units_dir)
+        self.prompt_template = prompt_template or PROMPT_TEMPLATE
+        self.specials = {i for i, tok in enumerate(self.token_list) if tok.startswith("<|") or tok in ("<blank>", "<unk>")}
+        self.ar = ESPnetTransformerAR(self.model.decoder, self.model.eos) if self.model.decoder is not None else None
+
+    def prompt(self, lang: str) -> list[int]:
+        return [self.token_list.index(tok.format(lang=lang)) for tok in self.prompt_template]
+
+    @torch.no_grad()
+    def encode(self, feats) -> torch.Tensor:
+        x = torch.as_tensor(feats, dtype=torch.float32)[None]
+        enc, _ = self.model.encode(x, torch.tensor([x.shape[1]]))
+        return enc
+
+    @torch.no_grad()
+    def decode(self, enc: torch.Tensor, lang: str, method: str, max_new: int, beam_size: int = 5) -> list[int]:
+        """Token ids of the transcript (prompt and end token removed)."""
+        if method == "ctc":
+            ids = self.model.ctc.argmax(enc)[0].tolist()
+            return [t for i, t in enumerate(ids) if (i == 0 or t != ids[i - 1]) and t not in self.specials]
+        if self.ar is None:
+            raise ValueError(f"decode method '{method}' needs an attention decoder; this model is CTC only (method: ctc)")
+        prefix = [self.model.sos] + self.prompt(lang)
+        if method == "greedy":
+            ids = greedy(self.ar, enc, prefix, max_new)
+        elif method == "beam":
+            ids = self.beam(enc, prefix, max_new, beam_size)
+        else:
+            raise ValueError(f"unknown decode method '{method}'; valid: {', '.join(self.METHODS)}")
+        return [t for t in ids if t != self.model.eos]
+
+    def beam(self, enc, prefix, max_new, beam_size) -> list[int]:
+        from espnet.nets.beam_search import BeamSearch
+
+        search = BeamSearch(scorers={"decoder": self.model.decoder}, weights={"decoder": 1.0}, beam_size=beam_size,
+                            vocab_size=len(self.token_list), sos=self.model.sos, eos=self.model.eos,
+                            token_list=self.token_list, pre_beam_score_key="full", hyp_primer=prefix)
+        import logging
+
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.WARNING)  # BeamSearch logs every hypothesis at INFO
+        try:
+            best = search(enc[0], maxlenratio=-float(max_new))[0]
+        finally:
+            logging.getLogger().setLevel(level)
+        return best.yseq[len(prefix):].tolist()
+
+    def text(self, ids: list[int]) -> str:
+        return self.units.decode([self.token_list[i] for i in ids])

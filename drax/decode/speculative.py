@@ -1,0 +1,170 @@
+"""Speculative decoding (paper Sec. 5.3): a drafter proposes a block of tokens after the accepted
+prefix, the autoregressive target verifies the block in one forward pass and keeps the drafted tokens
+while they equal its own top-1, then adds its own next token; repeat until the end token.
+
+Because every kept token is the target's top-1 given the same prefix, the output is the target's
+greedy output, token for token; the drafter only changes how many target forward passes it takes.
+
+Drafters:
+    DraxDrafter   Drax with the accepted prefix pinned (trained for with `prompt_prob`), few steps
+                  (NFE 2) at a low temperature; proposes up to `block` tokens after the prefix
+    ARDrafter     a smaller autoregressive model proposing `block` greedy tokens (the usual baseline)
+
+Drafter and target may use different vocabularies (Drax's compact Whisper units vs Whisper's full
+one): a `TokenMap` converts; a target token the drafter cannot represent ends drafting for that step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from drax.decode.autoregressive import IncrementalDecoder
+
+
+class Drafter(Protocol):
+    def reset(self, memory: torch.Tensor, lang: str | None) -> None: ...
+
+    def draft(self, sequence: list[int], block: int) -> list[int]:
+        """Up to `block` tokens (target ids) proposed after `sequence` (target ids, prompt included)."""
+
+
+class TokenMap:
+    """Ids of one vocabulary in another, by token string (missing tokens map to None)."""
+
+    def __init__(self, source_tokens: list[str], target_index: dict[str, int]):
+        self.forward = [target_index.get(tok) for tok in source_tokens]
+        self.backward = {t: s for s, t in enumerate(self.forward) if t is not None}
+
+    @classmethod
+    def identity(cls, size: int) -> "TokenMap":
+        return cls([str(i) for i in range(size)], {str(i): i for i in range(size)})
+
+    def to_target(self, ids: list[int]) -> list[int] | None:
+        out = [self.forward[i] for i in ids]
+        return None if None in out else out
+
+    def to_source(self, ids: list[int]) -> list[int] | None:
+        out = [self.backward.get(i) for i in ids]
+        return None if None in out else out
+
+
+@dataclass
+class SpeculativeResult:
+    tokens: list[int]  # after the prefix, end token included (as greedy() returns)
+    verify_steps: int = 0  # target forward passes after the prefix
+    drafted: int = 0
+    accepted: int = 0  # drafted tokens kept
+    draft_seconds: float = 0.0
+    accepted_per_step: list[int] = field(default_factory=list)
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens produced per target forward pass (accepted drafts + the target's own token)."""
+        return len(self.tokens) / max(1, self.verify_steps + 1)
+
+
+@torch.no_grad()
+def speculative(target: IncrementalDecoder, drafter: Drafter, memory: torch.Tensor, prefix: list[int],
+                max_new: int, block: int, lang: str | None = None,
+                draft_memory: torch.Tensor | None = None) -> SpeculativeResult:
+    """Decode after `prefix` with `target` (greedy), `drafter` proposing up to `block` tokens per step.
+
+    memory: the target's encoder states; draft_memory: the drafter's (default: the same).
+    """
+    import time
+
+    target.reset(memory)
+    drafter.reset(memory if draft_memory is None else draft_memory, lang)
+    logits = target.extend(list(prefix))
+    seq, out = list(prefix), []
+    res = SpeculativeResult(tokens=out)
+    token = int(logits[-1].argmax())
+    while True:
+        out.append(token)  # the target's own choice (fed with the next block)
+        seq.append(token)
+        if token == target.eot or len(out) >= max_new:
+            return res
+        start = time.perf_counter()
+        draft = drafter.draft(seq, min(block, max_new - len(out)))
+        res.draft_seconds += time.perf_counter() - start
+        logits = target.extend([token] + draft)
+        res.verify_steps += 1
+        res.drafted += len(draft)
+        top1 = logits.argmax(-1).tolist()
+        n = 0
+        while n < len(draft) and draft[n] == top1[n]:
+            out.append(draft[n])
+            seq.append(draft[n])
+            n += 1
+            if draft[n - 1] == target.eot or len(out) >= max_new:
+                res.accepted += n
+                res.accepted_per_step.append(n)
+                return res
+        res.accepted += n
+        res.accepted_per_step.append(n)
+        target.rollback(len(seq))
+        token = top1[n]
+
+
+class DraxDrafter:
+    """Drax drafting after a pinned prefix: `nfe` Euler steps at `temperature` over the canvas of
+    the model's output length; the block is the positions right after the prefix, cut after the
+    first end token."""
+
+    def __init__(self, model, token_map: TokenMap, nfe: int = 2, temperature: float = 0.01,
+                 output_length: int | None = None, seed: int = 0):
+        self.model, self.map = model, token_map
+        self.nfe, self.temperature = nfe, temperature
+        self.length = output_length or model.output_length
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self, memory: torch.Tensor, lang: str | None) -> None:
+        self.encoded = (memory, torch.tensor([memory.shape[1]]))
+
+    def draft(self, sequence: list[int], block: int) -> list[int]:
+        pinned = self.map.to_source(sequence)
+        if pinned is None or len(pinned) >= self.length or block <= 0:
+            return []
+        out = self.model.generate(None, None, encoded=self.encoded, prompt=torch.tensor([pinned]), nfe=self.nfe,
+                                  temperature=self.temperature, output_length=self.length,
+                                  generator=self.generator)
+        proposed = out.tokens[0, 0, len(pinned): len(pinned) + block].tolist()
+        if self.model.eot_id in proposed:
+            proposed = proposed[: proposed.index(self.model.eot_id) + 1]
+        return self.map.to_target(proposed) or []
+
+
+class ARDrafter:
+    """A smaller autoregressive model drafting `block` greedy tokens (its cache follows the prefix)."""
+
+    def __init__(self, decoder: IncrementalDecoder, token_map: TokenMap):
+        self.decoder, self.map = decoder, token_map
+
+    def reset(self, memory: torch.Tensor, lang: str | None) -> None:
+        self.decoder.reset(memory)
+        self.fed: list[int] = []
+        self.last_logits = None
+
+    def draft(self, sequence: list[int], block: int) -> list[int]:
+        seq = self.map.to_source(sequence)
+        if seq is None or block <= 0:
+            return []
+        common = 0
+        while common < min(len(seq), len(self.fed)) and seq[common] == self.fed[common]:
+            common += 1
+        if common == len(seq):  # the sequence is a prefix of what was fed: re-feed its last token
+            common -= 1
+        self.decoder.rollback(common)
+        logits = self.decoder.extend(seq[common:])
+        self.fed = list(seq)
+        proposed = []
+        for _ in range(block):
+            token = int(logits[-1].argmax())
+            proposed.append(token)
+            if token == self.decoder.eot:
+                break
+            logits = self.decoder.extend([token])
+            self.fed.append(token)
+        return self.map.to_target(proposed) or []
