@@ -99,6 +99,50 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert re.search(r"\| 2 \| 2 \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", grid), grid  # error and RTFx
     assert "Table 10" in (tables / "tables.md").read_text()
 
+    # the AR, CTC and small-AR baselines (model: espnet) through stages 7-10 of the same recipe
+    for name, decode in (("ar", "ar_greedy"), ("ctc", "ctc"), ("ar_small", "ar_greedy")):
+        conf = yaml.safe_load((MINI / "conf" / f"train_{name}.yaml").read_text())
+        conf.update(max_epoch=1, num_iters_per_epoch=3, batch_size=4)
+        (recipe / "conf" / f"train_{name}.yaml").write_text(yaml.safe_dump(conf))
+        run(recipe, *flags, "--stage", "7", "--train_config", f"conf/train_{name}.yaml",
+            "--decode_config", f"conf/decode_{decode}.yaml")
+        hyps = read_kv_dict(str(recipe / "exp" / f"asr_train_{name}" / f"decode_decode_{decode}" / "test" / "text"))
+        assert set(hyps) == test_utts
+    results = (recipe / "RESULTS.md").read_text()
+    for label in ("ESPnet greedy train_ar", "ESPnet ctc train_ctc", "ESPnet greedy train_ar_small"):
+        assert re.search(rf"\| {label} \(decode_\w+\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
+
+    # stage 12: the path study, every path trained and evaluated after each epoch
+    (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(dict(
+        max_epoch=2, num_iters_per_epoch=2, jobs=2, threads=1, utts_per_lang=1, nfe=2)))
+    run(recipe, *flags, "--stage", "12")
+    study = (recipe / "exp" / "path_study" / "path_study.md").read_text()
+    for label in ("uniform source + uniform middle", "uniform source + audio middle (Drax)", "audio source (2-way)",
+                  "uniform source (2-way)"):
+        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", study), study
+    assert (recipe / "exp" / "path_study" / "path_study.png").read_bytes()[:4] == b"\x89PNG"
+    trained = yaml.safe_load((recipe / "exp" / "asr_path_audio_src" / "config.yaml").read_text())
+    assert trained["model_conf"]["path"] == "audio_src" and trained["model_conf"]["scheduler"] == "polynomial"
+
+    # stage 13: Table 1, Table 3 and the speed study from the tiny models
+    (recipe / "conf" / "compare.yaml").write_text(yaml.safe_dump(dict(
+        drax="train_drax", drax_pretrained=None, utts_per_lang=1, runtime_per_bin=1, drax_rows=[[2, 1]],
+        candidates=[2, 2], beam_size=2, max_new_tokens=6, speed_nfe=[2], sweep_lengths=[4, 8], sweep_repeats=1,
+        throughput_batch=2, ar_draft_blocks=[2], draft_block=4)))
+    run(recipe, *flags, "--stage", "13")
+    compare = recipe / "exp" / "compare" / "test"
+    table1 = (compare / "table1.md").read_text()
+    for system in ("CTC greedy", "AR greedy", "AR beam 2", "Whisper zero-shot greedy", "Drax train_drax 2/1",
+                   "Drax train_drax 2/2 MBR", "Drax train_drax 2/2 AR"):
+        assert re.search(rf"\| {system} \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \|",
+                         table1), (system, table1)
+    table3 = (compare / "table3.md").read_text()
+    identical = re.findall(r"\| (\d+)/(\d+) \|", table3)
+    assert len(identical) == 6 and all(a == b for a, b in identical), table3  # speculative output = greedy
+    assert "overtakes AR greedy" in (compare / "speed.md").read_text()
+    for png in ("speed.png", "fig2a.png"):
+        assert (compare / png).read_bytes()[:4] == b"\x89PNG", png
+
 
 def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
     """egs/librispeech end to end on espeak-ng speech laid out as LibriSpeech (corpus_conf.synthetic):

@@ -33,13 +33,21 @@ class IncrementalDecoder(Protocol):
 
 
 @torch.no_grad()
-def greedy(decoder: IncrementalDecoder, memory: torch.Tensor, prefix: list[int], max_new: int) -> list[int]:
-    """Greedy decoding after `prefix` (e.g. the prompt): up to max_new tokens, the end token included."""
+def greedy(decoder: IncrementalDecoder, memory: torch.Tensor, prefix: list[int], max_new: int,
+           min_new: int = 0) -> list[int]:
+    """Greedy decoding after `prefix` (e.g. the prompt): up to max_new tokens, the end token included.
+
+    min_new: the end token is not chosen before this many tokens (min_new = max_new times a forced
+    output length, as the speed study does)."""
     decoder.reset(memory)
     logits = decoder.extend(list(prefix))
     out = []
     while True:
-        token = int(logits[-1].argmax())
+        last = logits[-1]
+        if len(out) < min_new:
+            last = last.clone()
+            last[decoder.eot] = float("-inf")
+        token = int(last.argmax())
         out.append(token)
         if token == decoder.eot or len(out) >= max_new:
             return out
@@ -153,8 +161,9 @@ class ESPnetBaseline:
         return enc
 
     @torch.no_grad()
-    def decode(self, enc: torch.Tensor, lang: str, method: str, max_new: int, beam_size: int = 5) -> list[int]:
-        """Token ids of the transcript (prompt and end token removed)."""
+    def decode(self, enc: torch.Tensor, lang: str, method: str, max_new: int, beam_size: int = 5,
+               min_new: int = 0) -> list[int]:
+        """Token ids of the transcript (prompt and end token removed); min_new: see greedy()."""
         if method == "ctc":
             ids = self.model.ctc.argmax(enc)[0].tolist()
             return [t for i, t in enumerate(ids) if (i == 0 or t != ids[i - 1]) and t not in self.specials]
@@ -162,14 +171,14 @@ class ESPnetBaseline:
             raise ValueError(f"decode method '{method}' needs an attention decoder; this model is CTC only (method: ctc)")
         prefix = [self.model.sos] + self.prompt(lang)
         if method == "greedy":
-            ids = greedy(self.ar, enc, prefix, max_new)
+            ids = greedy(self.ar, enc, prefix, max_new, min_new)
         elif method == "beam":
-            ids = self.beam(enc, prefix, max_new, beam_size)
+            ids = self.beam(enc, prefix, max_new, beam_size, min_new)
         else:
             raise ValueError(f"unknown decode method '{method}'; valid: {', '.join(self.METHODS)}")
         return [t for t in ids if t != self.model.eos]
 
-    def beam(self, enc, prefix, max_new, beam_size) -> list[int]:
+    def beam(self, enc, prefix, max_new, beam_size, min_new=0) -> list[int]:
         from espnet.nets.beam_search import BeamSearch
 
         search = BeamSearch(scorers={"decoder": self.model.decoder}, weights={"decoder": 1.0}, beam_size=beam_size,
@@ -180,7 +189,7 @@ class ESPnetBaseline:
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.WARNING)  # BeamSearch logs every hypothesis at INFO
         try:
-            best = search(enc[0], maxlenratio=-float(max_new))[0]
+            best = search(enc[0], maxlenratio=-float(max_new), minlenratio=-float(min_new))[0]
         finally:
             logging.getLogger().setLevel(level)
         return best.yseq[len(prefix):].tolist()

@@ -89,6 +89,37 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
     return hyps
 
 
+BASELINE_DECODE_DEFAULTS = {"method": "greedy", "beam_size": 5, "max_new_tokens": 128,
+                            "model_file": "valid.loss.best.pth"}
+
+
+def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+    """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
+    from drax.decode.autoregressive import ESPnetBaseline
+
+    unknown = set(conf) - set(BASELINE_DECODE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown decode config key(s) {sorted(unknown)} for a `model: espnet` baseline; "
+                         f"valid keys: {', '.join(BASELINE_DECODE_DEFAULTS)}")
+    conf = {**BASELINE_DECODE_DEFAULTS, **conf}
+    if conf["method"] not in ESPnetBaseline.METHODS:
+        raise ValueError(f"decode config method: unknown '{conf['method']}'; valid: {', '.join(ESPnetBaseline.METHODS)}")
+    model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir)
+    feats, langs, shapes = _set_info(set_dir)
+    hyps, missing = {}, {}
+    start = time.perf_counter()
+    for utt in tqdm(sorted(feats, key=lambda u: (shapes[u], u)), desc=f"{conf['method']} {set_dir.name}", unit="utt"):
+        try:
+            enc = model.encode(kaldiio.load_mat(feats[utt]))
+        except Exception as e:  # a damaged ark entry must not stop the others
+            missing[utt] = f"unreadable features: {e}"
+            continue
+        hyps[utt] = model.text(model.decode(enc, langs[utt], conf["method"], conf["max_new_tokens"], conf["beam_size"]))
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
+    _write_outputs(out_dir, hyps, missing, timing)
+    return hyps
+
+
 def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8,
                    langs: list[str] | None = None, reuse: bool = False) -> dict:
     """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input).

@@ -114,8 +114,9 @@ class DraxDrafter:
     first end token."""
 
     def __init__(self, model, token_map: TokenMap, nfe: int = 2, temperature: float = 0.01,
-                 output_length: int | None = None, seed: int = 0):
-        self.model, self.map = model, token_map
+                 output_length: int | None = None, seed: int = 0, skip: int = 0):
+        """skip: leading target tokens Drax's layout does not have (an ESPnet target's <sos>)."""
+        self.model, self.map, self.skip = model, token_map, skip
         self.nfe, self.temperature = nfe, temperature
         self.length = output_length or model.output_length
         self.generator = torch.Generator().manual_seed(seed)
@@ -124,7 +125,7 @@ class DraxDrafter:
         self.encoded = (memory, torch.tensor([memory.shape[1]]))
 
     def draft(self, sequence: list[int], block: int) -> list[int]:
-        pinned = self.map.to_source(sequence)
+        pinned = self.map.to_source(sequence[self.skip:])
         if pinned is None or len(pinned) >= self.length or block <= 0:
             return []
         out = self.model.generate(None, None, encoded=self.encoded, prompt=torch.tensor([pinned]), nfe=self.nfe,
@@ -139,8 +140,9 @@ class DraxDrafter:
 class ARDrafter:
     """A smaller autoregressive model drafting `block` greedy tokens (its cache follows the prefix)."""
 
-    def __init__(self, decoder: IncrementalDecoder, token_map: TokenMap):
-        self.decoder, self.map = decoder, token_map
+    def __init__(self, decoder: IncrementalDecoder, token_map: TokenMap, lead: list[int] | None = None):
+        """lead: drafter tokens before the target's sequence (an ESPnet drafter's <sos> for Whisper)."""
+        self.decoder, self.map, self.lead = decoder, token_map, list(lead or [])
 
     def reset(self, memory: torch.Tensor, lang: str | None) -> None:
         self.decoder.reset(memory)
@@ -151,6 +153,7 @@ class ARDrafter:
         seq = self.map.to_source(sequence)
         if seq is None or block <= 0:
             return []
+        seq = self.lead + seq
         common = 0
         while common < min(len(seq), len(self.fed)) and seq[common] == self.fed[common]:
             common += 1
@@ -163,7 +166,7 @@ class ARDrafter:
         for _ in range(block):
             token = int(logits[-1].argmax())
             proposed.append(token)
-            if token == self.decoder.eot:
+            if token == self.decoder.eot or len(proposed) == block:
                 break
             logits = self.decoder.extend([token])
             self.fed.append(token)

@@ -10,6 +10,9 @@
     8 decode      Drax on every test set (and Whisper's own decoder as the zero-shot baseline)
     9 score       WER / CER per language, per-utterance alignments
    10 results     RESULTS.md tables
+   11 tables      the paper's decoding tables and figures            (only when asked for: --stage 11)
+   12 path_study  the same model trained with each probability path  (only when asked for: --stage 12)
+   13 compare     baselines side by side, speculative decoding, speed (only when asked for: --stage 13)
 
 A stage that finished writes exp/stages/<n>_<name>.done holding a fingerprint of its inputs; run
 again with the same inputs it is skipped, so any stage can be re-run and an interrupted run resumes.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from drax.data.kaldi_dir import atomic_write_text
 from drax.recipe.config import RecipeConfig
 
 logger = logging.getLogger("drax.recipe")
@@ -146,9 +150,12 @@ def stage_train(r: Recipe):
     stamp.write_text(r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())
     feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
+    train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
     args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
             "--ngpu", str(r.c.ngpu), "--token_type", "word", "--token_list", str(r.units_dir / "tokens.txt"),
-            "--input_size", str(feat_dim), "--model_conf", f"output_length={length}", "--resume", "true"]
+            "--input_size", str(feat_dim), "--resume", "true"]
+    if train_conf.get("model") == "drax":  # the `model: espnet` baselines have no fixed length
+        args += ["--model_conf", f"output_length={length}"]
     for split, name in (("train", r.train_name), ("valid", r.c.dev_set)):
         d = r.dump / name
         args += [f"--{split}_data_path_and_name_and_type", f"{d}/feats.scp,speech,kaldi_ark",
@@ -156,19 +163,22 @@ def stage_train(r: Recipe):
                  f"--{split}_shape_file", f"{d}/speech_shape", f"--{split}_shape_file", f"{d}/text_shape"]
     if r.c.features == "logmel":
         args += ["--encoder_conf", f"model={r.whisper_dir()}"]
-    train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
     if (train_conf.get("decoder_conf") or {}).get("init_from_whisper") == "recipe":
         args += ["--decoder_conf", f"init_from_whisper={r.whisper_dir()}"]
     run_logged(args, r.asr_dir / "train.log")
 
 
 def stage_decode(r: Recipe):
-    from drax.decode.decode_sets import decode_drax, decode_whisper
+    from drax.decode.decode_sets import decode_baseline, decode_drax, decode_whisper
 
     conf = yaml.safe_load(Path(r.c.decode_config).read_text(encoding="utf-8")) or {}
+    model = (yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}).get("model")
     rescorer = r.whisper_dir() if conf.get("scoring") == "ar" and not conf.get("rescorer") else None
     for name in r.c.test_sets:
-        decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf, whisper_dir=rescorer)
+        if model == "drax":
+            decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf, whisper_dir=rescorer)
+        else:  # the recipe's AR / CTC baselines (model: espnet)
+            decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
                            langs=r.c.whisper_baseline_langs or None, reuse=True)
@@ -201,13 +211,33 @@ def stage_tables(r: Recipe):
         logger.info("tables for %s: %s", name, suite.run(command))
 
 
+def stage_path_study(r: Recipe):
+    """Paper Sec. 5.4 / Figure 3: dev error against steps for each path (drax/recipe/path_study.py)."""
+    from drax.recipe.path_study import PathStudy
+
+    conf = yaml.safe_load(Path(r.c.path_study_config).read_text(encoding="utf-8")) or {}
+    command = f"./run.sh --stage 12 --train_config {r.c.train_config} --path_study_config {r.c.path_study_config}"
+    logger.info("path study: %s", PathStudy(r, conf).run(command))
+
+
+def stage_compare(r: Recipe):
+    """Paper Tables 1 and 3 and the CPU speed study for every test set (drax/decode/compare.py)."""
+    from drax.decode.compare import Compare
+
+    conf = yaml.safe_load(Path(r.c.compare_config).read_text(encoding="utf-8")) or {}
+    command = f"./run.sh --stage 13 --compare_config {r.c.compare_config}"
+    for name in r.c.test_sets:
+        logger.info("comparison for %s: %s", name, Compare(r, name, conf).run(command))
+
+
 FIRST_EXPERIMENT_STAGE = 7
-LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11)
+LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11, 12, 13)
 STAGES = [
     (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
     (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
     (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
-    (10, "results", stage_results), (11, "tables", stage_tables),
+    (10, "results", stage_results), (11, "tables", stage_tables), (12, "path_study", stage_path_study),
+    (13, "compare", stage_compare),
 ]
 
 
@@ -231,6 +261,8 @@ def stage_inputs(r: Recipe, number: int) -> list:
         9: [],
         10: [],
         11: [file_digest(Path(c.tables_config)), c.test_sets],
+        12: [file_digest(Path(c.path_study_config)), c.dev_set],
+        13: [file_digest(Path(c.compare_config)), c.test_sets],
     }[number]
 
 
@@ -262,7 +294,6 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
     times_file = r.exp / "stage_times.json"
-    times = json.loads(times_file.read_text()) if times_file.exists() else {}
     previous = ""
     ran = {}
     for number, name, fn in STAGES:
@@ -281,8 +312,11 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
         start = time.perf_counter()
         fn(r)
         seconds = time.perf_counter() - start
-        times[key] = ran[key] = round(seconds, 1)
-        times_file.write_text(json.dumps(times, indent=1))
+        ran[key] = round(seconds, 1)
+        # re-read: the path study runs several experiments' stages side by side
+        times = json.loads(times_file.read_text()) if times_file.exists() else {}
+        times[key] = ran[key]
+        atomic_write_text(str(times_file), json.dumps(times, indent=1))
         marker.write_text(fp + "\n")
         logger.info("stage %d (%s): done in %.1f s", number, name, seconds)
     return ran

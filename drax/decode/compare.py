@@ -1,0 +1,598 @@
+"""Baselines side by side (paper Table 1), speculative decoding (Table 3) and the CPU speed study
+(recipe stage 13, `conf/compare.yaml`), for one test set, from the recipe's trained experiments.
+
+    table1.md     error per language on a per-language subset of the test set, and RTFx (batch 1,
+                  from the waveform) on the runtime set, for CTC greedy, AR greedy, AR beam, Whisper
+                  zero-shot, Drax 4/1, 8/1, 16/1, Drax MBR 8/16 and Drax AR-rescored 8/16
+    table3.md     speculative decoding: mean accepted tokens per verification step and RTFx, per target
+                  (the AR baseline, Whisper) and drafter (Drax, NFE 2; a small AR model drafting 5 / 10),
+                  with the check that every output equals the target's greedy output
+    speed.md      decoder-only and end-to-end RTFx per duration bin, Drax 2/4/8/16 vs AR greedy; the
+                  output length where Drax overtakes AR greedy (sweep over output lengths on a 30 s
+                  utterance's encoder states); throughput at batch 16
+    speed.png     decoder seconds against output length (the sweep), crossover points
+    fig2a.png     end-to-end RTFx against output length on the runtime set, every system (Figure 2a)
+
+Runtime protocol (App. C.2/C.4): utterances drawn equally from 5 s bins up to 30 s; the test sets
+hold single sentences, so longer utterances are made by joining same-language test utterances
+(audio and text). Each is decoded alone (batch 1, fp32, no compilation) from the waveform. The
+models were trained on single sentences, so on joined audio their own stopping would not reflect
+the length they must produce: for timing, AR decoders produce exactly the reference number of
+tokens (end token suppressed before), Drax uses an output length fitted to the duration (the
+training data's 95th-percentile tokens per second, rounded up to 8), CTC is one pass. Whisper
+zero-shot uses its standard 30 s padded input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.decode.runtime import BINS, Seconds, bin_label
+from drax.decode.scoring import score
+from drax.decode.suite import md_table
+
+logger = logging.getLogger(__name__)
+
+COMPARE_DEFAULTS = {
+    "drax": "train_drax_scratch",      # Drax with a decoder of the baselines' size (tag of its experiment)
+    "drax_pretrained": "train_drax",   # Drax with a Whisper-initialised decoder (optional: null)
+    "ar": "train_ar",                  # `model: espnet` attention decoder
+    "ctc": "train_ctc",                # `model: espnet` CTC
+    "ar_small": "train_ar_small",      # the small AR drafter
+    "model_file": "valid.loss.best.pth",
+    "utts_per_lang": 10,               # accuracy subset of the test set
+    "runtime_per_bin": 2,              # runtime-set utterances per 5 s bin (joined test sentences)
+    "drax_rows": [[4, 1], [8, 1], [16, 1]],
+    "candidates": [8, 16],             # NFE x candidates for MBR and AR rescoring
+    "temperature": 0.01,
+    "candidate_temperature": 0.1,
+    "beam_size": 5,
+    "max_new_tokens": 128,
+    "speed_nfe": [2, 4, 8, 16],
+    "sweep_lengths": [8, 16, 32, 64, 128, 192],
+    "sweep_repeats": 3,
+    "throughput_batch": 16,
+    "draft_nfe": 2,
+    "draft_temperature": 0.01,
+    "draft_block": 16,                 # Drax proposes up to this many tokens per step
+    "ar_draft_blocks": [5, 10],
+    "seed": 0,
+}
+
+
+def compare_conf(conf: dict) -> dict:
+    unknown = set(conf) - set(COMPARE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown compare config key(s) {sorted(unknown)}; valid keys: {', '.join(COMPARE_DEFAULTS)}")
+    return {**COMPARE_DEFAULTS, **conf}
+
+
+@dataclass
+class RuntimeUtt:
+    id: str
+    lang: str
+    audio: np.ndarray
+    duration: float
+    text: str
+    n_tokens: int  # reference length in output units
+
+
+def joined_runtime_set(data_dir: Path, set_dir: Path, units, per_bin: int, seed: int = 0) -> dict[str, list[RuntimeUtt]]:
+    """bin label -> utterances whose durations fall in the bin, each made of consecutive same-language
+    test utterances (one for the short bins), languages taken in turn."""
+    from drax.data.features import load_audio
+
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    refs = read_kv_dict(str(set_dir / "text.raw"))
+    durs = {u: float(d) for u, d in read_kv_dict(str(data_dir / "utt2dur")).items() if u in refs}
+    wavs = read_kv_dict(str(data_dir / "wav.scp"))
+    rng = random.Random(seed)
+    by_lang = {}
+    for u in sorted(durs):
+        by_lang.setdefault(langs[u], []).append(u)
+    order = sorted(by_lang)
+    out, turn = {}, 0
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        members = []
+        for attempt in range(50 * per_bin):
+            if len(members) == per_bin:
+                break
+            lang = order[turn % len(order)]
+            turn += 1
+            pool = by_lang[lang][:]
+            rng.shuffle(pool)
+            target = rng.uniform(lo, hi)
+            parts, total = [], 0.0
+            for u in pool:
+                if total + durs[u] > hi:
+                    continue
+                parts.append(u)
+                total += durs[u]
+                if total >= max(lo, target):
+                    break
+            if not lo <= total < hi or not parts:
+                continue
+            audio = np.concatenate([load_audio(wavs[u])[0] for u in parts])
+            text = " ".join(refs[u] for u in parts) if lang not in ("zh", "ja") else "".join(refs[u] for u in parts)
+            members.append(RuntimeUtt("+".join(parts), lang, audio, len(audio) / 16000, text, len(units.encode(text))))
+        out[bin_label(lo, hi)] = members
+    return out
+
+
+def errors_of(hyps: dict[str, str], refs: dict[str, str], langs: dict[str, str]) -> dict[str, float]:
+    scores, _ = score({u: refs[u] for u in hyps}, hyps, langs)
+    per = {s.lang: (s.wer if s.wer is not None else s.cer) for s in scores}
+    per["avg"] = sum(per.values()) / len(per)
+    return per
+
+
+class Timer:
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+class Compare:
+    def __init__(self, recipe, test_set: str, conf: dict):
+        from drax.decode.autoregressive import ESPnetBaseline, WhisperAR
+        from drax.decode.runtime import AudioEncoder
+        from drax.decode.speech2text import Speech2Text
+        from drax.pretrained.whisper import load_whisper
+        from drax.text.units import load_units
+
+        self.r, self.c = recipe, compare_conf(conf)
+        self.set_dir, self.data_dir = recipe.dump / test_set, recipe.data / test_set
+        self.out_dir = recipe.exp / "compare" / test_set
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.units = load_units(recipe.units_dir)
+        whisper = recipe.whisper_dir()
+        exp = lambda key: recipe.exp / f"asr_{self.c[key]}"  # noqa: E731
+        self.drax = {"drax": Speech2Text(exp("drax") / "config.yaml", exp("drax") / self.c["model_file"],
+                                         rescorer=whisper, units_dir=recipe.units_dir)}
+        if self.c["drax_pretrained"]:
+            self.drax["drax_pretrained"] = Speech2Text(exp("drax_pretrained") / "config.yaml",
+                                                       exp("drax_pretrained") / self.c["model_file"],
+                                                       rescorer=whisper, units_dir=recipe.units_dir)
+        base = lambda key: ESPnetBaseline(exp(key) / "config.yaml", exp(key) / self.c["model_file"], recipe.units_dir)  # noqa: E731
+        self.ar, self.ctc, self.ar_small = base("ar"), base("ctc"), base("ar_small")
+        self.whisper_model, self.processor = load_whisper(whisper)
+        self.whisper_model.eval()
+        self.tok = self.processor.tokenizer
+        self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids("<|endoftext|>"))
+        self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper)  # Whisper encoder, true length
+        self.feats = read_kv_dict(str(self.set_dir / "feats.scp"))
+        self.refs = read_kv_dict(str(self.set_dir / "text.raw"))
+        self.langs = read_kv_dict(str(self.set_dir / "utt2lang"))
+        self.wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
+        rng = random.Random(self.c["seed"])
+        self.subset = []
+        for lang in sorted(set(self.langs[u] for u in self.feats)):
+            utts = sorted(u for u in self.feats if self.langs[u] == lang and u in self.refs)
+            self.subset += sorted(rng.sample(utts, min(self.c["utts_per_lang"], len(utts))))
+        self.tokens_per_second = self.fit_token_rate()
+        self.sections: list[str] = []
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def fit_token_rate(self) -> float:
+        """95th percentile of text tokens per second of audio over the training set."""
+        train = self.r.dump / self.r.train_name
+        frames = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(train / "feats_shape")).items()}
+        tokens = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(train / "text_shape")).items()}
+        prompt = self.drax["drax"].model.prompt_length
+        rates = sorted((tokens[u] - prompt) / (frames[u] / 50.0) for u in tokens if u in frames and frames[u])
+        return rates[int(0.95 * (len(rates) - 1))]
+
+    def drax_length(self, model, duration: float) -> int:
+        length = model.prompt_length + math.ceil(self.tokens_per_second * duration) + 1
+        length = 8 * math.ceil(length / 8)
+        cap = model.decoder.positions.num_embeddings if model.decoder.positions is not None else None
+        return min(length, cap) if cap else length
+
+    def whisper_prompt(self, lang: str) -> list[int]:
+        names = ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
+        return self.tok.convert_tokens_to_ids(names)
+
+    def whisper_text(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True).strip()
+
+    @torch.no_grad()
+    def whisper_encode(self, audio: np.ndarray) -> torch.Tensor:
+        """Whisper's standard input: log-mel padded to 30 s, then its encoder."""
+        features = self.processor(audio, sampling_rate=16000, return_tensors="pt").input_features
+        return self.whisper_model.model.encoder(features).last_hidden_state
+
+    def states(self, utt: str) -> torch.Tensor:
+        return torch.from_numpy(kaldiio.load_mat(self.feats[utt]).copy())[None]
+
+    # ---- Table 1: accuracy ---------------------------------------------------------------------
+    def accuracy(self) -> dict[str, dict[str, float]]:
+        c, hyps = self.c, {}
+
+        def put(system, utt, text):
+            hyps.setdefault(system, {})[utt] = text
+
+        for utt in tqdm(self.subset, desc="table 1 accuracy", unit="utt"):
+            lang, states = self.langs[utt], self.states(utt)
+            put("CTC greedy", utt, self.ctc.text(self.ctc.decode(self.ctc.encode(states[0]), lang, "ctc", 0)))
+            enc = self.ar.encode(states[0])
+            put("AR greedy", utt, self.ar.text(self.ar.decode(enc, lang, "greedy", c["max_new_tokens"])))
+            put(f"AR beam {c['beam_size']}", utt,
+                self.ar.text(self.ar.decode(enc, lang, "beam", c["max_new_tokens"], c["beam_size"])))
+            from drax.decode.autoregressive import greedy
+            from drax.data.features import load_audio
+
+            wenc = self.whisper_encode(load_audio(self.wavs[utt])[0])
+            ids = greedy(self.whisper_ar, wenc, self.whisper_prompt(lang), c["max_new_tokens"])
+            put("Whisper zero-shot greedy", utt, self.whisper_text(ids[:-1] if ids[-1] == self.whisper_ar.eot else ids))
+        for name, s2t in self.drax.items():
+            tag = self.c[name]
+            for nfe, k in self.drax_configs():
+                s2t.nfe, s2t.num_candidates = nfe, k
+                s2t.temperature = c["temperature"] if k == 1 else c["candidate_temperature"]
+                s2t.generator.manual_seed(c["seed"])
+                for i in range(0, len(self.subset), 8):
+                    utts = self.subset[i: i + 8]
+                    decoded = s2t.decode_encoded(self.encoded(utts), [self.langs[u] for u in utts],
+                                                 ("mbr", "ar") if k > 1 else ("mode",))
+                    for utt, d in zip(utts, decoded):
+                        if k == 1:
+                            put(f"Drax {tag} {nfe}/1", utt, d.best.text)
+                        else:
+                            for s in ("mbr", "ar"):
+                                put(f"Drax {tag} {nfe}/{k} {s.upper()}", utt, d.candidates[d.picks[s]].text)
+        return {system: errors_of(h, self.refs, self.langs) for system, h in hyps.items()}
+
+    def drax_configs(self) -> list[tuple[int, int]]:
+        return [tuple(row) for row in self.c["drax_rows"]] + [(self.c["candidates"][0], self.c["candidates"][1])]
+
+    def encoded(self, utts: list[str]):
+        arrays = [torch.from_numpy(kaldiio.load_mat(self.feats[u]).copy()) for u in utts]
+        lengths = torch.tensor([a.shape[0] for a in arrays])
+        return torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True), lengths
+
+    # ---- Table 1 / speed: runtime set ----------------------------------------------------------
+    @torch.no_grad()
+    def runtime(self, bins: dict[str, list[RuntimeUtt]]):
+        """system -> bin -> Seconds (parts encoder/decoder/scoring), and per-utterance points for Fig. 2a."""
+        from drax.decode.autoregressive import greedy
+        from drax.decode.candidates import select
+
+        c = self.c
+        table: dict[str, dict[str, Seconds]] = {}
+        points = []  # (system, n_tokens, end-to-end RTFx)
+        gen = torch.Generator().manual_seed(c["seed"])
+
+        def add(system, label, utt, parts):
+            sec = table.setdefault(system, {}).setdefault(label, Seconds())
+            sec.audio += utt.duration
+            for part, v in parts.items():
+                sec.add(part, v)
+            points.append((system, utt.n_tokens, utt.duration / sum(parts.values())))
+
+        for label, members in bins.items():
+            for utt in tqdm(members, desc=f"runtime {label}", unit="utt"):
+                audio = torch.from_numpy(utt.audio)
+                with Timer() as t_enc:
+                    states, lens = self.audio_encoder(audio)
+                n = utt.n_tokens
+                with Timer() as t_ctc_enc:
+                    enc = self.ctc.encode(states[0])
+                with Timer() as t:
+                    self.ctc.decode(enc, utt.lang, "ctc", 0)
+                add("CTC greedy", label, utt, {"encoder": t_enc.seconds + t_ctc_enc.seconds, "decoder": t.seconds})
+                with Timer() as t_ar_enc:
+                    enc = self.ar.encode(states[0])
+                for method in ("greedy", "beam"):
+                    with Timer() as t:
+                        self.ar.decode(enc, utt.lang, method, n + 1, c["beam_size"], min_new=n)
+                    name = "AR greedy" if method == "greedy" else f"AR beam {c['beam_size']}"
+                    add(name, label, utt, {"encoder": t_enc.seconds + t_ar_enc.seconds, "decoder": t.seconds})
+                with Timer() as t_wenc:
+                    wenc = self.whisper_encode(utt.audio)
+                with Timer() as t:
+                    greedy(self.whisper_ar, wenc, self.whisper_prompt(utt.lang), n + 1, min_new=n)
+                add("Whisper zero-shot greedy", label, utt, {"encoder": t_wenc.seconds, "decoder": t.seconds})
+                for name, s2t in self.drax.items():
+                    model, tag = s2t.model, self.c[name]
+                    length = self.drax_length(model, utt.duration)
+                    prompt = torch.tensor([model.prompt_ids(utt.lang)])
+                    for nfe, k in self.drax_configs():
+                        temp = c["temperature"] if k == 1 else c["candidate_temperature"]
+                        with Timer() as t:
+                            out = model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
+                                                 temperature=temp, num_candidates=k, output_length=length,
+                                                 generator=gen)
+                            texts = [s2t.to_hypothesis(x).text for x in out.tokens[0]]
+                        parts = {"encoder": t_enc.seconds, "decoder": t.seconds}
+                        if k == 1:
+                            add(f"Drax {tag} {nfe}/1", label, utt, parts)
+                            continue
+                        for s in ("mbr", "ar"):
+                            with Timer() as t_s:
+                                scores = (s2t.ar_rescorer().score(states[0], texts, utt.lang).tolist()
+                                          if s == "ar" else None)
+                                select(s, texts, utt.lang, scores)
+                            add(f"Drax {tag} {nfe}/{k} {s.upper()}", label, utt, {**parts, "scoring": t_s.seconds})
+                # decoder-only speed study: Drax (baseline size) at every NFE
+                model = self.drax["drax"].model
+                length = self.drax_length(model, utt.duration)
+                prompt = torch.tensor([model.prompt_ids(utt.lang)])
+                for nfe in c["speed_nfe"]:
+                    with Timer() as t:
+                        model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
+                                       temperature=c["temperature"], output_length=length, generator=gen)
+                    table.setdefault(f"speed Drax {nfe}/1", {}).setdefault(label, Seconds())
+                    sec = table[f"speed Drax {nfe}/1"][label]
+                    sec.audio += utt.duration
+                    sec.add("encoder", t_enc.seconds)
+                    sec.add("decoder", t.seconds)
+        return table, points
+
+    @torch.no_grad()
+    def sweep(self, bins) -> dict[str, dict[int, float]]:
+        """Median decoder seconds to produce n tokens on the longest runtime utterance's states."""
+        from drax.decode.autoregressive import greedy
+
+        longest = max((u for members in bins.values() for u in members), key=lambda u: u.duration)
+        states, lens = self.audio_encoder(torch.from_numpy(longest.audio))
+        enc = self.ar.encode(states[0])
+        model = self.drax["drax"].model
+        prompt = torch.tensor([model.prompt_ids(longest.lang)])
+        ar_prefix = [self.ar.model.sos] + self.ar.prompt(longest.lang)
+        gen = torch.Generator().manual_seed(0)
+        out: dict[str, dict[int, float]] = {}
+        for n in tqdm(self.c["sweep_lengths"], desc="length sweep", unit="length"):
+            runs = {}
+            for _ in range(self.c["sweep_repeats"]):
+                with Timer() as t:
+                    greedy(self.ar.ar, enc, ar_prefix, n, min_new=n)
+                runs.setdefault("AR greedy", []).append(t.seconds)
+                for nfe in self.c["speed_nfe"]:
+                    with Timer() as t:
+                        model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
+                                       output_length=model.prompt_length + n, generator=gen)
+                    runs.setdefault(f"Drax {nfe}/1", []).append(t.seconds)
+            for name, secs in runs.items():
+                out.setdefault(name, {})[n] = statistics.median(secs)
+        self.sweep_duration = longest.duration
+        return out
+
+    @torch.no_grad()
+    def throughput(self) -> dict[str, float]:
+        """Utterances per second on the accuracy subset: Drax at batch `throughput_batch` vs batch 1."""
+        c, model, out = self.c, self.drax["drax"].model, {}
+        size = c["throughput_batch"]
+        utts = self.subset
+        for nfe in c["speed_nfe"]:
+            for batch in (1, size):
+                with Timer() as t:
+                    for i in range(0, len(utts), batch):
+                        chunk = utts[i: i + batch]
+                        prompt = torch.tensor([model.prompt_ids(self.langs[u]) for u in chunk])
+                        model.generate(None, None, encoded=self.encoded(chunk), prompt=prompt, nfe=nfe,
+                                       temperature=c["temperature"])
+                out[f"Drax {nfe}/1, batch {batch}"] = len(utts) / t.seconds
+        with Timer() as t:
+            for u in utts:
+                enc = self.ar.encode(self.states(u)[0])
+                self.ar.decode(enc, self.langs[u], "greedy", c["max_new_tokens"])
+        out["AR greedy, batch 1"] = len(utts) / t.seconds
+        return out
+
+    # ---- Table 3 -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def speculative_table(self) -> list[list]:
+        from drax.decode.autoregressive import ESPnetTransformerAR, greedy
+        from drax.decode.speculative import ARDrafter, DraxDrafter, TokenMap, speculative
+        from drax.data.features import load_audio
+
+        c = self.c
+        tokens = self.ar.token_list
+        whisper_index = self.tok.get_vocab()
+        to_whisper = TokenMap(tokens, whisper_index)
+        identity = TokenMap(tokens, {t: i for i, t in enumerate(tokens)})
+        small = ESPnetTransformerAR(self.ar_small.model.decoder, self.ar_small.model.eos)
+        drax_scratch = self.drax["drax"].model
+        drax_whisper = self.drax.get("drax_pretrained", self.drax["drax"]).model
+        configs = [("AR baseline", f"Drax {c['drax']} (NFE {c['draft_nfe']})", None)]
+        configs += [("AR baseline", f"small AR, {k} tokens", k) for k in c["ar_draft_blocks"]]
+        configs += [("Whisper", f"Drax {c['drax_pretrained'] or c['drax']} (NFE {c['draft_nfe']})", None)]
+        configs += [("Whisper", f"small AR, {k} tokens", k) for k in c["ar_draft_blocks"]]
+        stats = {}
+        for utt in tqdm(self.subset, desc="speculative", unit="utt"):
+            lang, states = self.langs[utt], self.states(utt)
+            audio = load_audio(self.wavs[utt])[0]
+            with Timer() as t_enc:
+                ar_mem = self.ar.encode(states[0])
+            small_mem = self.ar_small.encode(states[0])
+            with Timer() as t_wenc:
+                w_mem = self.whisper_encode(audio)
+            targets = {
+                "AR baseline": (self.ar.ar, ar_mem, [self.ar.model.sos] + self.ar.prompt(lang), t_enc.seconds),
+                "Whisper": (self.whisper_ar, w_mem, self.whisper_prompt(lang), t_wenc.seconds),
+            }
+            refs = {}
+            for name, (target, mem, prefix, enc_s) in targets.items():
+                with Timer() as t:
+                    refs[name] = greedy(target, mem, prefix, c["max_new_tokens"])
+                entry = stats.setdefault((name, "none (greedy)"), dict(audio=0.0, seconds=0.0, steps=0, accepted=0,
+                                                                      tokens=0, same=0, n=0))
+                entry.update(audio=entry["audio"] + len(audio) / 16000, seconds=entry["seconds"] + enc_s + t.seconds,
+                             steps=entry["steps"] + len(refs[name]), tokens=entry["tokens"] + len(refs[name]),
+                             same=entry["same"] + 1, n=entry["n"] + 1)
+            for target_name, drafter_name, block in configs:
+                target, mem, prefix, enc_s = targets[target_name]
+                token_map = identity if target_name == "AR baseline" else to_whisper
+                if block is None:
+                    model = drax_scratch if target_name == "AR baseline" else drax_whisper
+                    drafter = DraxDrafter(model, token_map, nfe=c["draft_nfe"], temperature=c["draft_temperature"],
+                                          skip=1 if target_name == "AR baseline" else 0)
+                    draft_mem, size = states, c["draft_block"]
+                else:
+                    lead = [] if target_name == "AR baseline" else [self.ar_small.model.sos]
+                    drafter, draft_mem, size = ARDrafter(small, token_map, lead), small_mem, block
+                with Timer() as t:
+                    res = speculative(target, drafter, mem, prefix, c["max_new_tokens"], size, lang=lang,
+                                      draft_memory=draft_mem)
+                entry = stats.setdefault((target_name, drafter_name), dict(audio=0.0, seconds=0.0, steps=0,
+                                                                         accepted=0, tokens=0, same=0, n=0))
+                entry["audio"] += len(audio) / 16000
+                entry["seconds"] += enc_s + t.seconds
+                entry["steps"] += res.verify_steps + 1
+                entry["accepted"] += res.accepted
+                entry["tokens"] += len(res.tokens)
+                entry["same"] += res.tokens == refs[target_name]
+                entry["n"] += 1
+        rows = []
+        for (target_name, drafter_name), e in stats.items():
+            base = stats[(target_name, "none (greedy)")]
+            rtfx = e["audio"] / e["seconds"]
+            rows.append([target_name, drafter_name, e["tokens"] / e["steps"],
+                         (e["accepted"] / e["steps"]) if drafter_name != "none (greedy)" else None,
+                         rtfx, rtfx / (base["audio"] / base["seconds"]), f"{e['same']}/{e['n']}"])
+        return rows
+
+    # ---- output --------------------------------------------------------------------------------
+    def run(self, command: str = "") -> Path:
+        c = self.c
+        errors = self.accuracy()
+        bins = joined_runtime_set(self.data_dir, self.set_dir, self.units, c["runtime_per_bin"], c["seed"])
+        table, points = self.runtime(bins)
+        sweep = self.sweep(bins)
+        throughput = self.throughput()
+        spec = self.speculative_table()
+        self.write_table1(errors, table, bins)
+        self.write_speed(table, sweep, throughput, bins)
+        self.add("table3", "Table 3: speculative decoding", (
+            "Per test-set utterance of the accuracy subset; the target decodes greedily, the drafter proposes "
+            "tokens that the target verifies in one forward pass. Tokens/step: output tokens per target forward "
+            "pass; accepted/step: drafted tokens kept per verification step; RTFx end to end (target encoder + "
+            "decoding, drafting included); speed-up over the target alone; identical: outputs equal to the "
+            "target's greedy output. Whisper runs on its standard 30 s input, the drafters on the true-length "
+            "states."),
+            md_table(["target", "drafter", "tokens / step", "accepted / step", "RTFx", "speed-up", "identical"], spec))
+        self.plot_fig2a(points)
+        head = (f"# Baselines, speculative decoding and speed\n\nWritten on {date.today()} ({platform.machine()}, "
+                f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}) by `{command}`. Accuracy subset: "
+                f"{c['utts_per_lang']} utterances per language of `{self.set_dir.name}`.\n\nConfig: `{json.dumps(c)}`\n")
+        path = self.out_dir / "compare.md"
+        atomic_write_text(str(path), "\n".join([head, *self.sections]))
+        return path
+
+    def add(self, name: str, title: str, note: str, body: str) -> None:
+        text = f"## {title}\n\n{note}\n\n{body}"
+        atomic_write_text(str(self.out_dir / f"{name}.md"), text)
+        self.sections.append(text)
+
+    def write_table1(self, errors, table, bins) -> None:
+        langs = sorted(k for k in next(iter(errors.values())) if k != "avg")
+        rows = []
+        for system, per in errors.items():
+            total = Seconds()
+            for sec in table.get(system, {}).values():
+                total.audio += sec.audio
+                for part, v in sec.parts.items():
+                    total.add(part, v)
+            rows.append([system] + [per.get(lang) for lang in langs] + [per["avg"], total.rtfx("decoder"), total.rtfx()])
+        sizes = ", ".join(f"{label}: {len(m)}" for label, m in bins.items())
+        self.add("table1", "Table 1: baselines side by side", (
+            f"Error (WER %, CER % for zh/ja) on {len(self.subset)} test utterances; RTFx (decoder only and end to "
+            f"end from the waveform, batch 1) on the runtime set ({sizes} utterances per bin). CTC and AR models: "
+            f"the recipe's `{self.c['ctc']}` and `{self.c['ar']}` (same size as `{self.c['drax']}`); Whisper: the "
+            "recipe's pretrained model, raw greedy (no token suppression). Drax n/k: NFE n, k candidates."),
+            md_table(["system", *langs, "avg", "decoder RTFx", "RTFx"], rows))
+
+    def write_speed(self, table, sweep, throughput, bins) -> None:
+        labels = [label for label, members in bins.items() if members]
+        systems = ["AR greedy", *[f"speed Drax {nfe}/1" for nfe in self.c["speed_nfe"]]]
+        dec_rows = [[s.replace("speed ", "")] + [table[s][lb].rtfx("decoder") if lb in table.get(s, {}) else None
+                                                 for lb in labels] for s in systems]
+        e2e_rows = [[s.replace("speed ", "")] + [table[s][lb].rtfx() if lb in table.get(s, {}) else None
+                                                 for lb in labels] for s in systems]
+        ar = sweep["AR greedy"]
+        lengths = sorted(ar)
+        sweep_rows = [[name] + [secs[n] * 1000 for n in lengths] for name, secs in sweep.items()]
+        cross_rows = []
+        for name, secs in sweep.items():
+            if name == "AR greedy":
+                continue
+            faster = [n for n in lengths if secs[n] < ar[n]]
+            first = next((n for n in lengths if all(secs[m] < ar[m] for m in lengths if m >= n)), None)
+            cross_rows.append([name, str(first) if first is not None else f"not up to {lengths[-1]}",
+                               ", ".join(map(str, faster)) or "-"])
+        last = labels[-1] if labels else None
+        ratio = None
+        if last and last in table.get("speed Drax 4/1", {}) and last in table.get("AR greedy", {}):
+            ratio = table["speed Drax 4/1"][last].rtfx("decoder") / table["AR greedy"][last].rtfx("decoder")
+        self.plot_sweep(sweep)
+        self.add("speed", "Speed on this CPU: Drax vs AR greedy (same decoder size)", (
+            f"Decoder-only and end-to-end RTFx per duration bin on the runtime set (batch 1; Drax `{self.c['drax']}` "
+            f"with its output length fitted to the duration at {self.tokens_per_second:.2f} tokens/s, AR "
+            f"`{self.c['ar']}` producing the reference number of tokens). Drax 4/1 / AR greedy decoder RTFx on the "
+            f"last bin ({last}): {'-' if ratio is None else f'{ratio:.2f}x'}.\n\nLength sweep on the states of a "
+            f"{getattr(self, 'sweep_duration', 0):.1f} s utterance: median decoder milliseconds to produce n tokens "
+            f"({self.c['sweep_repeats']} runs; `speed.png`), and the output length from which Drax is faster than AR "
+            "greedy at every longer length.\n\nThroughput (utterances/s on the accuracy subset, from dumped states)."),
+            "Decoder RTFx:\n\n" + md_table(["system", *labels], dec_rows) + "\nEnd-to-end RTFx:\n\n"
+            + md_table(["system", *labels], e2e_rows) + "\nLength sweep (ms):\n\n"
+            + md_table(["system", *[f"n={n}" for n in lengths]], sweep_rows) + "\n"
+            + md_table(["Drax", "overtakes AR greedy from n =", "faster at n ="], cross_rows) + "\n"
+            + md_table(["configuration", "utterances / s"], [[k, v] for k, v in throughput.items()]))
+
+    def _figure(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt, plt.subplots(figsize=(6.5, 4.2))
+
+    def _save(self, plt, fig, name):
+        fig.tight_layout()
+        tmp = self.out_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, self.out_dir / name)
+
+    def plot_sweep(self, sweep) -> None:
+        plt, (fig, ax) = self._figure()
+        for name, secs in sweep.items():
+            lengths = sorted(secs)
+            ax.plot(lengths, [secs[n] * 1000 for n in lengths], marker="o", label=name,
+                    linewidth=2.5 if name == "AR greedy" else 1.2)
+        ax.set(xlabel="output length (tokens)", ylabel="decoder time (ms, median)", xscale="log", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        self._save(plt, fig, "speed.png")
+
+    def plot_fig2a(self, points) -> None:
+        plt, (fig, ax) = self._figure()
+        keep = [s for s in dict.fromkeys(p[0] for p in points) if not s.endswith(("MBR", "AR")) or "8/16" in s]
+        for system in keep:
+            pts = sorted((n, r) for s, n, r in points if s == system)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=system)
+        ax.set(xlabel="reference output length (tokens)", ylabel="RTFx (end to end, batch 1)", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+        self._save(plt, fig, "fig2a.png")

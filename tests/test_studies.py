@@ -1,0 +1,73 @@
+"""The path study's configs (stage 12) and the comparison's runtime set (stage 13)."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drax.decode.compare import compare_conf, joined_runtime_set
+from drax.decode.runtime import BINS, bin_label
+from drax.recipe.path_study import STUDY_DEFAULTS, path_train_config, study_conf
+
+
+def test_each_path_config_changes_only_the_path_and_the_budget():
+    base = {"model": "drax", "decoder_conf": {"hidden_size": 512},
+            "model_conf": {"path": "audio_mid", "scheduler": "tri_mixture", "scheduler_conf": {"p": 2.0},
+                           "prompt_prob": 0.1},
+            "max_epoch": 6, "num_iters_per_epoch": 100, "keep_nbest_models": 1, "optim": "adamw"}
+    conf = study_conf({"max_epoch": 3, "num_iters_per_epoch": 20})
+    for name, spec in conf["paths"].items():
+        out = path_train_config(base, spec, conf)
+        assert out["model_conf"]["path"] == spec["path"] and out["model_conf"]["scheduler"] == spec["scheduler"]
+        assert out["model_conf"]["prompt_prob"] == 0.1 and out["decoder_conf"] == base["decoder_conf"]
+        assert (out["max_epoch"], out["num_iters_per_epoch"], out["keep_nbest_models"]) == (3, 20, 3)
+    assert base["model_conf"]["path"] == "audio_mid" and base["max_epoch"] == 6  # the base is not modified
+    # every default path reaches the target at the same rate, kappa_1(t) = t^2
+    exps = {spec["scheduler"]: spec["scheduler_conf"] for spec in STUDY_DEFAULTS["paths"].values()}
+    assert exps["polynomial"]["exponent"] == exps["tri_mixture"]["p"] == 2.0
+
+
+def test_study_config_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"unknown path study config key\(s\) \['epochs'\]"):
+        study_conf({"epochs": 3})
+    with pytest.raises(ValueError, match="paths.mine.path: 'wrong' is not one of"):
+        study_conf({"paths": {"mine": {"path": "wrong"}}})
+    with pytest.raises(ValueError, match=r"paths.mine: unknown key\(s\) \['scheduler_cfg'\]"):
+        study_conf({"paths": {"mine": {"path": "uniform", "scheduler_cfg": {}}}})
+    with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):
+        compare_conf({"tables": 1})
+
+
+class CharUnits:
+    def encode(self, text):
+        return list(text.replace(" ", ""))
+
+
+def test_joined_runtime_set_fills_bins_with_same_language_utterances(tmp_path):
+    data, dump = tmp_path / "data", tmp_path / "dump"
+    data.mkdir()
+    dump.mkdir()
+    rng = np.random.default_rng(0)
+    wav, dur, lang, text = [], [], [], []
+    for i in range(40):
+        utt, seconds = f"u{i:02d}", float(rng.uniform(1.0, 9.0))
+        path = tmp_path / f"{utt}.wav"
+        sf.write(path, np.full(int(seconds * 16000), 0.01 * (i + 1), dtype=np.float32), 16000)
+        wav.append(f"{utt} {path}")
+        dur.append(f"{utt} {int(seconds * 16000) / 16000}")
+        lang.append(f"{utt} {'en' if i % 2 else 'de'}")
+        text.append(f"{utt} word{i}")
+    (data / "wav.scp").write_text("\n".join(wav) + "\n")
+    (data / "utt2dur").write_text("\n".join(dur) + "\n")
+    (dump / "utt2lang").write_text("\n".join(lang) + "\n")
+    (dump / "text.raw").write_text("\n".join(text) + "\n")
+    bins = joined_runtime_set(data, dump, CharUnits(), per_bin=2, seed=1)
+    assert list(bins) == [bin_label(lo, hi) for lo, hi in zip(BINS[:-1], BINS[1:])]
+    for (lo, hi), members in zip(zip(BINS[:-1], BINS[1:]), bins.values()):
+        assert len(members) == 2
+        for utt in members:
+            parts = utt.id.split("+")
+            assert lo <= utt.duration < hi and len(utt.audio) == round(utt.duration * 16000)
+            assert {("en" if int(p[1:]) % 2 else "de") for p in parts} == {utt.lang}
+            assert utt.text == " ".join(f"word{int(p[1:])}" for p in parts)
+            assert utt.n_tokens == len(utt.text.replace(" ", ""))
+    again = joined_runtime_set(data, dump, CharUnits(), per_bin=2, seed=1)
+    assert [u.id for m in again.values() for u in m] == [u.id for m in bins.values() for u in m]  # seeded
