@@ -221,6 +221,7 @@ class DraxASRModel(ESPnetASRModel):
         return_trajectory: bool = False,
         elbo: bool = False,
         encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+        audio_memory=None,
     ) -> GenerateOutput:
         """Sample `num_candidates` transcriptions per utterance in one batch.
 
@@ -229,6 +230,8 @@ class DraxASRModel(ESPnetASRModel):
         elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
         decoder calls).
         encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
+        audio_memory: `decoder.encode_audio(*encoded)` if already computed (a drafter calls generate
+        many times per utterance).
         """
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
@@ -237,7 +240,8 @@ class DraxASRModel(ESPnetASRModel):
             raise ValueError("use_pmid needs a path with an audio p_mid and the trained output_length")
         enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
         b, k = enc.shape[0], num_candidates
-        audio = self.decoder.encode_audio(enc, enc_lens).repeat_interleave(k)
+        audio = audio_memory if audio_memory is not None else self.decoder.encode_audio(enc, enc_lens)
+        audio = audio.repeat_interleave(k)
         pmid_logits = None
         if self.pmid is not None and (use_pmid or self.path.source == "audio"):
             pmid_logits = self.pmid(enc, enc_lens).repeat_interleave(k, 0)

@@ -447,6 +447,7 @@ class Compare:
                 if block is None:
                     model = drax_scratch if target_name == "AR baseline" else drax_whisper
                     drafter = DraxDrafter(model, token_map, nfe=c["draft_nfe"], temperature=c["draft_temperature"],
+                                          output_length=self.drax_length(model, len(audio) / 16000),
                                           skip=1 if target_name == "AR baseline" else 0)
                     draft_mem, size = states, c["draft_block"]
                 else:

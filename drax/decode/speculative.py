@@ -123,6 +123,7 @@ class DraxDrafter:
 
     def reset(self, memory: torch.Tensor, lang: str | None) -> None:
         self.encoded = (memory, torch.tensor([memory.shape[1]]))
+        self.audio_memory = self.model.decoder.encode_audio(*self.encoded)  # audio K/V once per utterance
 
     def draft(self, sequence: list[int], block: int) -> list[int]:
         pinned = self.map.to_source(sequence[self.skip:])
@@ -130,7 +131,7 @@ class DraxDrafter:
             return []
         out = self.model.generate(None, None, encoded=self.encoded, prompt=torch.tensor([pinned]), nfe=self.nfe,
                                   temperature=self.temperature, output_length=self.length,
-                                  generator=self.generator)
+                                  generator=self.generator, audio_memory=self.audio_memory)
         proposed = out.tokens[0, 0, len(pinned): len(pinned) + block].tolist()
         if self.model.eot_id in proposed:
             proposed = proposed[: proposed.index(self.model.eot_id) + 1]
