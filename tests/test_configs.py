@@ -44,6 +44,8 @@ def test_config_builds_its_model(path, random_whisper):
         n_mels = 128 if "large-v3" in conf["encoder_conf"]["model"] else 80
         conf["encoder_conf"]["model"] = str(random_whisper[n_mels])
         input_size = n_mels
+    if conf["model"] == "espnet":
+        return check_baseline(conf, vocab)
     if conf["decoder_conf"].get("init_from_whisper"):  # loading the weights: tests/test_whisper_init.py
         assert conf["decoder_conf"]["init_from_whisper"] == "recipe"
         conf["decoder_conf"]["init_from_whisper"] = None
@@ -64,3 +66,27 @@ def test_config_builds_its_model(path, random_whisper):
     assert model.prompt_ids("ja")[1] == vocab.index("<|ja|>")
     n_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))
     assert n_params > 12 * dec["hidden_size"] ** 2 * dec["num_blocks"]
+
+
+def check_baseline(conf: dict, vocab: list[str]) -> None:
+    """The `model: espnet` baselines: AR transformer decoder or CTC on the dumped states, sized as configured."""
+    from espnet2.tasks.asr import ASRTask
+
+    args = argparse.Namespace(
+        token_list=vocab, input_size=512, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},
+        normalize=conf.get("normalize"), normalize_conf={}, preencoder=conf.get("preencoder"),
+        preencoder_conf=conf.get("preencoder_conf", {}), encoder=conf["encoder"],
+        encoder_conf=conf.get("encoder_conf", {}), postencoder=None, postencoder_conf={},
+        decoder=None if conf.get("decoder") == "none" else conf.get("decoder"),  # the CLI reads "none" as None
+        decoder_conf=conf.get("decoder_conf", {}), ctc_conf={}, model="espnet",
+        model_conf=conf["model_conf"], init=None,
+    )
+    with torch.device("meta"):
+        model = ASRTask.build_model(args)
+    assert model.sos == model.eos == vocab.index("<|endoftext|>")
+    if conf["model_conf"]["ctc_weight"] == 1.0:
+        assert model.decoder is None and len(model.encoder.encoders) == conf["encoder_conf"]["num_blocks"]
+        assert model.encoder.output_size() == conf["encoder_conf"]["output_size"]
+    else:
+        assert len(model.decoder.decoders) == conf["decoder_conf"]["num_blocks"]
+        assert model.encoder.output_size() == conf["preencoder_conf"]["output_size"]  # the decoder's width
