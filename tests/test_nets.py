@@ -253,3 +253,19 @@ def test_save_load_identical_outputs_and_vocab_mismatch(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(conf))
     with pytest.raises(ValueError, match=r"does not fit .*bad.yaml.*token_list of 21 entries"):
         load_model(tmp_path / "bad.yaml", tmp_path / "model.pth")
+
+
+def test_frame_pooling_averages_valid_frames_only():
+    from drax.nets.whisper import FramePooling
+
+    pool = FramePooling(4, 4, stride=3)
+    with torch.no_grad():
+        pool.proj.weight.copy_(torch.eye(4))
+        pool.proj.bias.zero_()
+    x = torch.randn(2, 7, 4)
+    x[1, 4:] = 1e6  # padding of the shorter utterance must not leak into its last pooled frame
+    y, lens = pool(x, torch.tensor([7, 4]))
+    assert lens.tolist() == [3, 2] and y.shape == (2, 3, 4)
+    torch.testing.assert_close(y[0, 0], x[0, :3].mean(0))
+    torch.testing.assert_close(y[0, 2], x[0, 6])
+    torch.testing.assert_close(y[1, 1], x[1, 3])

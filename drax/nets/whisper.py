@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -176,3 +177,28 @@ class PrecomputedEncoder(AbsEncoder):
     def forward(self, xs_pad, ilens, prev_states=None):
         return xs_pad, ilens, None
 
+
+
+class FramePooling(AbsPreEncoder):
+    """ESPnet preencoder choice `pool`: average `stride` consecutive frames, then project to
+    `output_size` (e.g. 50 Hz Whisper states to 12.5 Hz for a CTC baseline's encoder, whose
+    self-attention over every 50 Hz frame is what makes a CPU training step slow)."""
+
+    def __init__(self, input_size: int, output_size: int, stride: int = 4):
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"preencoder_conf.stride must be >= 1 (got {stride})")
+        self.stride, self._size = stride, output_size
+        self.proj = torch.nn.Linear(input_size, output_size)
+
+    def output_size(self) -> int:
+        return self._size
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        b, t, d = x.shape
+        s = self.stride
+        valid = (torch.arange(t, device=x.device)[None] < lengths[:, None]).to(x.dtype)[..., None]
+        pad = (-t) % s
+        x, valid = F.pad(x * valid, (0, 0, 0, pad)), F.pad(valid, (0, 0, 0, pad))
+        pooled = x.view(b, -1, s, d).sum(2) / valid.view(b, -1, s, 1).sum(2).clamp_min(1.0)
+        return self.proj(pooled), (lengths + s - 1) // s
