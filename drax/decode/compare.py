@@ -517,11 +517,15 @@ class Compare:
                     total.add(part, v)
             rows.append([system] + [per.get(lang) for lang in langs] + [per["avg"], total.rtfx("decoder"), total.rtfx()])
         sizes = ", ".join(f"{label}: {len(m)}" for label, m in bins.items())
+        caps = [f"`{self.c[name]}` decodes at most {s2t.model.decoder.positions.num_embeddings} positions (learned "
+                "positions), fewer than the longest runtime utterances need, so its RTFx there is optimistic"
+                for name, s2t in self.drax.items() if s2t.model.decoder.positions is not None]
         self.add("table1", "Table 1: baselines side by side", (
             f"Error (WER %, CER % for zh/ja) on {len(self.subset)} test utterances; RTFx (decoder only and end to "
             f"end from the waveform, batch 1) on the runtime set ({sizes} utterances per bin). CTC and AR models: "
             f"the recipe's `{self.c['ctc']}` and `{self.c['ar']}` (same size as `{self.c['drax']}`); Whisper: the "
-            "recipe's pretrained model, raw greedy (no token suppression). Drax n/k: NFE n, k candidates."),
+            "recipe's pretrained model, raw greedy (no token suppression). Drax n/k: NFE n, k candidates."
+            + "".join(f" {cap}." for cap in caps)),
             md_table(["system", *langs, "avg", "decoder RTFx", "RTFx"], rows))
 
     def write_speed(self, table, sweep, throughput, bins) -> None:
