@@ -196,11 +196,11 @@ class Compare:
     # ---- helpers -------------------------------------------------------------------------------
     def fit_token_rate(self) -> float:
         """95th percentile of text tokens per second of audio over the training set."""
-        train = self.r.dump / self.r.train_name
-        frames = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(train / "feats_shape")).items()}
-        tokens = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(train / "text_shape")).items()}
+        durations = {u: float(v) for u, v in read_kv_dict(str(self.r.data / self.r.train_name / "utt2dur")).items()}
+        tokens = {u: int(v.split(",")[0])
+                  for u, v in read_kv_dict(str(self.r.dump / self.r.train_name / "text_shape")).items()}
         prompt = self.drax["drax"].model.prompt_length
-        rates = sorted((tokens[u] - prompt) / (frames[u] / 50.0) for u in tokens if u in frames and frames[u])
+        rates = sorted((tokens[u] - prompt) / durations[u] for u in tokens if durations.get(u))
         return rates[int(0.95 * (len(rates) - 1))]
 
     def drax_length(self, model, duration: float) -> int:
