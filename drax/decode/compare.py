@@ -411,7 +411,7 @@ class Compare:
         tokens = self.ar.token_list
         whisper_index = self.tok.get_vocab()
         to_whisper = TokenMap(tokens, whisper_index)
-        identity = TokenMap(tokens, {t: i for i, t in enumerate(tokens)})
+        identity = TokenMap.identity(len(tokens))
         small = ESPnetTransformerAR(self.ar_small.model.decoder, self.ar_small.model.eos)
         drax_scratch = self.drax["drax"].model
         drax_whisper = self.drax.get("drax_pretrained", self.drax["drax"]).model

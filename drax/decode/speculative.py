@@ -55,14 +55,11 @@ class SpeculativeResult:
     tokens: list[int]  # after the prefix, end token included (as greedy() returns)
     verify_steps: int = 0  # target forward passes after the prefix
     drafted: int = 0
-    accepted: int = 0  # drafted tokens kept
-    draft_seconds: float = 0.0
-    accepted_per_step: list[int] = field(default_factory=list)
+    accepted_per_step: list[int] = field(default_factory=list)  # drafted tokens kept at each step
 
     @property
-    def tokens_per_step(self) -> float:
-        """Tokens produced per target forward pass (accepted drafts + the target's own token)."""
-        return len(self.tokens) / max(1, self.verify_steps + 1)
+    def accepted(self) -> int:
+        return sum(self.accepted_per_step)
 
 
 @torch.no_grad()
@@ -73,8 +70,6 @@ def speculative(target: IncrementalDecoder, drafter: Drafter, memory: torch.Tens
 
     memory: the target's encoder states; draft_memory: the drafter's (default: the same).
     """
-    import time
-
     target.reset(memory)
     drafter.reset(memory if draft_memory is None else draft_memory, lang)
     logits = target.extend(list(prefix))
@@ -86,9 +81,7 @@ def speculative(target: IncrementalDecoder, drafter: Drafter, memory: torch.Tens
         seq.append(token)
         if token == target.eot or len(out) >= max_new:
             return res
-        start = time.perf_counter()
         draft = drafter.draft(seq, min(block, max_new - len(out)))
-        res.draft_seconds += time.perf_counter() - start
         logits = target.extend([token] + draft)
         res.verify_steps += 1
         res.drafted += len(draft)
@@ -99,10 +92,8 @@ def speculative(target: IncrementalDecoder, drafter: Drafter, memory: torch.Tens
             seq.append(draft[n])
             n += 1
             if draft[n - 1] == target.eot or len(out) >= max_new:
-                res.accepted += n
                 res.accepted_per_step.append(n)
                 return res
-        res.accepted += n
         res.accepted_per_step.append(n)
         target.rollback(len(seq))
         token = top1[n]
