@@ -151,3 +151,27 @@ def test_drax_drafter_pins_the_prefix_and_maps_vocabularies():
     reference = greedy(target, memory, [0, 1], max_new=14)
     res = speculative(target, drafter, memory, [0, 1], max_new=14, block=8)
     assert res.tokens == reference and res.drafted > 0
+
+
+def test_beam_search_with_a_forced_length_returns_it_when_the_model_wants_to_stop():
+    """ESPnet's minlen only drops hypotheses that end early (all of them, on a real model, so the search
+    returned nothing); no_end_before makes the end token impossible before the forced length."""
+    from espnet.nets.beam_search import BeamSearch
+
+    from drax.decode.autoregressive import no_end_before
+
+    dec = espnet_decoder(0)
+    with torch.no_grad():
+        dec.output_layer.bias[EOT] = 1e3  # the end token is everyone's top-1
+    memory, prefix, n = torch.randn(5, DIM), [0, 3], 7
+    tokens = [str(i) for i in range(VOCAB)]
+
+    def search(scorers, weights, **ratios):
+        return BeamSearch(scorers=scorers, weights=weights, beam_size=3, vocab_size=VOCAB, sos=0, eos=EOT,
+                          token_list=tokens, pre_beam_score_key="full", hyp_primer=prefix)(memory, **ratios)
+
+    assert search({"decoder": dec}, {"decoder": 1.0}, maxlenratio=-(n + 1.0))[0].yseq.tolist() == prefix + [EOT]
+    best = search({"decoder": dec, "min_length": no_end_before(EOT, len(prefix) + n, VOCAB)},
+                  {"decoder": 1.0, "min_length": 1.0}, maxlenratio=-(n + 1.0))[0]
+    generated = best.yseq[len(prefix):].tolist()
+    assert EOT not in generated[:n] and len(generated) >= n

@@ -130,6 +130,20 @@ class WhisperAR:
             self.length = length
 
 
+def no_end_before(eos: int, length: int, vocab_size: int):
+    """An ESPnet beam-search scorer making the end token impossible while a sequence is shorter than `length`."""
+    from espnet.nets.scorer_interface import ScorerInterface
+
+    class NoEndBefore(ScorerInterface):  # the interface's defaults: no state, no final score
+        def score(self, y: torch.Tensor, state, x: torch.Tensor):
+            scores = torch.zeros(vocab_size, dtype=x.dtype)
+            if len(y) < length:
+                scores[eos] = float("-inf")
+            return scores, None
+
+    return NoEndBefore()
+
+
 class ESPnetBaseline:
     """A recipe's `model: espnet` baseline (attention decoder and/or CTC) for decoding.
 
@@ -181,7 +195,11 @@ class ESPnetBaseline:
     def beam(self, enc, prefix, max_new, beam_size, min_new=0) -> list[int]:
         from espnet.nets.beam_search import BeamSearch
 
-        search = BeamSearch(scorers={"decoder": self.model.decoder}, weights={"decoder": 1.0}, beam_size=beam_size,
+        scorers, weights = {"decoder": self.model.decoder}, {"decoder": 1.0}
+        if min_new:  # ESPnet's minlen drops hypotheses that end early (and may return none): mask the end instead
+            scorers["min_length"], weights["min_length"] = no_end_before(self.model.eos, len(prefix) + min_new,
+                                                                         len(self.token_list)), 1.0
+        search = BeamSearch(scorers=scorers, weights=weights, beam_size=beam_size,
                             vocab_size=len(self.token_list), sos=self.model.sos, eos=self.model.eos,
                             token_list=self.token_list, pre_beam_score_key="full", hyp_primer=prefix)
         import logging
@@ -189,7 +207,7 @@ class ESPnetBaseline:
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.WARNING)  # BeamSearch logs every hypothesis at INFO
         try:
-            best = search(enc[0], maxlenratio=-float(max_new), minlenratio=-float(min_new))[0]
+            best = search(enc[0], maxlenratio=-float(max_new))[0]
         finally:
             logging.getLogger().setLevel(level)
         return best.yseq[len(prefix):].tolist()
