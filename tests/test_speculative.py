@@ -9,7 +9,7 @@ import pytest
 import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
-from drax.decode.autoregressive import ESPnetTransformerAR, WhisperAR, greedy
+from drax.decode.autoregressive import ESPnetTransformerAR, WhisperAR, batched_greedy, greedy
 from drax.decode.speculative import ARDrafter, DraxDrafter, TokenMap, speculative
 
 VOCAB, DIM = 24, 16
@@ -91,6 +91,21 @@ def test_greedy_is_the_argmax_chain_of_full_forwards():
         assert int(logits.argmax()) == token
         seq.append(token)
     assert len(out) == 10 or out[-1] == EOT
+
+
+def test_batched_greedy_equals_greedy_per_utterance_on_padded_memory():
+    dec = espnet_decoder(2)
+    with torch.no_grad():
+        dec.output_layer.bias[EOT] += 8.0  # make rows end at different steps
+    lengths = torch.tensor([9, 4, 7, 1, 6])
+    memories = [torch.randn(1, int(n), DIM) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence([m[0] for m in memories], batch_first=True)
+    padded[1, 4:] = 100.0  # padding must not matter
+    prefixes = torch.tensor([[0, 4], [0, 5], [0, 4], [0, 6], [0, 7]])
+    rows = batched_greedy(ESPnetTransformerAR(dec, EOT), padded, lengths, prefixes, max_new=12)
+    singles = [greedy(ESPnetTransformerAR(dec, EOT), m, p.tolist(), max_new=12) for m, p in zip(memories, prefixes)]
+    assert rows == singles
+    assert len({len(r) for r in rows}) > 1  # rows end at different steps: the lockstep padding was exercised
 
 
 @pytest.mark.parametrize("target_kind", ["espnet", "whisper"])

@@ -55,7 +55,10 @@ def greedy(decoder: IncrementalDecoder, memory: torch.Tensor, prefix: list[int],
 
 
 class ESPnetTransformerAR:
-    """Incremental decoding for ESPnet's TransformerDecoder (pre-LN decoder layers)."""
+    """Incremental decoding for ESPnet's TransformerDecoder (pre-LN decoder layers).
+
+    Batches of B sequences fed in lockstep go through `extend_batch` (memory padded, `reset` given
+    the true lengths); `extend` is the B = 1 case."""
 
     def __init__(self, decoder, eot: int):
         for layer in decoder.decoders:
@@ -64,22 +67,30 @@ class ESPnetTransformerAR:
         self.decoder = decoder.eval()
         self.eot = eot
 
-    def reset(self, memory: torch.Tensor) -> None:
-        self.tokens: list[int] = []
-        self.cache: list[torch.Tensor] = []  # per layer: outputs (1, n, D) of the fed positions
+    def reset(self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None) -> None:
+        """memory (B, T, D); memory_lengths (B,) when the batch is padded."""
+        batch = memory.shape[0]
+        self.tokens = torch.zeros(batch, 0, dtype=torch.long)
+        self.cache: list[torch.Tensor] = []  # per layer: outputs (B, n, D) of the fed positions
+        self.memory_mask = (None if memory_lengths is None else
+                            (torch.arange(memory.shape[1])[None] < memory_lengths[:, None])[:, None])  # (B, 1, T)
         self.memory_kv = []
         for layer in self.decoder.decoders:
             att = layer.src_attn
-            k = att.linear_k(memory).view(1, -1, att.h, att.d_k).transpose(1, 2)
-            v = att.linear_v(memory).view(1, -1, att.h, att.d_k).transpose(1, 2)
+            k = att.linear_k(memory).view(batch, -1, att.h, att.d_k).transpose(1, 2)
+            v = att.linear_v(memory).view(batch, -1, att.h, att.d_k).transpose(1, 2)
             self.memory_kv.append((k, v))
 
-    @torch.no_grad()
     def extend(self, tokens: list[int]) -> torch.Tensor:
-        k = len(tokens)
-        self.tokens += tokens
-        n = len(self.tokens)
-        x = self.decoder.embed(torch.tensor([self.tokens]))  # positions are absolute: embed all, keep new
+        return self.extend_batch(torch.tensor([tokens]))[0]
+
+    @torch.no_grad()
+    def extend_batch(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, k) -> logits (B, k, V)."""
+        batch, k = tokens.shape
+        self.tokens = torch.cat([self.tokens, tokens], 1)
+        n = self.tokens.shape[1]
+        x = self.decoder.embed(self.tokens)  # positions are absolute: embed all, keep new
         x_all = x
         causal = torch.ones(k, n, dtype=torch.bool).tril(diagonal=n - k)[None]  # (1, k, n)
         new_cache = []
@@ -89,17 +100,41 @@ class ESPnetTransformerAR:
             h = layer.norm1(x_all)
             x = x_all[:, -k:] + layer.self_attn(h[:, -k:], h, h, causal)
             att = layer.src_attn
-            q = att.linear_q(layer.norm2(x)).view(1, -1, att.h, att.d_k).transpose(1, 2)
+            q = att.linear_q(layer.norm2(x)).view(batch, -1, att.h, att.d_k).transpose(1, 2)
             mk, mv = self.memory_kv[i]
-            x = x + att.forward_attention(mv, q @ mk.transpose(-2, -1) / math.sqrt(att.d_k), None)
+            x = x + att.forward_attention(mv, q @ mk.transpose(-2, -1) / math.sqrt(att.d_k), self.memory_mask)
             x = x + layer.feed_forward(layer.norm3(x))
             new_cache.append(x)
         self.cache = [torch.cat([c, nc], 1) for c, nc in zip(self.cache, new_cache)] if self.cache else new_cache
-        return self.decoder.output_layer(self.decoder.after_norm(x))[0]
+        return self.decoder.output_layer(self.decoder.after_norm(x))
 
     def rollback(self, length: int) -> None:
-        self.tokens = self.tokens[:length]
+        self.tokens = self.tokens[:, :length]
         self.cache = [c[:, :length] for c in self.cache]
+
+
+@torch.no_grad()
+def batched_greedy(decoder: ESPnetTransformerAR, memory: torch.Tensor, memory_lengths: torch.Tensor,
+                   prefixes: torch.Tensor, max_new: int) -> list[list[int]]:
+    """Greedy decoding of B utterances in lockstep (padded memory, equal-length prefixes (B, P)).
+
+    Rows that have ended keep being fed the end token until every row has ended or max_new tokens
+    are out; each row's output stops at its end token (included), as greedy() returns it."""
+    decoder.reset(memory, memory_lengths)
+    logits = decoder.extend_batch(prefixes)[:, -1]
+    out = torch.zeros(len(prefixes), 0, dtype=torch.long)
+    done = torch.zeros(len(prefixes), dtype=torch.bool)
+    while True:
+        token = logits.argmax(-1).masked_fill(done, decoder.eot)
+        out = torch.cat([out, token[:, None]], 1)
+        done |= token == decoder.eot
+        if bool(done.all()) or out.shape[1] >= max_new:
+            break
+        logits = decoder.extend_batch(token[:, None])[:, -1]
+    rows = []
+    for row in out.tolist():
+        rows.append(row[: row.index(decoder.eot) + 1] if decoder.eot in row else row)
+    return rows
 
 
 class WhisperAR:
@@ -173,6 +208,17 @@ class ESPnetBaseline:
         x = torch.as_tensor(feats, dtype=torch.float32)[None]
         enc, _ = self.model.encode(x, torch.tensor([x.shape[1]]))
         return enc
+
+    @torch.no_grad()
+    def greedy_batch(self, feats: torch.Tensor, lengths: torch.Tensor, langs: list[str], max_new: int) -> list[list[int]]:
+        """Attention-decoder greedy over a padded batch of features (B, T, D): token ids per utterance
+        (prompt and end token removed)."""
+        if self.ar is None:
+            raise ValueError("greedy decoding needs an attention decoder; this model is CTC only (method: ctc)")
+        enc, enc_lens = self.model.encode(feats, lengths)
+        prefixes = torch.tensor([[self.model.sos] + self.prompt(lang) for lang in langs])
+        rows = batched_greedy(self.ar, enc, enc_lens, prefixes, max_new)
+        return [[t for t in row if t != self.model.eos] for row in rows]
 
     @torch.no_grad()
     def decode(self, enc: torch.Tensor, lang: str, method: str, max_new: int, beam_size: int = 5,

@@ -380,7 +380,7 @@ class Compare:
 
     @torch.no_grad()
     def throughput(self) -> dict[str, float]:
-        """Utterances per second on the accuracy subset: Drax at batch `throughput_batch` vs batch 1."""
+        """Utterances per second on the accuracy subset: Drax and AR greedy at batch `throughput_batch` vs batch 1."""
         c, model, out = self.c, self.drax["drax"].model, {}
         size = c["throughput_batch"]
         utts = self.subset
@@ -393,11 +393,12 @@ class Compare:
                         model.generate(None, None, encoded=self.encoded(chunk), prompt=prompt, nfe=nfe,
                                        temperature=c["temperature"])
                 out[f"Drax {nfe}/1, batch {batch}"] = len(utts) / t.seconds
-        with Timer() as t:
-            for u in utts:
-                enc = self.ar.encode(self.states(u)[0])
-                self.ar.decode(enc, self.langs[u], "greedy", c["max_new_tokens"])
-        out["AR greedy, batch 1"] = len(utts) / t.seconds
+        for batch in (1, size):
+            with Timer() as t:
+                for i in range(0, len(utts), batch):
+                    chunk = utts[i: i + batch]
+                    self.ar.greedy_batch(*self.encoded(chunk), [self.langs[u] for u in chunk], c["max_new_tokens"])
+            out[f"AR greedy, batch {batch}"] = len(utts) / t.seconds
         return out
 
     # ---- Table 3 -------------------------------------------------------------------------------
