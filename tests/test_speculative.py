@@ -10,7 +10,7 @@ import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from drax.decode.autoregressive import ESPnetTransformerAR, WhisperAR, batched_greedy, greedy
-from drax.decode.speculative import ARDrafter, DraxDrafter, TokenMap, speculative
+from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
 
 VOCAB, DIM = 24, 16
 EOT = VOCAB - 1
@@ -166,6 +166,31 @@ def test_drax_drafter_pins_the_prefix_and_maps_vocabularies():
     reference = greedy(target, memory, [0, 1], max_new=14)
     res = speculative(target, drafter, memory, [0, 1], max_new=14, block=8)
     assert res.tokens == reference and res.drafted > 0
+
+
+def test_subword_map_splits_and_retokenises_like_the_units(whisper_base):
+    """Compact Whisper units vs Whisper: a target token the units lack is split the way the units
+    tokenise text, and drafted pieces come back as Whisper's own tokens."""
+    from transformers import AutoTokenizer
+
+    from drax.text.units import EOT as EOT_TOKEN, WhisperUnits, prompt_tokens
+
+    tok = AutoTokenizer.from_pretrained(whisper_base)
+    units = WhisperUnits.build(whisper_base, ["the cat sat on the mat", "der Hund und die Katze"])
+    source = units.units + prompt_tokens(["en", "de", "zh"]) + [EOT_TOKEN]
+    index = {t: i for i, t in enumerate(source)}
+    bridge = SubwordMap(source, tok)
+    eot = tok.get_vocab()[EOT_TOKEN]
+    for text in ["the unpolished shoes", "die Straße über dem Hund", "我们今天去北京"]:
+        target = tok.encode(" " + text, add_special_tokens=False)
+        pieces = units.encode(text)
+        assert len(pieces) > len(target)  # the text needs tokens outside the units
+        assert bridge.to_source(target) == [index[t] for t in pieces]
+        assert bridge.to_target([index[t] for t in pieces] + [index[EOT_TOKEN]]) == target + [eot]
+        assert bridge.to_target([index[t] for t in pieces]) == target[:-1]  # the last word may go on
+    prompt = tok.convert_tokens_to_ids(["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"])
+    assert bridge.to_target(bridge.to_source(prompt)) == prompt
+    assert bridge.to_source(tok.convert_tokens_to_ids(["<|fr|>"])) is None  # a special the drafter lacks
 
 
 def test_beam_search_with_a_forced_length_returns_it_when_the_model_wants_to_stop():

@@ -405,13 +405,12 @@ class Compare:
     @torch.no_grad()
     def speculative_table(self) -> list[list]:
         from drax.decode.autoregressive import ESPnetTransformerAR, greedy
-        from drax.decode.speculative import ARDrafter, DraxDrafter, TokenMap, speculative
+        from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
         from drax.data.features import load_audio
 
         c = self.c
         tokens = self.ar.token_list
-        whisper_index = self.tok.get_vocab()
-        to_whisper = TokenMap(tokens, whisper_index)
+        to_whisper = SubwordMap(tokens, self.tok)  # compact Whisper units -> Whisper's full vocabulary
         identity = TokenMap.identity(len(tokens))
         small = ESPnetTransformerAR(self.ar_small.model.decoder, self.ar_small.model.eos)
         drax_scratch = self.drax["drax"].model

@@ -10,8 +10,9 @@ Drafters:
                   (NFE 2) at a low temperature; proposes up to `block` tokens after the prefix
     ARDrafter     a smaller autoregressive model proposing `block` greedy tokens (the usual baseline)
 
-Drafter and target may use different vocabularies (Drax's compact Whisper units vs Whisper's full
-one): a `TokenMap` converts; a target token the drafter cannot represent ends drafting for that step.
+Drafter and target may use different vocabularies. `TokenMap` maps shared token strings (a target
+token the drafter lacks ends drafting); `SubwordMap` bridges Drax's compact Whisper units and
+Whisper's full byte-level BPE by splitting and re-tokenising, as the units tokenise text.
 """
 from __future__ import annotations
 
@@ -48,6 +49,63 @@ class TokenMap:
     def to_source(self, ids: list[int]) -> list[int] | None:
         out = [self.backward.get(i) for i in ids]
         return None if None in out else out
+
+
+class SubwordMap:
+    """Drafter units that are a subset of the target's byte-level BPE (Drax's compact Whisper units,
+    drax.text.units, vs Whisper's 51,865 tokens).
+
+    to_source: a target token missing from the units is split into the longest unit pieces, which is
+    how the units tokenised the drafter's training text. to_target: the drafted pieces are joined and
+    re-tokenised with the target's BPE, so " sh" + "oes" becomes Whisper's own " shoes"; the last token
+    of a block that did not end with a special token is dropped, as its word may go on.
+    """
+
+    def __init__(self, source_tokens: list[str], target_tokenizer):
+        self.source = list(source_tokens)
+        self.index = {tok: i for i, tok in enumerate(self.source)}
+        self.tok = target_tokenizer
+        self.vocab = target_tokenizer.get_vocab()
+        self.specials = (set(target_tokenizer.get_added_vocab()) | set(target_tokenizer.all_special_tokens)
+                         | {t for t in self.source if t.startswith("<|")})  # never split or re-tokenised
+
+    def to_source(self, ids: list[int]) -> list[int] | None:
+        out = []
+        for tok in self.tok.convert_ids_to_tokens(ids):
+            if tok in self.index:
+                out.append(self.index[tok])
+                continue
+            if tok in self.specials:
+                return None
+            start = 0
+            while start < len(tok):
+                end = next((e for e in range(len(tok), start, -1) if tok[start:e] in self.index), None)
+                if end is None:
+                    return None
+                out.append(self.index[tok[start:end]])
+                start = end
+        return out
+
+    def to_target(self, ids: list[int]) -> list[int] | None:
+        out, run = [], []
+        for tok in (self.source[i] for i in ids):
+            if tok not in self.specials:
+                run.append(tok)
+                continue
+            out += self._retokenize(run)
+            run = []
+            target = self.vocab.get(tok)
+            if target is None:
+                return None
+            out.append(target)
+        if run:
+            out += self._retokenize(run)[:-1]
+        return out
+
+    def _retokenize(self, pieces: list[str]) -> list[int]:
+        if not pieces:
+            return []
+        return self.tok.encode(self.tok.convert_tokens_to_string(pieces), add_special_tokens=False)
 
 
 @dataclass
@@ -104,7 +162,7 @@ class DraxDrafter:
     the model's output length; the block is the positions right after the prefix, cut after the
     first end token."""
 
-    def __init__(self, model, token_map: TokenMap, nfe: int = 2, temperature: float = 0.01,
+    def __init__(self, model, token_map: TokenMap | SubwordMap, nfe: int = 2, temperature: float = 0.01,
                  output_length: int | None = None, seed: int = 0, skip: int = 0):
         """skip: leading target tokens Drax's layout does not have (an ESPnet target's <sos>)."""
         self.model, self.map, self.skip = model, token_map, skip
@@ -132,7 +190,7 @@ class DraxDrafter:
 class ARDrafter:
     """A smaller autoregressive model drafting `block` greedy tokens (its cache follows the prefix)."""
 
-    def __init__(self, decoder: IncrementalDecoder, token_map: TokenMap, lead: list[int] | None = None):
+    def __init__(self, decoder: IncrementalDecoder, token_map: TokenMap | SubwordMap, lead: list[int] | None = None):
         """lead: drafter tokens before the target's sequence (an ESPnet drafter's <sos> for Whisper)."""
         self.decoder, self.map, self.lead = decoder, token_map, list(lead or [])
 
