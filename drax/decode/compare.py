@@ -9,7 +9,8 @@
                   with the check that every output equals the target's greedy output
     speed.md      decoder-only and end-to-end RTFx per duration bin, Drax 2/4/8/16 vs AR greedy; the
                   output length where Drax overtakes AR greedy (sweep over output lengths on a 30 s
-                  utterance's encoder states); throughput at batch 16
+                  utterance's encoder states); throughput (utterances/s) of Drax and AR greedy at
+                  batch 1 and 16
     speed.png     decoder seconds against output length (the sweep), crossover points
     fig2a.png     end-to-end RTFx against output length on the runtime set, every system (Figure 2a)
 
