@@ -38,7 +38,7 @@ def test_whisper_units_cover_unseen_text_and_round_trip(byte_bpe_dir, tmp_path):
         assert all(t in units._known for t in tokens)
         assert units.decode(tokens) == text
     # a token outside the list is split into the longest listed pieces, not into bytes
-    assert "Ġcat" in units._known and units._split("Ġcatsz") == ["Ġcat", "s", "z"]
+    assert "Ġcat" in units._known and units.split("Ġcatsz") == ["Ġcat", "s", "z"]
     tokens_file = save_units(units, tmp_path, ["en", "de"])
     tokens = tokens_file.read_text().splitlines()
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<|endoftext|>"

@@ -171,15 +171,13 @@ def test_drax_drafter_pins_the_prefix_and_maps_vocabularies():
 def test_subword_map_splits_and_retokenises_like_the_units(whisper_base):
     """Compact Whisper units vs Whisper: a target token the units lack is split the way the units
     tokenise text, and drafted pieces come back as Whisper's own tokens."""
-    from transformers import AutoTokenizer
-
     from drax.text.units import EOT as EOT_TOKEN, WhisperUnits, prompt_tokens
 
-    tok = AutoTokenizer.from_pretrained(whisper_base)
     units = WhisperUnits.build(whisper_base, ["the cat sat on the mat", "der Hund und die Katze"])
+    tok = units.tokenizer  # Whisper's
     source = units.units + prompt_tokens(["en", "de", "zh"]) + [EOT_TOKEN]
     index = {t: i for i, t in enumerate(source)}
-    bridge = SubwordMap(source, tok)
+    bridge = SubwordMap(source, units)
     eot = tok.get_vocab()[EOT_TOKEN]
     for text in ["the unpolished shoes", "die Straße über dem Hund", "我们今天去北京"]:
         target = tok.encode(" " + text, add_special_tokens=False)

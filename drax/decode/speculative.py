@@ -52,38 +52,32 @@ class TokenMap:
 
 
 class SubwordMap:
-    """Drafter units that are a subset of the target's byte-level BPE (Drax's compact Whisper units,
-    drax.text.units, vs Whisper's 51,865 tokens).
+    """Drax's compact Whisper units (drax.text.units.WhisperUnits) against the full byte-level BPE
+    they are a subset of (Whisper's 51,865 tokens): the target is the units' own tokenizer.
 
-    to_source: a target token missing from the units is split into the longest unit pieces, which is
-    how the units tokenised the drafter's training text. to_target: the drafted pieces are joined and
-    re-tokenised with the target's BPE, so " sh" + "oes" becomes Whisper's own " shoes"; the last token
-    of a block that did not end with a special token is dropped, as its word may go on.
+    to_source: a target token missing from the units is split as the units split it when they
+    tokenise text. to_target: the drafted pieces are joined and re-tokenised with the full BPE, so
+    " sh" + "oes" becomes Whisper's own " shoes"; the last token of a block that did not end with a
+    special token is dropped, as its word may go on.
     """
 
-    def __init__(self, source_tokens: list[str], target_tokenizer):
+    def __init__(self, source_tokens: list[str], units):
         self.source = list(source_tokens)
         self.index = {tok: i for i, tok in enumerate(self.source)}
-        self.tok = target_tokenizer
-        self.vocab = target_tokenizer.get_vocab()
-        self.specials = (set(target_tokenizer.get_added_vocab()) | set(target_tokenizer.all_special_tokens)
+        self.units, self.tok = units, units.tokenizer
+        self.vocab = self.tok.get_vocab()
+        self.specials = (set(self.tok.get_added_vocab()) | set(self.tok.all_special_tokens)
                          | {t for t in self.source if t.startswith("<|")})  # never split or re-tokenised
 
     def to_source(self, ids: list[int]) -> list[int] | None:
         out = []
         for tok in self.tok.convert_ids_to_tokens(ids):
-            if tok in self.index:
-                out.append(self.index[tok])
-                continue
-            if tok in self.specials:
+            if tok in self.specials and tok not in self.index:
                 return None
-            start = 0
-            while start < len(tok):
-                end = next((e for e in range(len(tok), start, -1) if tok[start:e] in self.index), None)
-                if end is None:
-                    return None
-                out.append(self.index[tok[start:end]])
-                start = end
+            pieces = [tok] if tok in self.index else self.units.split(tok)
+            if any(p not in self.index for p in pieces):
+                return None
+            out += [self.index[p] for p in pieces]
         return out
 
     def to_target(self, ids: list[int]) -> list[int] | None:

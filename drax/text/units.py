@@ -68,10 +68,11 @@ class WhisperUnits:
         list is split into the longest known pieces (single bytes always are)."""
         out = []
         for tok in self.tokenizer.tokenize(" " + text.strip()):
-            out.extend([tok] if tok in self._known else self._split(tok))
+            out.extend([tok] if tok in self._known else self.split(tok))
         return out
 
-    def _split(self, tok: str) -> list[str]:
+    def split(self, tok: str) -> list[str]:
+        """A Whisper token as the longest listed pieces, left to right."""
         pieces, start = [], 0
         while start < len(tok):
             end = next(e for e in range(len(tok), start, -1) if tok[start:e] in self._known)
