@@ -282,9 +282,16 @@ def test_results_table_over_all_test_sets(tmp_path):
         (d / "scores.json").write_text(json.dumps([{"lang": lang, "n_utts": 3, "wer": wer, "cer": cer or 5.0}
                                                    for lang, wer, cer in rows]))
         (d / "timing.json").write_text(json.dumps({"utterances": 3, "decode_seconds": 1.0}))
+    compare = tmp_path / "exp" / "compare" / "test_b"  # stage 13 ran for test_b only
+    compare.mkdir(parents=True)
+    (compare / "table1.md").write_text("## Table 1: baselines side by side\n\nnote\n\n| system |\n|---|\n| CTC |\n")
+    (compare / "table3.md").write_text("## Table 3: speculative decoding\n\nnote\n\n| target |\n|---|\n| AR |\n")
     r = types.SimpleNamespace(c=types.SimpleNamespace(test_sets=["test_a", "test_b"], whisper="base"),
-                              exp=tmp_path / "exp", dump=tmp_path / "dump")
+                              exp=tmp_path / "exp", dump=tmp_path / "dump", root=tmp_path)
     write_results(r, tmp_path / "RESULTS.md")
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| test set | lang | utterances | Drax tiny (d) |\n|---|---|---|---|\n| test_a | en | 3 | 12.5 |\n" \
            "| test_b | ja | 3 | 30.0 |\n| test_b | zh | 3 | 40.0 |" in text
+    test_a, test_b = text.split("## test_b\n")
+    assert "Table 1" not in test_a and "### Table 1: baselines side by side\n\nnote\n\n| system |\n|---|\n| CTC |" in test_b
+    assert "### Table 3: speculative decoding" in test_b and "`exp/compare/test_b/compare.md`" in test_b

@@ -139,6 +139,11 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     table3 = (compare / "table3.md").read_text()
     identical = re.findall(r"\| (\d+)/(\d+) \|", table3)
     assert len(identical) == 6 and all(a == b for a, b in identical), table3  # speculative output = greedy
+    # RTFx, speed-up end to end and decoding only; the targets alone are the 1.0 references
+    assert len(re.findall(r"\| none \(greedy\) \| 1\.0 \| - \| \d+\.\d \| 1\.0 \| 1\.0 \|", table3)) == 2, table3
+    assert len(re.findall(r"\| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+/\d+ \|$", table3, re.M)) == 6, table3
+    results = (recipe / "RESULTS.md").read_text()
+    assert "### Table 1: baselines side by side" in results and table3.splitlines()[-1] in results, results
     speed = (compare / "speed.md").read_text()
     assert "overtakes AR greedy" in speed
     for config in ("Drax 2/1, batch 2", "AR greedy, batch 1", "AR greedy, batch 2"):

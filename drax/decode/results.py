@@ -1,6 +1,7 @@
 """RESULTS.md: with several test sets first one table of all of them (a row per set and language);
-per test set, one table of every experiment of the recipe (and Whisper zero-shot) by language; then
-the stage times of the data stages and of each experiment."""
+per test set, one table of every experiment of the recipe (and Whisper zero-shot) by language and,
+once stage 13 has run, its Tables 1 and 3 (baselines side by side, speculative decoding); then the
+stage times of the data stages and of each experiment."""
 from __future__ import annotations
 
 import json
@@ -61,6 +62,20 @@ def _summary(r) -> list[str]:
     return lines
 
 
+def _comparison(r, name: str) -> list[str]:
+    """Stage 13's Tables 1 and 3 for one test set, headings one level down; nothing before it has run."""
+    compare_dir, lines = r.exp / "compare" / name, []
+    for table_name in ("table1", "table3"):
+        table = compare_dir / f"{table_name}.md"
+        if table.exists():
+            lines += [("#" + line) if line.startswith("## ") else line for line in table.read_text().splitlines()]
+            lines.append("")
+    if lines:
+        full = (compare_dir / "compare.md").relative_to(r.root)
+        lines += [f"- stage 13's full output (speed study, plots, its command and config): `{full}`", ""]
+    return lines
+
+
 def write_results(r, path: Path) -> None:
     lines = ["# RESULTS", "",
              f"Written by stage 10 on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores).", "",
@@ -78,6 +93,7 @@ def write_results(r, path: Path) -> None:
         if filtered.exists() and filtered.read_text().strip():
             lines.append(f"- {len(read_kv_dict(str(filtered)))} utterance(s) not scored (listed in `{filtered}`)")
         lines.append("")
+        lines += _comparison(r, name)
     times_file = r.exp / "stage_times.json"
     if times_file.exists():
         times = json.loads(times_file.read_text())

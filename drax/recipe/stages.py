@@ -228,6 +228,7 @@ def stage_compare(r: Recipe):
     command = f"./run.sh --stage 13 --compare_config {r.c.compare_config}"
     for name in r.c.test_sets:
         logger.info("comparison for %s: %s", name, Compare(r, name, conf).run(command))
+    stage_results(r)  # RESULTS.md takes in Tables 1 and 3
 
 
 FIRST_EXPERIMENT_STAGE = 7
