@@ -418,13 +418,15 @@ class Compare:
         to_whisper = SubwordMap(tokens, self.units) if whisper_target else None
         identity = TokenMap.identity(len(tokens))
         small = ESPnetTransformerAR(self.ar_small.model.decoder, self.ar_small.model.eos)
-        drax_scratch = self.drax["drax"].model
-        drax_whisper = self.drax.get("drax_pretrained", self.drax["drax"]).model
-        configs = [("AR baseline", f"Drax {c['drax']} (NFE {c['draft_nfe']})", None)]
-        configs += [("AR baseline", f"small AR, {k} tokens", k) for k in c["ar_draft_blocks"]]
+        # (target, drafter label, Drax drafter, small AR's block): every Drax drafts for the AR baseline
+        # (same units); the Whisper-initialised one (else the other) for Whisper
+        drax_models = [(c[key], self.drax[key].model) for key in ("drax", "drax_pretrained") if key in self.drax]
+        configs = [("AR baseline", f"Drax {tag} (NFE {c['draft_nfe']})", model, None) for tag, model in drax_models]
+        configs += [("AR baseline", f"small AR, {k} tokens", None, k) for k in c["ar_draft_blocks"]]
         if whisper_target:
-            configs += [("Whisper", f"Drax {c['drax_pretrained'] or c['drax']} (NFE {c['draft_nfe']})", None)]
-            configs += [("Whisper", f"small AR, {k} tokens", k) for k in c["ar_draft_blocks"]]
+            tag, model = drax_models[-1]
+            configs += [("Whisper", f"Drax {tag} (NFE {c['draft_nfe']})", model, None)]
+            configs += [("Whisper", f"small AR, {k} tokens", None, k) for k in c["ar_draft_blocks"]]
         stats = {}
         for utt in tqdm(self.subset, desc="speculative", unit="utt"):
             lang, states = self.langs[utt], self.states(utt)
@@ -446,11 +448,10 @@ class Compare:
                 entry.update(audio=entry["audio"] + len(audio) / 16000, seconds=entry["seconds"] + enc_s + t.seconds,
                              decoding=entry["decoding"] + t.seconds, steps=entry["steps"] + len(refs[name]),
                              tokens=entry["tokens"] + len(refs[name]), same=entry["same"] + 1, n=entry["n"] + 1)
-            for target_name, drafter_name, block in configs:
+            for target_name, drafter_name, model, block in configs:
                 target, mem, prefix, enc_s = targets[target_name]
                 token_map = identity if target_name == "AR baseline" else to_whisper
-                if block is None:
-                    model = drax_scratch if target_name == "AR baseline" else drax_whisper
+                if model is not None:
                     drafter = DraxDrafter(model, token_map, nfe=c["draft_nfe"], temperature=c["draft_temperature"],
                                           output_length=self.drax_length(model, len(audio) / 16000),
                                           skip=1 if target_name == "AR baseline" else 0)
