@@ -33,6 +33,7 @@ import platform
 import random
 import statistics
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -427,10 +428,11 @@ class Compare:
             tag, model = drax_models[-1]
             configs += [("Whisper", f"Drax {tag} (NFE {c['draft_nfe']})", model, None)]
             configs += [("Whisper", f"small AR, {k} tokens", None, k) for k in c["ar_draft_blocks"]]
-        stats = {}
+        stats: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (target, drafter) -> running sums
         for utt in tqdm(self.subset, desc="speculative", unit="utt"):
             lang, states = self.langs[utt], self.states(utt)
             audio = load_audio(self.wavs[utt])[0]
+            seconds_of_audio = len(audio) / 16000
             with Timer() as t_enc:
                 ar_mem = self.ar.encode(states[0])
             small_mem = self.ar_small.encode(states[0])
@@ -443,17 +445,15 @@ class Compare:
             for name, (target, mem, prefix, enc_s) in targets.items():
                 with Timer() as t:
                     refs[name] = greedy(target, mem, prefix, c["max_new_tokens"])
-                entry = stats.setdefault((name, "none (greedy)"), dict(audio=0.0, seconds=0.0, decoding=0.0, steps=0,
-                                                                      accepted=0, tokens=0, same=0, n=0))
-                entry.update(audio=entry["audio"] + len(audio) / 16000, seconds=entry["seconds"] + enc_s + t.seconds,
-                             decoding=entry["decoding"] + t.seconds, steps=entry["steps"] + len(refs[name]),
-                             tokens=entry["tokens"] + len(refs[name]), same=entry["same"] + 1, n=entry["n"] + 1)
+                stats[(name, "none (greedy)")].update(audio=seconds_of_audio, seconds=enc_s + t.seconds,
+                                                      decoding=t.seconds, steps=len(refs[name]),
+                                                      tokens=len(refs[name]), same=1, n=1)
             for target_name, drafter_name, model, block in configs:
                 target, mem, prefix, enc_s = targets[target_name]
                 token_map = identity if target_name == "AR baseline" else to_whisper
                 if model is not None:
                     drafter = DraxDrafter(model, token_map, nfe=c["draft_nfe"], temperature=c["draft_temperature"],
-                                          output_length=self.drax_length(model, len(audio) / 16000),
+                                          output_length=self.drax_length(model, seconds_of_audio),
                                           skip=1 if target_name == "AR baseline" else 0)
                     draft_mem, size = states, c["draft_block"]
                 else:
@@ -462,16 +462,10 @@ class Compare:
                 with Timer() as t:
                     res = speculative(target, drafter, mem, prefix, c["max_new_tokens"], size, lang=lang,
                                       draft_memory=draft_mem)
-                entry = stats.setdefault((target_name, drafter_name), dict(audio=0.0, seconds=0.0, decoding=0.0,
-                                                                         steps=0, accepted=0, tokens=0, same=0, n=0))
-                entry["audio"] += len(audio) / 16000
-                entry["seconds"] += enc_s + t.seconds
-                entry["decoding"] += t.seconds
-                entry["steps"] += res.verify_steps + 1
-                entry["accepted"] += res.accepted
-                entry["tokens"] += len(res.tokens)
-                entry["same"] += res.tokens == refs[target_name]
-                entry["n"] += 1
+                stats[(target_name, drafter_name)].update(
+                    audio=seconds_of_audio, seconds=enc_s + t.seconds, decoding=t.seconds,
+                    steps=res.verify_steps + 1, accepted=res.accepted, tokens=len(res.tokens),
+                    same=int(res.tokens == refs[target_name]), n=1)
         rows = []
         for (target_name, drafter_name), e in stats.items():
             base = stats[(target_name, "none (greedy)")]
