@@ -1,0 +1,68 @@
+"""Shared pieces of the training-step benchmarks: a model built from a recipe training config, a
+synthetic batch of the recipe's shapes, and the median time of a training step."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import drax.asr.registry  # noqa: F401  (registers model: drax, decoder: dit, encoder: precomputed)
+from drax.text.units import PROMPT_TEMPLATE, prompt_tokens
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "egs/mini/conf/train_drax.yaml"
+
+
+def load_config(path: Path, length: int = 48) -> dict:
+    """A recipe training config with the output length stage 6 fits (48 here). The decoder starts from
+    random weights: a step costs the same whatever the initial values, and the synthetic vocabulary
+    has no Whisper tokens to initialise from."""
+    conf = yaml.safe_load(Path(path).read_text())
+    conf["model_conf"]["output_length"] = length
+    conf["decoder_conf"]["init_from_whisper"] = None
+    return conf
+
+
+def build_model(conf: dict, encoder: str, encoder_conf: dict, input_size: int, vocab: list[str]):
+    """ESPnet's ASRTask.build_model on `conf`, with `freeze_param` applied as ESPnet's trainer does."""
+    from espnet2.tasks.asr import ASRTask
+
+    args = argparse.Namespace(
+        token_list=vocab, input_size=input_size, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},
+        normalize=None, normalize_conf={}, preencoder=None, preencoder_conf={}, encoder=encoder,
+        encoder_conf=encoder_conf, postencoder=None, postencoder_conf={}, decoder=conf["decoder"],
+        decoder_conf=conf["decoder_conf"], ctc_conf={}, model=conf["model"], model_conf=conf["model_conf"], init=None)
+    model = ASRTask.build_model(args)
+    for prefix in conf.get("freeze_param", []):
+        for name, param in model.named_parameters():
+            if name == prefix or name.startswith(prefix + "."):
+                param.requires_grad = False
+    return model
+
+
+def synthetic_batch(batch: int, seconds: float, vocab_size: int, tokens: int = 16):
+    """Random English transcripts of `tokens` units after the prompt, a vocabulary, and frame counts."""
+    vocab = ["<blank>", "<unk>"] + [f"u{i}" for i in range(vocab_size)] + prompt_tokens(["en"]) + ["<|endoftext|>"]
+    prompt = [vocab.index(t.format(lang="en")) for t in PROMPT_TEMPLATE]
+    text = torch.cat([torch.tensor(prompt).expand(batch, -1), torch.randint(2, vocab_size, (batch, tokens))], 1)
+    return vocab, text, torch.full((batch,), text.shape[1]), int(seconds * 100)
+
+
+def time_steps(model, speech, lengths, text, text_lengths, steps: int) -> float:
+    """Median seconds of a training step (forward, backward, AdamW) after 2 warm-up steps."""
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        loss, _, _ = model(speech, lengths, text, text_lengths)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
