@@ -128,6 +128,11 @@ def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
     write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=len(text["u1"].split()) + 1)
     assert set(read_kv_dict(str(d / "speech_shape"))) == {"u1"}
     assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
+    write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=len(text["u1"].split()) + 1, drop_too_long=False)
+    assert set(read_kv_dict(str(d / "speech_shape"))) == {"u1", "u2"}
+    assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
+    with pytest.raises(ValueError, match="no utterance .* at most L - 1"):
+        write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=3)
 
 
 def test_scoring_per_language_metrics_and_missing():

@@ -52,21 +52,28 @@ def fit_output_length(text_file: Path, max_length: int, multiple: int = 8) -> in
     return min(max_length, multiple * math.ceil((longest + 1) / multiple))
 
 
-def write_shapes(set_dir: Path, tokens_file: Path, output_length: int | None = None) -> None:
+def write_shapes(set_dir: Path, tokens_file: Path, output_length: int | None = None,
+                 drop_too_long: bool = True) -> None:
     """speech_shape (utt frames,dim) and text_shape (utt tokens,vocab) for ESPnet's batch samplers.
 
-    With output_length, utterances whose text does not fit (tokens > L - 1) are left out and listed
-    in `too_long`.
+    With output_length, utterances whose text does not fit (tokens > L - 1) are listed in `too_long`
+    and, with drop_too_long, left out.
     """
     set_dir = Path(set_dir)
     vocab = len(Path(tokens_file).read_text(encoding="utf-8").splitlines())
     counts = token_counts(set_dir / "text")
     feats = read_kv_dict(str(set_dir / "feats_shape"))
-    keep = sorted(u for u in counts if u in feats and (output_length is None or counts[u] <= output_length - 1))
     too_long = sorted(u for u in counts if output_length is not None and counts[u] > output_length - 1)
+    keep = sorted(u for u in counts if u in feats and not (drop_too_long and u in too_long))
+    if not keep:
+        raise ValueError(f"{set_dir}: no utterance has both features and a text of at most L - 1 = "
+                         f"{None if output_length is None else output_length - 1} tokens; check feats_shape "
+                         "and text, or raise max_output_length")
     if too_long:
-        logger.warning("%s: %d utterance(s) longer than L - 1 = %d tokens left out of training; see %s",
-                       set_dir.name, len(too_long), output_length - 1, set_dir / "too_long")
+        logger.warning("%s: %d utterance(s) longer than L - 1 = %d tokens %s; see %s", set_dir.name,
+                       len(too_long), output_length - 1,
+                       "left out" if drop_too_long else "kept, their targets truncated to L - 1",
+                       set_dir / "too_long")
     atomic_write_text(str(set_dir / "too_long"), format_kv((u, str(counts[u])) for u in too_long))
     atomic_write_text(str(set_dir / "speech_shape"), format_kv((u, feats[u]) for u in keep))
     atomic_write_text(str(set_dir / "text_shape"), format_kv((u, f"{counts[u]},{vocab}") for u in keep))

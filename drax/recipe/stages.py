@@ -131,8 +131,12 @@ def stage_shapes(r: Recipe):
     from drax.data.tokenize import fit_output_length, write_shapes
 
     length = fit_output_length(r.dump / r.train_name / "text", r.c.max_output_length)
-    for name in r.all_sets:
-        write_shapes(r.dump / name, r.units_dir / "tokens.txt", length if name == r.train_name else None)
+    # train leaves out what L cannot hold; dev keeps it (a tiny train set may fit no dev text), listed
+    # with the truncation validation applies; test is never filtered
+    write_shapes(r.dump / r.train_name, r.units_dir / "tokens.txt", length)
+    write_shapes(r.dump / r.c.dev_set, r.units_dir / "tokens.txt", length, drop_too_long=False)
+    for name in r.c.test_sets:
+        write_shapes(r.dump / name, r.units_dir / "tokens.txt")
     (r.dump / "output_length").write_text(f"{length}\n")
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
 
