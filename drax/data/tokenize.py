@@ -64,11 +64,12 @@ def write_shapes(set_dir: Path, tokens_file: Path, output_length: int | None = N
     counts = token_counts(set_dir / "text")
     feats = read_kv_dict(str(set_dir / "feats_shape"))
     too_long = sorted(u for u in counts if output_length is not None and counts[u] > output_length - 1)
-    keep = sorted(u for u in counts if u in feats and not (drop_too_long and u in too_long))
+    dropped = set(too_long) if drop_too_long else set()
+    keep = sorted(u for u in counts if u in feats and u not in dropped)
     if not keep:
-        raise ValueError(f"{set_dir}: no utterance has both features and a text of at most L - 1 = "
-                         f"{None if output_length is None else output_length - 1} tokens; check feats_shape "
-                         "and text, or raise max_output_length")
+        fits = "" if not dropped else f" and a text of at most L - 1 = {output_length - 1} tokens"
+        raise ValueError(f"{set_dir}: no utterance has features{fits}; check feats_shape and text"
+                         + (", or raise max_output_length" if dropped else ""))
     if too_long:
         logger.warning("%s: %d utterance(s) longer than L - 1 = %d tokens %s; see %s", set_dir.name,
                        len(too_long), output_length - 1,
