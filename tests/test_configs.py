@@ -49,7 +49,7 @@ def test_config_builds_its_model(path, random_whisper):
     if conf["decoder_conf"].get("init_from_whisper"):  # loading the weights: tests/test_whisper_init.py
         assert conf["decoder_conf"]["init_from_whisper"] == "recipe"
         conf["decoder_conf"]["init_from_whisper"] = None
-    model_conf = {"output_length": 48, **conf.get("model_conf", {})}
+    model_conf = {"output_length" if conf["model"] == "drax" else "max_length": 48, **conf.get("model_conf", {})}
     args = argparse.Namespace(
         token_list=vocab, input_size=input_size, frontend=None, frontend_conf={}, specaug=None, specaug_conf={},
         normalize=conf.get("normalize"), normalize_conf={}, preencoder=None, preencoder_conf={},
@@ -62,7 +62,14 @@ def test_config_builds_its_model(path, random_whisper):
     dec = conf["decoder_conf"]
     assert len(model.decoder.blocks) == dec["num_blocks"]
     assert model.decoder.hidden_size == dec["hidden_size"]
-    assert model.path.name == model_conf["path"] and model.pmid is not None
+    if conf["model"] == "drax":
+        assert model.path.name == model_conf["path"] and model.pmid is not None
+    else:  # the AR yardstick (model: drax_ar): all but the model as in the Drax config beside it
+        drax = yaml.safe_load((path.parent / "train_drax.yaml").read_text())
+        drax["decoder_conf"]["init_from_whisper"] = None
+        assert {k: v for k, v in conf.items() if k not in ("model", "model_conf")} == \
+            {k: v for k, v in drax.items() if k not in ("model", "model_conf")}
+        assert model.max_length == 48
     assert model.prompt_ids("ja")[1] == vocab.index("<|ja|>")
     n_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))
     assert n_params > 12 * dec["hidden_size"] ** 2 * dec["num_blocks"]

@@ -182,7 +182,7 @@ def test_unknown_names_list_valid_choices():
         build_scheduler("cosine")
     with pytest.raises(ValueError, match="needs scheduler 'tri_mixture'"):
         build_path("audio_mid", 10, scheduler="polynomial")
-    assert set(PATH_CHOICES) == {"uniform", "mask", "uniform_mid", "audio_mid", "audio_src"}
+    assert set(PATH_CHOICES) == {"uniform", "mask", "uniform_mid", "audio_mid", "mask_mid", "audio_src"}
 
 
 def test_trajectory_elbo_is_zero_for_a_certain_posterior_and_negative_otherwise():
@@ -224,3 +224,34 @@ def test_trajectory_elbo_matches_the_formula_and_ranks_by_posterior_likelihood()
     assert scores[0] > scores[1]
     with pytest.raises(ValueError, match="two-way"):
         trajectory_elbo(fixed, traj, times, both, free.expand(2, -1), TriMixtureScheduler())
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0])
+def test_confidence_order_decides_the_most_confident_first_on_schedule(exponent):
+    vocab, b, length, nfe = 12, 3, 10, 4
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((b, length), vocab - 1)  # a token the posterior never proposes
+    pinned = torch.zeros(b, length, dtype=torch.bool)
+    pinned[:, :2] = True
+    pinned[2, 7:] = True  # a shorter canvas
+    # the posterior's confidence falls with the position: the order of decisions is left to right
+    target = torch.arange(length).expand(b, -1) % vocab
+    strength = torch.linspace(9, 1, length)
+
+    def posterior(x, t):
+        return torch.nn.functional.one_hot(target, vocab).float() * strength[None, :, None]
+
+    scheduler = PolynomialScheduler(exponent)
+    out = EulerSampler(scheduler).sample(posterior, x0, nfe, temperature=1e-4, pinned=pinned,
+                                         return_trajectory=True, generator=g, order="confidence")
+    assert torch.equal(out.tokens[pinned], x0[pinned]) and torch.equal(out.tokens[~pinned], target[~pinned])
+    free = (~pinned).sum(1)
+    for k, state in enumerate(out.trajectory[1:], start=1):
+        decided = (state != x0) & ~pinned
+        want = (free * float(scheduler.kappa(torch.tensor(k / nfe)).target)).round().long()
+        assert decided.sum(1).tolist() == want.tolist()
+        for row in range(b):  # the most confident free positions (the leftmost) went first
+            cols = (~pinned[row]).nonzero().flatten()
+            assert decided[row, cols[: want[row]]].all() and not decided[row, cols[want[row]:]].any()
+    with pytest.raises(ValueError, match="unknown jump order 'best'; valid: random, confidence"):
+        EulerSampler(scheduler).sample(posterior, x0, nfe, order="best")

@@ -165,15 +165,15 @@ def batch(model, lang="en"):
                 text_lengths=torch.tensor([7, 6]))
 
 
-@pytest.mark.parametrize("path", ["uniform", "mask", "uniform_mid", "audio_mid", "audio_src"])
+@pytest.mark.parametrize("path", ["uniform", "mask", "uniform_mid", "audio_mid", "mask_mid", "audio_src"])
 def test_every_path_trains_and_generates(path):
     torch.manual_seed(0)
     model = build({"path": path})
     loss, stats, weight = model(**batch(model))
     loss.backward()
     assert torch.isfinite(loss) and {"loss", "loss_dfm", "acc"} <= set(stats)
-    assert ("loss_mid" in stats) == (path in ("audio_mid", "audio_src"))
-    if path in ("audio_mid", "audio_src"):
+    assert ("loss_mid" in stats) == (path in ("audio_mid", "mask_mid", "audio_src"))
+    if path in ("audio_mid", "mask_mid", "audio_src"):
         assert model.pmid.head.weight.grad.abs().sum() > 0
     model.eval()
     out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=torch.tensor([model.prompt_ids("de")] * 2),

@@ -113,15 +113,16 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
         assert re.search(rf"\| {label} \(decode_\w+\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
 
     # stage 12: the path study, every path trained and evaluated after each epoch
-    (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(dict(
-        max_epoch=2, num_iters_per_epoch=2, jobs=2, threads=1, utts_per_lang=1, nfe=2)))
+    study = yaml.safe_load((MINI / "conf" / "path_study.yaml").read_text())
+    study.update(max_epoch=2, num_iters_per_epoch=2, jobs=2, threads=1, utts_per_lang=1, nfe=2)
+    (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(study))
     run(recipe, *flags, "--stage", "12")
-    study = (recipe / "exp" / "path_study" / "path_study.md").read_text()
+    table = (recipe / "exp" / "path_study" / "path_study.md").read_text()
     for label in ("uniform source + uniform middle", "uniform source + audio middle (Drax)", "audio source (2-way)",
                   "uniform source (2-way)"):
-        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", study), study
+        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", table), table
     assert (recipe / "exp" / "path_study" / "path_study.png").read_bytes()[:4] == b"\x89PNG"
-    trained = yaml.safe_load((recipe / "exp" / "asr_path_audio_src" / "config.yaml").read_text())
+    trained = yaml.safe_load((recipe / "exp" / "asr_path_study_audio_src" / "config.yaml").read_text())
     assert trained["model_conf"]["path"] == "audio_src" and trained["model_conf"]["scheduler"] == "polynomial"
 
     # stage 13: Table 1, Table 3 and the speed study from the tiny models

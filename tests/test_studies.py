@@ -1,37 +1,47 @@
-"""The path study's configs (stage 12) and the comparison's runtime set (stage 13)."""
+"""The training studies' configs (stage 12) and the comparison's runtime set (stage 13)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from drax.decode.compare import compare_conf, joined_runtime_set
 from drax.decode.runtime import BINS, bin_label
-from drax.recipe.path_study import STUDY_DEFAULTS, path_train_config, study_conf
+from drax.recipe.study import study_conf, variant_train_config
+
+MINI = Path(__file__).resolve().parents[1] / "egs" / "mini" / "conf"
 
 
-def test_each_path_config_changes_only_the_path_and_the_budget():
+def test_each_variant_changes_only_its_overrides_and_the_budget():
     base = {"model": "drax", "decoder_conf": {"hidden_size": 512},
             "model_conf": {"path": "audio_mid", "scheduler": "tri_mixture", "scheduler_conf": {"p": 2.0},
                            "prompt_prob": 0.1},
             "max_epoch": 6, "num_iters_per_epoch": 100, "keep_nbest_models": 1, "optim": "adamw"}
-    conf = study_conf({"max_epoch": 3, "num_iters_per_epoch": 20})
-    for name, spec in conf["paths"].items():
-        out = path_train_config(base, spec, conf)
-        assert out["model_conf"]["path"] == spec["path"] and out["model_conf"]["scheduler"] == spec["scheduler"]
+    conf = study_conf({**yaml.safe_load((MINI / "path_study.yaml").read_text()),
+                       "max_epoch": 3, "num_iters_per_epoch": 20})
+    for name, spec in conf["variants"].items():
+        out = variant_train_config(base, spec["train"], conf)
+        want = spec["train"]["model_conf"]
+        assert out["model_conf"]["path"] == want["path"] and out["model_conf"]["scheduler"] == want["scheduler"]
+        assert out["model_conf"]["scheduler_conf"] == want["scheduler_conf"]  # replaced whole, not merged
         assert out["model_conf"]["prompt_prob"] == 0.1 and out["decoder_conf"] == base["decoder_conf"]
         assert (out["max_epoch"], out["num_iters_per_epoch"], out["keep_nbest_models"]) == (3, 20, 3)
     assert base["model_conf"]["path"] == "audio_mid" and base["max_epoch"] == 6  # the base is not modified
-    # every default path reaches the target at the same rate, kappa_1(t) = t^2
-    exps = {spec["scheduler"]: spec["scheduler_conf"] for spec in STUDY_DEFAULTS["paths"].values()}
+    # every path of the path study reaches the target at the same rate, kappa_1(t) = t^2
+    exps = {spec["train"]["model_conf"]["scheduler"]: spec["train"]["model_conf"]["scheduler_conf"]
+            for spec in conf["variants"].values()}
     assert exps["polynomial"]["exponent"] == exps["tri_mixture"]["p"] == 2.0
+    assert variant_train_config(base, {"optim": "sgd", "batch_size": 8}, conf)["optim"] == "sgd"
 
 
 def test_study_config_errors_name_the_key():
-    with pytest.raises(ValueError, match=r"unknown path study config key\(s\) \['epochs'\]"):
-        study_conf({"epochs": 3})
-    with pytest.raises(ValueError, match="paths.mine.path: 'wrong' is not one of"):
-        study_conf({"paths": {"mine": {"path": "wrong"}}})
-    with pytest.raises(ValueError, match=r"paths.mine: unknown key\(s\) \['scheduler_cfg'\]"):
-        study_conf({"paths": {"mine": {"path": "uniform", "scheduler_cfg": {}}}})
+    with pytest.raises(ValueError, match=r"unknown study config key\(s\) \['epochs'\]"):
+        study_conf({"epochs": 3, "variants": {"a": {}}})
+    with pytest.raises(ValueError, match="`variants` is empty"):
+        study_conf({})
+    with pytest.raises(ValueError, match=r"variants.mine: unknown key\(s\) \['model_conf'\]"):
+        study_conf({"variants": {"mine": {"model_conf": {}}}})
     with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):
         compare_conf({"tables": 1})
 

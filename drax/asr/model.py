@@ -6,7 +6,20 @@ probability path, predict p_{1|t}(x1 | x_t, audio) with the DiT decoder, and min
 
     L = L_CDFM + L_mid = CE(p_{1|t}, x1) + CE(p_mid, x1)
 
-over the positions that are not pinned. Every `text` starts with the prompt described by
+over the positions that are not pinned. Options that change how much is learned per step, each with
+the paper's behaviour as its default (the learning-efficiency study, egs/mini/tables/efficiency):
+
+    pad_weight              loss weight of the end tokens after the first one (1: every position)
+    canvas_margin           null: a fixed canvas of L = output_length; m: each utterance's canvas is its
+                            own length + 1 + U{0..2m} end tokens (m at validation), the rest of the batch
+                            width pinned, and the length comes from a LengthPredictor at inference
+    time_sampling           uniform (t ~ U[0, 1]) | stratified (one t in each of B strata of a batch)
+    time_power              t -> t^power (> 1: more training on noisy states)
+    loss_positions          all | noised (only positions drawn from the source or the middle)
+    attention_anneal_steps  0: bidirectional from the start; n: self-attention mask "causal OR
+                            Bernoulli(step / n)" per (query, key) over the first n updates (DiffuLLaMA)
+
+Every `text` starts with the prompt described by
 `prompt_template`, e.g. Whisper's <|startoftranscript|><|{lang}|><|transcribe|><|notimestamps|>; it stays pinned;
 the language token goes through the path with probability `lang_replace_prob`; with probability
 `prompt_prob` a random text prefix stays pinned too (this is what speculative decoding conditions on).
@@ -27,6 +40,7 @@ from drax.flow.path import build_path
 from drax.flow.sampler import EulerSampler, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
 from drax.nets.dit import DiTDecoder
+from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
 
@@ -40,6 +54,17 @@ class GenerateOutput:
     encoder_out: torch.Tensor  # (B, T, D) and its lengths: reused by external rescoring
     encoder_out_lens: torch.Tensor
     elbo: torch.Tensor | None = None  # (B, K) trajectory ELBO of each candidate, when asked for
+
+
+TIME_SAMPLINGS = ("uniform", "stratified")
+LOSS_POSITIONS = ("all", "noised")
+
+
+def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Sum of weight * CE over positions with weight > 0, divided by the sum of the weights."""
+    sel = weight > 0
+    ce = F.cross_entropy(logits[sel], target[sel], reduction="none")
+    return (ce * weight[sel]).sum() / weight[sel].sum().clamp_min(1e-8)
 
 
 class DraxASRModel(ESPnetASRModel):
@@ -70,6 +95,13 @@ class DraxASRModel(ESPnetASRModel):
         prompt_prob: float = 0.0,
         gumbel_tau: float = 1.0,
         pmid_conf: dict | None = None,
+        pad_weight: float = 1.0,
+        canvas_margin: int | None = None,
+        length_conf: dict | None = None,
+        time_sampling: str = "uniform",
+        time_power: float = 1.0,
+        loss_positions: str = "all",
+        attention_anneal_steps: int = 0,
         **unknown,
     ):
         if unknown:
@@ -95,6 +127,18 @@ class DraxASRModel(ESPnetASRModel):
         for tok in self.prompt_template:
             if "{lang}" not in tok and tok not in token_list:
                 raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
+        for key, value, choices in (("time_sampling", time_sampling, TIME_SAMPLINGS),
+                                    ("loss_positions", loss_positions, LOSS_POSITIONS)):
+            if value not in choices:
+                raise ValueError(f"model_conf.{key}: unknown choice '{value}'; valid: {', '.join(choices)}")
+        if not pad_weight >= 0:
+            raise ValueError(f"model_conf.pad_weight must be >= 0 (got {pad_weight})")
+        if not time_power > 0:
+            raise ValueError(f"model_conf.time_power must be > 0 (got {time_power})")
+        if canvas_margin is not None and not 0 <= canvas_margin:
+            raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {canvas_margin})")
+        if not attention_anneal_steps >= 0:
+            raise ValueError(f"model_conf.attention_anneal_steps must be >= 0 (got {attention_anneal_steps})")
 
         self.vocab_size = vocab_size
         self.token_list = token_list
@@ -123,6 +167,16 @@ class DraxASRModel(ESPnetASRModel):
             PMidNetwork(vocab_size, enc_size, output_length, **(pmid_conf or {}))
             if self.path.uses_audio_pmid else None
         )
+        self.pad_weight = float(pad_weight)
+        self.canvas_margin = canvas_margin
+        self.length_predictor = (
+            LengthPredictor(enc_size, **(length_conf or {})) if canvas_margin is not None else None
+        )
+        self.time_sampling, self.time_power = time_sampling, float(time_power)
+        self.loss_positions = loss_positions
+        self.attention_anneal_steps = int(attention_anneal_steps)
+        if self.attention_anneal_steps:  # updates seen, saved with the model: a resumed run continues
+            self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def prompt_ids(self, lang: str | None = None) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en'); -1 leaves the language slot free."""
@@ -139,12 +193,15 @@ class DraxASRModel(ESPnetASRModel):
 
     # ---- targets -------------------------------------------------------------------------------
     def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor):
-        """x1 (B, L): text padded with the end token; pinned (B, L): prompt (and sampled prefix).
+        """x1 (B, W): text padded with the end token; pinned (B, W): prompt (and sampled prefix) and,
+        with a fitted canvas, the batch padding beyond each utterance's canvas; weight (B, W): loss
+        weight of each position (pad_weight after the first end token).
 
+        W = output_length for the fixed canvas; with `canvas_margin` m, the longest canvas of the
+        batch, each utterance's being its own length + 1 + U{0..2m} in training (m at validation).
         Every text starts with the prompt, e.g. '<|startoftranscript|> <|en|> <|transcribe|> ...'.
         """
         b, length = text.shape[0], self.output_length
-        x1 = torch.full((b, length), self.eot_id, dtype=torch.long, device=text.device)
         n = text_lengths.clamp(max=length - 1)
         if (text_lengths > length - 1).any():
             logger.warning(
@@ -152,6 +209,14 @@ class DraxASRModel(ESPnetASRModel):
                 "in data preparation or raise model_conf.output_length",
                 int((text_lengths > length - 1).sum()), length - 1,
             )
+        canvas = torch.full_like(n, length)
+        if self.canvas_margin is not None:
+            m = self.canvas_margin
+            extra = (torch.randint(0, 2 * m + 1, n.shape, device=n.device) if self.training
+                     else torch.full_like(n, m))
+            canvas = (n + 1 + extra).clamp(max=length)
+            length = int(canvas.max())
+        x1 = torch.full((b, length), self.eot_id, dtype=torch.long, device=text.device)
         width = min(text.shape[1], length - 1)
         keep = torch.arange(width, device=text.device)[None] < n[:, None]
         x1[:, :width] = torch.where(keep, text[:, :width], x1[:, :width])  # text is padded with -1
@@ -162,7 +227,7 @@ class DraxASRModel(ESPnetASRModel):
                 "write the prompt tokens at the start of every transcript in the data's text file"
             )
         pos = torch.arange(length, device=text.device)[None]
-        pinned = (pos < self.prompt_length).expand(b, -1).clone()
+        pinned = (pos < self.prompt_length) | (pos >= canvas[:, None])
         if self.training:
             if self.lang_position is not None and self.lang_replace_prob > 0:
                 free = torch.rand(b, device=text.device) < self.lang_replace_prob
@@ -173,15 +238,35 @@ class DraxASRModel(ESPnetASRModel):
                 prefix = (torch.rand(b, device=text.device) * (body + 1).float()).long()
                 prefix = torch.where(use, prefix, torch.zeros_like(prefix))
                 pinned |= (pos >= self.prompt_length) & (pos < self.prompt_length + prefix[:, None])
-        return x1, pinned
+        weight = torch.where(pos > n[:, None], self.pad_weight, 1.0) * (~pinned)
+        return x1, pinned, weight
+
+    def sample_time(self, b: int, device) -> torch.Tensor:
+        """t (B,) for a training batch: uniform or stratified over [0, 1], then raised to time_power."""
+        u = torch.rand(b, device=device)
+        if self.time_sampling == "stratified":
+            u = (torch.randperm(b, device=device) + u) / b
+        return u**self.time_power if self.time_power != 1.0 else u
+
+    def self_attention_mask(self, length: int, b: int, device) -> torch.Tensor | None:
+        """The annealed mask (B, 1, L, L) of `attention_anneal_steps`, or None for full attention."""
+        if not self.training or self.attention_anneal_steps == 0:
+            return None
+        p = float(self.updates) / self.attention_anneal_steps
+        if p >= 1:
+            return None
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        return causal | (torch.rand(b, 1, length, length, device=device) < p)
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
         enc, enc_lens = self.encode(speech, speech_lengths)
-        x1, pinned = self.build_targets(text, text_lengths)
-        b = x1.shape[0]
-        t = torch.rand(b, device=x1.device)
-        pmid_logits = self.pmid(enc, enc_lens) if self.pmid is not None else None
+        x1, pinned, weight = self.build_targets(text, text_lengths)
+        b, length = x1.shape
+        if self.training and self.attention_anneal_steps:
+            self.updates += 1
+        t = self.sample_time(b, x1.device)
+        pmid_logits = self.pmid(enc, enc_lens)[:, :length] if self.pmid is not None else None
         sample = self.path.sample(x1, t, pmid_logits)
         xt = torch.where(pinned, x1, sample.xt)
         soft_delta = None
@@ -190,17 +275,26 @@ class DraxASRModel(ESPnetASRModel):
         drop = None
         if self.training and self.audio_dropout > 0:
             drop = torch.rand(b, device=x1.device) < self.audio_dropout
-        logits = self.decoder(xt, t, self.decoder.encode_audio(enc, enc_lens, drop), soft_delta)
+        logits = self.decoder(xt, t, self.decoder.encode_audio(enc, enc_lens, drop), soft_delta,
+                              self_mask=self.self_attention_mask(length, b, x1.device))
 
-        target = ~pinned
-        loss_dfm = F.cross_entropy(logits[target], x1[target])
+        w = weight * sample.noised if self.loss_positions == "noised" else weight
+        loss_dfm = weighted_ce(logits, x1, w)
+        target = weight > 0
         stats = dict(loss_dfm=loss_dfm.detach(), acc=(logits[target].argmax(-1) == x1[target]).float().mean())
         loss = loss_dfm
         if pmid_logits is not None:
-            loss_mid = F.cross_entropy(pmid_logits[target], x1[target])
+            loss_mid = weighted_ce(pmid_logits, x1, weight)
             loss = loss + loss_mid
             stats["loss_mid"] = loss_mid.detach()
             stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        if self.length_predictor is not None:
+            n_text = (text_lengths.clamp(max=self.output_length - 1) - self.prompt_length).float()
+            n_hat = self.length_predictor(enc, enc_lens)
+            loss_len = (n_hat - n_text).abs().mean()
+            loss = loss + loss_len
+            stats["loss_len"] = loss_len.detach()
+            stats["acc_len"] = (n_hat.round() == n_text).float().mean()
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, b), loss.device)
         return loss, stats, weight
@@ -222,42 +316,53 @@ class DraxASRModel(ESPnetASRModel):
         elbo: bool = False,
         encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
         audio_memory=None,
+        jump_order: str = "random",
+        sampling_exponent: float = 1.0,
     ) -> GenerateOutput:
         """Sample `num_candidates` transcriptions per utterance in one batch.
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid: add the p_mid term to the velocity (App. D.6) using the training scheduler.
+        output_length: a fixed canvas of this many positions; default: the trained L, or with a fitted
+        canvas (canvas_margin) each utterance's predicted length + 1 + canvas_margin.
         elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
         decoder calls).
         encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
         audio_memory: `decoder.encode_audio(*encoded)` if already computed (a drafter calls generate
         many times per utterance).
+        jump_order: "random" (the paper's independent jumps) or "confidence" (mask-predict ordering,
+        drax/flow/sampler.py).
+        sampling_exponent: the sampler's kappa_1 = t^n without use_pmid (1: the paper's linear kappa = t).
         """
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
-        length = output_length or self.output_length
-        if use_pmid and (self.pmid is None or length != self.output_length):
-            raise ValueError("use_pmid needs a path with an audio p_mid and the trained output_length")
         enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
         b, k = enc.shape[0], num_candidates
+        canvas = self.canvas_lengths(enc, enc_lens, output_length).repeat_interleave(k)
+        if prompt is not None:  # a pinned prefix (speculative decoding) keeps room for one more token
+            canvas = canvas.clamp(min=min(prompt.shape[1] + 1, self.output_length))
+        length = int(canvas.max())
+        if use_pmid and (self.pmid is None or length > self.output_length):
+            raise ValueError("use_pmid needs a path with an audio p_mid and at most the trained output_length")
         audio = audio_memory if audio_memory is not None else self.decoder.encode_audio(enc, enc_lens)
         audio = audio.repeat_interleave(k)
         pmid_logits = None
         if self.pmid is not None and (use_pmid or self.path.source == "audio"):
-            pmid_logits = self.pmid(enc, enc_lens).repeat_interleave(k, 0)
+            pmid_logits = self.pmid(enc, enc_lens)[:, :length].repeat_interleave(k, 0)
         x0 = self.path.sample_source((b * k, length), pmid_logits, generator, enc.device)
-        pinned = torch.zeros_like(x0, dtype=torch.bool)
+        pinned = torch.arange(length, device=enc.device)[None] >= canvas[:, None]  # beyond the canvas: end
+        x0[pinned] = self.eot_id
         if prompt is not None and prompt.shape[1] > 0:
             prompt = prompt.to(x0.device).repeat_interleave(k, 0)
             p = prompt.shape[1]
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
-        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(1.0)
+        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(sampling_exponent)
         posterior = lambda x, t: self.decoder(x, t, audio)  # noqa: E731
         samples = EulerSampler(scheduler).sample(
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
-            return_trajectory=return_trajectory or elbo, generator=generator,
+            return_trajectory=return_trajectory or elbo, generator=generator, order=jump_order,
         )
         scores = None
         if elbo:
@@ -265,6 +370,15 @@ class DraxASRModel(ESPnetASRModel):
                                      scheduler).view(b, k)
         return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
                               encoder_out_lens=enc_lens, elbo=scores)
+
+    def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None):
+        """Canvas length (B,) per utterance: `output_length` if given, else the trained fixed L or, with
+        a fitted canvas, prompt + predicted text length + 1 + canvas_margin (at most L)."""
+        b = enc.shape[0]
+        if output_length is not None or self.length_predictor is None:
+            return torch.full((b,), output_length or self.output_length, dtype=torch.long, device=enc.device)
+        n_hat = self.length_predictor(enc, enc_lens).round().long()
+        return (self.prompt_length + n_hat + 1 + self.canvas_margin).clamp(self.prompt_length + 1, self.output_length)
 
     def strip(self, tokens: torch.Tensor) -> list[int]:
         """Token ids of the transcript: drop the prompt, stop at the first end token."""

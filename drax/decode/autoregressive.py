@@ -6,9 +6,10 @@ decoding feeds one token at a time, speculative verification feeds a whole draft
 both go through the same code, so the verifier's top-1 at every position is the greedy one.
 
     ESPnetTransformerAR   ESPnet's TransformerDecoder (the recipe's `model: espnet` baseline)
+    DiTAR                 the DiT decoder run causally (the `model: drax_ar` yardstick)
     WhisperAR             transformers' Whisper decoder (the pretrained model the recipe uses)
 
-Both cache the self-attention states of fed positions and the audio keys/values (computed once per
+All cache the self-attention states of fed positions and the audio keys/values (computed once per
 utterance), as a CPU-efficient AR decoder must.
 """
 from __future__ import annotations
@@ -113,8 +114,43 @@ class ESPnetTransformerAR:
         self.cache = [c[:, :length] for c in self.cache]
 
 
+class DiTAR:
+    """Incremental decoding with a DiT decoder (DiTDecoder.step) at a fixed time t, as the
+    `model: drax_ar` yardstick trains it. The caller puts the decoder in eval mode.
+
+    Batches of B sequences fed in lockstep go through `extend_batch` (memory padded, `reset` given
+    the true lengths); `extend` is the B = 1 case."""
+
+    def __init__(self, decoder, eot: int, t: float = 1.0):
+        self.decoder = decoder
+        self.eot = eot
+        self.t = t
+
+    def reset(self, memory: torch.Tensor, memory_lengths: torch.Tensor | None = None) -> None:
+        """memory (B, T, D) encoder states; memory_lengths (B,) when the batch is padded."""
+        batch, frames = memory.shape[:2]
+        if memory_lengths is None:
+            memory_lengths = torch.full((batch,), frames, device=memory.device)
+        self.audio = self.decoder.encode_audio(memory, memory_lengths)  # cross-attention K/V, once
+        self.times = torch.full((batch,), self.t, device=memory.device)
+        self.cache = None  # per block (K, V) (B, H, n, D / H) of the n fed positions
+
+    def extend(self, tokens: list[int]) -> torch.Tensor:
+        return self.extend_batch(torch.tensor([tokens], device=self.times.device))[0]
+
+    @torch.no_grad()
+    def extend_batch(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, k) -> logits (B, k, V)."""
+        logits, self.cache = self.decoder.step(tokens, self.times, self.audio, self.cache)
+        return logits
+
+    def rollback(self, length: int) -> None:
+        if self.cache is not None:
+            self.cache = [(k[:, :, :length], v[:, :, :length]) for k, v in self.cache]
+
+
 @torch.no_grad()
-def batched_greedy(decoder: ESPnetTransformerAR, memory: torch.Tensor, memory_lengths: torch.Tensor,
+def batched_greedy(decoder: ESPnetTransformerAR | DiTAR, memory: torch.Tensor, memory_lengths: torch.Tensor,
                    prefixes: torch.Tensor, max_new: int) -> list[list[int]]:
     """Greedy decoding of B utterances in lockstep (padded memory, equal-length prefixes (B, P)).
 
@@ -122,8 +158,8 @@ def batched_greedy(decoder: ESPnetTransformerAR, memory: torch.Tensor, memory_le
     are out; each row's output stops at its end token (included), as greedy() returns it."""
     decoder.reset(memory, memory_lengths)
     logits = decoder.extend_batch(prefixes)[:, -1]
-    out = torch.zeros(len(prefixes), 0, dtype=torch.long)
-    done = torch.zeros(len(prefixes), dtype=torch.bool)
+    out = torch.zeros(len(prefixes), 0, dtype=torch.long, device=logits.device)
+    done = torch.zeros(len(prefixes), dtype=torch.bool, device=logits.device)
     while True:
         token = logits.argmax(-1).masked_fill(done, decoder.eot)
         out = torch.cat([out, token[:, None]], 1)

@@ -1,4 +1,5 @@
-"""Decode a dumped test set with Drax or with Whisper's own decoder, and score the result.
+"""Decode a dumped test set with Drax, its AR yardstick, the ESPnet baselines or Whisper's own
+decoder, and score the result.
 
 Each decode directory gets `text` (utt hypothesis, one line for every utterance that could be
 decoded), `missing` (utterances of the set without a hypothesis, with the reason), `timing.json`,
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "scoring": "mbr", "rescorer": None,
                    "use_pmid": False, "output_length": None, "seed": 0, "batch_size": 16,
-                   "model_file": "valid.loss.best.pth"}
+                   "model_file": "valid.loss.best.pth", "jump_order": "random", "sampling_exponent": 1.0}
 
 
 def _set_info(set_dir: Path):
@@ -61,7 +62,7 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
                       temperature=conf["temperature"], num_candidates=conf["num_candidates"],
                       scoring=conf["scoring"], rescorer=conf["rescorer"] or whisper_dir,
                       use_pmid=conf["use_pmid"], output_length=conf["output_length"], seed=conf["seed"],
-                      units_dir=units_dir)
+                      units_dir=units_dir, jump_order=conf["jump_order"], sampling_exponent=conf["sampling_exponent"])
     feats, langs, shapes = _set_info(set_dir)
     order = sorted(feats, key=lambda u: (shapes[u], u))
     hyps, missing, candidates = {}, {}, []
@@ -89,8 +90,56 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
     return hyps
 
 
+AR_DECODE_KEYS = ("batch_size", "model_file", "output_length")
+
+
+def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+    """Decode dump/<set> with the `model: drax_ar` yardstick: greedy with a key/value cache, prompt given.
+
+    It reads the recipe's Drax decode config: `batch_size`, `model_file` and `output_length` (here
+    the longest sequence; default: the trained model_conf.max_length) apply; Drax's sampling keys
+    (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
+    """
+    import numpy as np
+    import torch
+
+    from drax.decode.speech2text import load_model
+    from drax.text.units import load_units
+
+    conf = {k: v for k, v in decode_conf(conf).items() if k in AR_DECODE_KEYS}
+    model, args = load_model(asr_dir / "config.yaml", asr_dir / conf["model_file"])
+    if args.model != "drax_ar":
+        raise ValueError(f"{asr_dir}/config.yaml is not an AR yardstick (model: {args.model})")
+    units = load_units(units_dir)
+    feats, langs, shapes = _set_info(set_dir)
+    order = sorted(feats, key=lambda u: (shapes[u], u))
+    hyps, missing = {}, {}
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(order), conf["batch_size"]), desc=f"drax_ar {set_dir.name}", unit="batch"):
+        batch, arrays = [], []
+        for utt in order[i: i + conf["batch_size"]]:
+            try:
+                arrays.append(torch.from_numpy(np.array(kaldiio.load_mat(feats[utt]), dtype=np.float32)))
+                batch.append(utt)
+            except Exception as e:  # a damaged ark entry must not stop the others
+                missing[utt] = f"unreadable features: {e}"
+        if not batch:
+            continue
+        lengths = torch.tensor([len(a) for a in arrays])
+        padded = torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True)
+        prompt = torch.tensor([model.prompt_ids(langs[u]) for u in batch])
+        ids = model.generate(padded, lengths, prompt, max_length=conf["output_length"])
+        for utt, row in zip(batch, ids):
+            hyps[utt] = units.decode([model.token_list[t] for t in row])
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
+              "system": "AR yardstick", "method": "greedy (KV cache)", **conf,
+              "output_length": conf["output_length"] or model.max_length}
+    _write_outputs(out_dir, hyps, missing, timing)
+    return hyps
+
+
 BASELINE_DECODE_DEFAULTS = {"method": "greedy", "beam_size": 5, "max_new_tokens": 128,
-                            "model_file": "valid.loss.best.pth"}
+                            "model_file": "valid.loss.best.pth", "jump_order": "random", "sampling_exponent": 1.0}
 
 
 def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:

@@ -24,8 +24,10 @@ def _systems(r, name: str) -> list[tuple[str, Path]]:
         exp_tag = decode.parents[1].name[len("asr_"):]
         if exp_tag.endswith(".prev"):  # a run set aside when its inputs changed
             continue
-        method = json.loads((decode / "timing.json").read_text()).get("method") if (decode / "timing.json").exists() else None
-        kind = f"ESPnet {method}" if method else "Drax"  # the `model: espnet` baselines record their method
+        timing = json.loads((decode / "timing.json").read_text()) if (decode / "timing.json").exists() else {}
+        # the `model: espnet` baselines record their method; the AR yardstick its system and method
+        method = timing.get("method")
+        kind = f"{timing.get('system', 'ESPnet')} {method}" if method else "Drax"
         systems.append((f"{kind} {exp_tag} ({decode.parent.name[len('decode_'):]})", decode))
     zero_shot = r.exp / "whisper_zero_shot" / name
     if zero_shot.exists():

@@ -74,10 +74,15 @@ class Speech2Text:
         output_length: int | None = None,
         seed: int = 0,
         units_dir: str | Path | None = None,
+        jump_order: str = "random",
+        sampling_exponent: float = 1.0,
     ):
         """scoring: how one of num_candidates is chosen (drax/decode/candidates.py); `ar` rescores
         with the Whisper model `rescorer` (the one the encoder comes from).
-        output_length: L at inference (default: the trained one).
+        output_length: L at inference (default: the trained one, or the predicted length with a
+        fitted canvas).
+        jump_order, sampling_exponent: the sampler's options (DraxASRModel.generate); the paper's
+        sampler is "random" with exponent 1.
         units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
         training config maps tokens back to text."""
         from espnet2.text.token_id_converter import TokenIDConverter
@@ -90,6 +95,7 @@ class Speech2Text:
         self.device = device
         self.nfe, self.temperature, self.output_length = nfe, temperature, output_length
         self.num_candidates, self.scoring, self.use_pmid = num_candidates, scoring, use_pmid
+        self.jump_order, self.sampling_exponent = jump_order, sampling_exponent
         self.rescorer, self.rescorer_source = None, rescorer
         if scoring == "ar" and num_candidates > 1:
             self.ar_rescorer()  # load now: a wrong path fails before decoding starts
@@ -130,7 +136,8 @@ class Speech2Text:
             prompt=torch.tensor([self.model.prompt_ids(lang) for lang in langs]),
             nfe=self.nfe, temperature=self.temperature, num_candidates=self.num_candidates,
             use_pmid=self.use_pmid, output_length=self.output_length, generator=self.generator,
-            elbo=choose and "elbo" in scorings,
+            elbo=choose and "elbo" in scorings, jump_order=self.jump_order,
+            sampling_exponent=self.sampling_exponent,
         )
         results = []
         for b, (cands, lang) in enumerate(zip(out.tokens, langs)):

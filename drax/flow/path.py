@@ -9,6 +9,7 @@ token. Paths differ only in what the source and middle components are:
     mask          a mask token          -                      polynomial (2-way)
     uniform_mid   uniform over vocab    uniform over vocab     tri_mixture
     audio_mid     uniform over vocab    p_mid(. | audio)       tri_mixture    <- Drax
+    mask_mid      a mask token          p_mid(. | audio)       tri_mixture    <- Drax, mask source
     audio_src     p_mid(. | audio)      -                      polynomial (2-way)
 
 Tokens drawn from the audio-conditioned p_mid use the straight-through Gumbel-softmax, so the
@@ -30,6 +31,7 @@ class PathSample:
     # (B, L, V), numerically zero; carries the straight-through gradient of the Gumbel-softmax
     # samples back to p_mid. Add `soft_delta @ embedding_weight` to the token embeddings.
     soft_delta: torch.Tensor | None
+    noised: torch.Tensor  # (B, L) bool: drawn from the source or the middle component, not the target
 
 
 _COMPONENTS = {
@@ -38,6 +40,7 @@ _COMPONENTS = {
     "mask": ("mask", None),
     "uniform_mid": ("uniform", "uniform"),
     "audio_mid": ("uniform", "audio"),
+    "mask_mid": ("mask", "audio"),
     "audio_src": ("audio", None),
 }
 PATH_CHOICES = tuple(_COMPONENTS)
@@ -111,7 +114,7 @@ class MixturePath:
             xt = torch.where(from_mid, xmid, xt)
             if delta_mid is not None:
                 soft_delta = delta_mid * from_mid[..., None]
-        return PathSample(xt=xt, soft_delta=soft_delta)
+        return PathSample(xt=xt, soft_delta=soft_delta, noised=from_source | from_mid)
 
 
 def build_path(name: str, vocab_size: int, scheduler: str | None = None, scheduler_conf=None,

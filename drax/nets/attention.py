@@ -21,7 +21,11 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional self-attention over the L output positions, rotary positions on q and k."""
+    """Self-attention over the L output positions, rotary positions on q and k.
+
+    Bidirectional unless a mask says otherwise: `mask` (B or 1, 1, L, L) bool, True where query i
+    may attend to key j (a causal mask makes it Whisper's autoregressive decoder).
+    """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
@@ -32,13 +36,30 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, rotary=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary=None, mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+    def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None, rotary=None):
+        """Causal attention of the next n positions over the m before them and themselves.
+
+        x (B, n, D); past: (K, V) (B, H, m, D / H) of the earlier positions, or None (m = 0); rotary:
+        the tables of the n new positions. Returns (B, n, D) and (K, V) of all m + n positions.
+        """
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        m = k.shape[2] - n
+        causal = torch.ones(n, m + n, dtype=torch.bool, device=x.device).tril(m)  # new i reads 0 .. m + i
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, n, d)), (k, v)
 
 
 class CrossAttention(nn.Module):

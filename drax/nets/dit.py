@@ -8,6 +8,9 @@ Each block applies, with adaLN-zero modulation from the time embedding c,
 
 where (a, b, g) = Linear(SiLU(c)) is zero-initialised, so every block starts as the identity.
 The output head predicts logits of p_{1|t}(x1 | x_t, audio) for all L positions at once.
+
+`DiTDecoder.step` runs the same blocks autoregressively (causal self-attention, cached keys/values of
+earlier positions): the AR yardstick `model: drax_ar` (drax/asr/ar_model.py).
 """
 from __future__ import annotations
 
@@ -61,11 +64,20 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x, c, rotary, kv, mask):
+    def forward(self, x, c, rotary, kv, mask, self_mask=None):
         s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
-        x = x + g1[:, None] * self.self_attn(modulate(self.norm1(x), s1, a1), rotary)
+        x = x + g1[:, None] * self.self_attn(modulate(self.norm1(x), s1, a1), rotary, self_mask)
         x = x + g2[:, None] * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
         return x + g3[:, None] * self.mlp(modulate(self.norm3(x), s3, a3))
+
+    def step(self, x, c, rotary, kv, mask, past=None):
+        """As forward for the next n positions (B, n, D), self-attention causal over the cached (K, V)
+        `past` of the earlier ones; returns (x, (K, V) of all positions so far)."""
+        s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
+        y, past = self.self_attn.step(modulate(self.norm1(x), s1, a1), past, rotary)
+        x = x + g1[:, None] * y
+        x = x + g2[:, None] * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
+        return x + g3[:, None] * self.mlp(modulate(self.norm3(x), s3, a3)), past
 
 
 class DiTDecoder(AbsDecoder):
@@ -157,11 +169,14 @@ class DiTDecoder(AbsDecoder):
         t: torch.Tensor,
         audio: AudioMemory,
         soft_delta: torch.Tensor | None = None,
+        self_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, L, V) of p_{1|t}(. | x_t = tokens, audio) at times t (B,).
 
         soft_delta (B, L, V): straight-through Gumbel-softmax term (numerically zero) that routes the
         loss gradient into p_mid.
+        self_mask (B or 1, 1, L, L) bool: which positions each position's self-attention may read
+        (default: all of them); e.g. causal, or the annealed mask of `model_conf.attention_anneal_steps`.
         """
         x = self.embed(tokens)
         if self.positions is not None:
@@ -176,8 +191,43 @@ class DiTDecoder(AbsDecoder):
         if self.rotary:
             rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
         for block, kv in zip(self.blocks, audio.kv):
-            x = block(x, c, rotary, kv, audio.mask)
+            x = block(x, c, rotary, kv, audio.mask, self_mask)
         if self.shift_readout:
             x = torch.cat([x[:, :1], x[:, :-1]], dim=1)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale))
+
+    def step(
+        self,
+        tokens: torch.Tensor,
+        t: torch.Tensor,
+        audio: AudioMemory,
+        cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Autoregressive pass: causal self-attention, keys/values of earlier positions from `cache`.
+
+        tokens (B, n): the tokens of positions m .. m + n - 1, where m is the cached length (0 without
+        a cache); cache: per block (K, V) (B, H, m, D / H), as the previous call returned it.
+        Returns logits (B, n, V), row i from the state of position m + i, i.e. the prediction of the
+        token at m + i + 1 (whatever `shift_readout` says: that shift is for the fixed-length forward),
+        and the cache of positions 0 .. m + n - 1. Without a cache, on a whole sequence, this is
+        forward(tokens, t, audio, self_mask=causal) with its readout shifted.
+        """
+        m, n = (0 if cache is None else cache[0][0].shape[2]), tokens.shape[1]
+        x = self.embed(tokens)
+        if self.positions is not None:
+            if m + n > self.positions.num_embeddings:
+                raise ValueError(f"sequence length {m + n} exceeds decoder_conf.max_positions "
+                                 f"{self.positions.num_embeddings}")
+            x = x + self.positions.weight[m: m + n]
+        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
+        rotary = None
+        if self.rotary:
+            cos, sin = rotary_tables(m + n, self.hidden_size // self.num_heads, x.device, x.dtype)
+            rotary = cos[m:], sin[m:]
+        new_cache = []
+        for i, (block, kv) in enumerate(zip(self.blocks, audio.kv)):
+            x, past = block.step(x, c, rotary, kv, audio.mask, None if cache is None else cache[i])
+            new_cache.append(past)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.head(modulate(self.final_norm(x), shift, scale)), new_cache

@@ -38,7 +38,7 @@ class RecipeConfig:
     train_config: str = "conf/train_drax.yaml"
     decode_config: str = "conf/decode_drax.yaml"
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/decode/suite.py)
-    path_study_config: str = "conf/path_study.yaml"  # stage 12 (drax/recipe/path_study.py)
+    study_config: str = "conf/path_study.yaml"  # stage 12 (drax/recipe/study.py)
     compare_config: str = "conf/compare.yaml"  # stage 13 (drax/decode/compare.py)
     exp_tag: str = ""  # default: the train config's file stem
     ngpu: int = 0

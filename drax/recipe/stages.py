@@ -11,7 +11,7 @@
     9 score       WER / CER per language, per-utterance alignments
    10 results     RESULTS.md tables
    11 tables      the paper's decoding tables and figures            (only when asked for: --stage 11)
-   12 path_study  the same model trained with each probability path  (only when asked for: --stage 12)
+   12 study       the model trained in several variants, dev CER vs CPU-s (only when asked for: --stage 12)
    13 compare     baselines side by side, speculative decoding, speed (only when asked for: --stage 13)
 
 A stage that finished writes exp/stages/<n>_<name>.done holding a fingerprint of its inputs; run
@@ -160,6 +160,8 @@ def stage_train(r: Recipe):
             "--input_size", str(feat_dim), "--resume", "true"]
     if train_conf.get("model") == "drax":  # the `model: espnet` baselines have no fixed length
         args += ["--model_conf", f"output_length={length}"]
+    elif train_conf.get("model") == "drax_ar":  # the AR yardstick: Drax's length budget
+        args += ["--model_conf", f"max_length={length}"]
     for split, name in (("train", r.train_name), ("valid", r.c.dev_set)):
         d = r.dump / name
         args += [f"--{split}_data_path_and_name_and_type", f"{d}/feats.scp,speech,kaldi_ark",
@@ -173,7 +175,7 @@ def stage_train(r: Recipe):
 
 
 def stage_decode(r: Recipe):
-    from drax.decode.decode_sets import decode_baseline, decode_drax, decode_whisper
+    from drax.decode.decode_sets import decode_baseline, decode_drax, decode_drax_ar, decode_whisper
 
     conf = yaml.safe_load(Path(r.c.decode_config).read_text(encoding="utf-8")) or {}
     model = (yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}).get("model")
@@ -181,6 +183,8 @@ def stage_decode(r: Recipe):
     for name in r.c.test_sets:
         if model == "drax":
             decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf, whisper_dir=rescorer)
+        elif model == "drax_ar":  # the AR yardstick: greedy, KV cache
+            decode_drax_ar(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
         else:  # the recipe's AR / CTC baselines (model: espnet)
             decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
@@ -215,13 +219,14 @@ def stage_tables(r: Recipe):
         logger.info("tables for %s: %s", name, suite.run(command))
 
 
-def stage_path_study(r: Recipe):
-    """Paper Sec. 5.4 / Figure 3: dev error against steps for each path (drax/recipe/path_study.py)."""
-    from drax.recipe.path_study import PathStudy
+def stage_study(r: Recipe):
+    """Variants of the train config on an equal budget, dev CER against CPU-seconds (drax/recipe/study.py):
+    conf/path_study.yaml is the paper's Sec. 5.4 / Figure 3, conf/efficiency_study.yaml the learning efficiency."""
+    from drax.recipe.study import Study
 
-    conf = yaml.safe_load(Path(r.c.path_study_config).read_text(encoding="utf-8")) or {}
-    command = f"./run.sh --stage 12 --train_config {r.c.train_config} --path_study_config {r.c.path_study_config}"
-    logger.info("path study: %s", PathStudy(r, conf).run(command))
+    conf = yaml.safe_load(Path(r.c.study_config).read_text(encoding="utf-8")) or {}
+    command = f"./run.sh --stage 12 --train_config {r.c.train_config} --study_config {r.c.study_config}"
+    logger.info("study: %s", Study(r, conf, Path(r.c.study_config).stem).run(command))
 
 
 def stage_compare(r: Recipe):
@@ -241,7 +246,7 @@ STAGES = [
     (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
     (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
     (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
-    (10, "results", stage_results), (11, "tables", stage_tables), (12, "path_study", stage_path_study),
+    (10, "results", stage_results), (11, "tables", stage_tables), (12, "study", stage_study),
     (13, "compare", stage_compare),
 ]
 
@@ -266,7 +271,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         9: [],
         10: [],
         11: [file_digest(Path(c.tables_config)), c.test_sets],
-        12: [file_digest(Path(c.path_study_config)), c.dev_set],
+        12: [file_digest(Path(c.study_config)), c.dev_set],
         13: [file_digest(Path(c.compare_config)), c.test_sets],
     }[number]
 
@@ -318,7 +323,7 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
         fn(r)
         seconds = time.perf_counter() - start
         ran[key] = round(seconds, 1)
-        # re-read: the path study runs several experiments' stages side by side
+        # re-read: a study runs several experiments' stages side by side
         times = json.loads(times_file.read_text()) if times_file.exists() else {}
         times[key] = ran[key]
         atomic_write_text(str(times_file), json.dumps(times, indent=1))

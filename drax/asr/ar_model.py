@@ -1,0 +1,174 @@
+"""The autoregressive yardstick for Drax as an ESPnet ASR model (`model: drax_ar`).
+
+Drax's own DiT decoder (`decoder: dit`, initialised from Whisper's decoder with
+decoder_conf.init_from_whisper), trained on the same encoder states, units, batches and steps, but
+autoregressively: teacher forcing on the clean sequence [prompt, text, end] with causal
+self-attention (DiTDecoder.step), and the next-token cross-entropy (mean over tokens) on the
+positions after the prompt, i.e. the text tokens and the first end token. Row j of the logits is
+read from the state of position j and predicts token j + 1, Whisper's convention, so at
+initialisation the model is Whisper's decoder. The DiT's time input is fixed at t = 1, the clean end
+of Drax's path (x_t = x1); its modulation weights start at zero, so t only adds what training makes
+of it. Decoding is greedy with a key/value cache (drax.decode.autoregressive.DiTAR), the prompt (and
+so the language) given, up to `max_length` positions.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+from drax.decode.autoregressive import DiTAR, batched_greedy
+from drax.nets.dit import DiTDecoder
+from drax.nets.whisper_init import init_dit_from_whisper
+
+logger = logging.getLogger(__name__)
+
+
+class DraxARModel(ESPnetASRModel):
+    """Frozen (or trainable) encoder + DiT decoder trained with teacher forcing, decoded greedily."""
+
+    T = 1.0  # the DiT's time input, in training and decoding: the clean end of Drax's path
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list,
+        frontend,
+        specaug,
+        normalize,
+        preencoder,
+        encoder,
+        postencoder,
+        decoder,
+        ctc,
+        joint_network=None,
+        *,
+        prompt_template: list[str] | None = None,
+        eot_token: str = "<sos/eos>",
+        max_length: int | None = None,
+        audio_dropout: float = 0.0,
+        **unknown,
+    ):
+        """max_length: the longest sequence, prompt and end token included, in training (longer texts
+        are cut) and decoding (default: decoder_conf.max_positions; a recipe sets Drax's output length L).
+        audio_dropout: the probability that an utterance sees only the null-audio frame in training."""
+        if unknown:
+            valid = list(DraxARModel.__init__.__kwdefaults__)
+            raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
+        AbsESPnetModel.__init__(self)  # as DraxASRModel: no CTC/attention losses of ESPnetASRModel
+        if not isinstance(decoder, DiTDecoder):
+            raise ValueError(f"model 'drax_ar' needs `decoder: dit` (got {type(decoder).__name__})")
+        token_list = list(token_list)
+        if eot_token not in token_list:
+            raise ValueError(
+                f"model_conf.eot_token '{eot_token}' is not in the token list; add it to the token list "
+                "or set eot_token to one of its entries (ESPnet lists end with '<sos/eos>')"
+            )
+        self.prompt_template = list(prompt_template or [])
+        if not self.prompt_template:
+            raise ValueError("model 'drax_ar' needs model_conf.prompt_template: decoding starts from the prompt")
+        for tok in self.prompt_template:
+            if "{lang}" not in tok and tok not in token_list:
+                raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
+        max_positions = decoder.positions.num_embeddings if decoder.positions is not None else 0
+        max_length = max_length or max_positions
+        if not max_length:
+            raise ValueError("model_conf.max_length is needed when the decoder has no decoder_conf.max_positions")
+        if max_positions and max_length > max_positions:
+            raise ValueError(f"model_conf.max_length {max_length} exceeds decoder_conf.max_positions {max_positions}")
+        if len(self.prompt_template) >= max_length:
+            raise ValueError(f"model_conf.prompt_template is not shorter than max_length ({max_length})")
+
+        self.vocab_size = vocab_size
+        self.token_list = token_list
+        self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
+        self.preencoder, self.encoder, self.postencoder = preencoder, encoder, postencoder
+        self.decoder = decoder
+        if decoder.init_from_whisper:
+            init_dit_from_whisper(decoder, decoder.init_from_whisper, token_list)
+        self.ctc = None
+        self.autocast_frontend = False
+        self.extract_feats_in_collect_stats = True
+        self.is_encoder_whisper = False
+
+        self.max_length = max_length
+        self.prompt_length = len(self.prompt_template)
+        self.eot_id = token_list.index(eot_token)
+        self.audio_dropout = audio_dropout
+        fixed = [-1 if "{lang}" in tok else token_list.index(tok) for tok in self.prompt_template]
+        self.register_buffer("prompt_fixed", torch.tensor(fixed, dtype=torch.long), persistent=False)
+
+    def prompt_ids(self, lang: str) -> list[int]:
+        """Ids of the prompt for language `lang` (e.g. 'en')."""
+        names = [tok.format(lang=lang) for tok in self.prompt_template]
+        missing = [name for name in names if name not in self.token_list]
+        if missing:
+            raise ValueError(f"language '{lang}': token '{missing[0]}' is not in the token list")
+        return [self.token_list.index(name) for name in names]
+
+    # ---- training ------------------------------------------------------------------------------
+    def build_sequences(self, text: torch.Tensor, text_lengths: torch.Tensor):
+        """Teacher-forcing sequences (B, n) [prompt, text, end, end, ...] and the position of each
+        row's first end token (B,); texts (padded with -1) are cut to max_length - 1 tokens."""
+        n = text_lengths.clamp(max=self.max_length - 1)
+        if (text_lengths > self.max_length - 1).any():
+            logger.warning("%d utterance(s) longer than max_length - 1 = %d tokens were truncated",
+                           int((text_lengths > self.max_length - 1).sum()), self.max_length - 1)
+        width = int(n.max())
+        seq = torch.full((text.shape[0], width + 1), self.eot_id, dtype=torch.long, device=text.device)
+        keep = torch.arange(width, device=text.device)[None] < n[:, None]
+        seq[:, :width] = torch.where(keep, text[:, :width], seq[:, :width])
+        p, fixed = self.prompt_length, self.prompt_fixed
+        if (n < p).any() or ((seq[:, :p] != fixed) & (fixed >= 0)).any():
+            raise ValueError(
+                f"a text does not start with model_conf.prompt_template {self.prompt_template}; "
+                "write the prompt tokens at the start of every transcript in the data's text file"
+            )
+        return seq, n
+
+    def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
+        enc, enc_lens = self.encode(speech, speech_lengths)
+        seq, end = self.build_sequences(text, text_lengths)
+        b = seq.shape[0]
+        drop = None
+        if self.training and self.audio_dropout > 0:
+            drop = torch.rand(b, device=seq.device) < self.audio_dropout
+        audio = self.decoder.encode_audio(enc, enc_lens, drop)
+        t = torch.full((b,), self.T, device=seq.device)
+        logits, _ = self.decoder.step(seq[:, :-1], t, audio)  # row j predicts seq[:, j + 1]
+        pos = torch.arange(1, seq.shape[1], device=seq.device)[None]
+        target = (pos >= self.prompt_length) & (pos <= end[:, None])  # text and the first end token
+        labels = seq[:, 1:][target]
+        loss = F.cross_entropy(logits[target], labels)
+        stats = dict(loss=loss.detach(), acc=(logits[target].argmax(-1) == labels).float().mean())
+        loss, stats, weight = force_gatherable((loss, stats, b), loss.device)
+        return loss, stats, weight
+
+    # ---- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        speech: torch.Tensor | None,
+        speech_lengths: torch.Tensor | None,
+        prompt: torch.Tensor,
+        max_length: int | None = None,
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> list[list[int]]:
+        """Greedy transcription of a batch with a key/value cache, the prompt given.
+
+        prompt: (B, prompt_length) ids, `prompt_ids(lang)` of each utterance's language.
+        max_length: positions, prompt and end token included (default: model_conf.max_length).
+        encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
+        Returns each utterance's transcript ids, prompt and end token dropped.
+        """
+        if prompt.shape[1] != self.prompt_length or (prompt < 0).any():
+            raise ValueError(f"the AR yardstick needs the whole prompt ({self.prompt_length} ids, language given)")
+        enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
+        length = max_length or self.max_length
+        rows = batched_greedy(DiTAR(self.decoder, self.eot_id, self.T), enc, enc_lens, prompt.to(enc.device),
+                              length - self.prompt_length)
+        return [[tok for tok in row if tok != self.eot_id] for row in rows]

@@ -1,0 +1,302 @@
+"""Training studies (recipe stage 12): the recipe's model trained in several variants on an equal
+budget, dev error against training CPU-seconds, one curve per variant.
+
+    ./run.sh --stage 12                                          # conf/path_study.yaml (paper Sec. 5.4, Fig. 3)
+    ./run.sh --stage 12 --study_config conf/efficiency_study.yaml  # learning efficiency
+
+A variant is the recipe's train config with `train` overrides: a top-level key is replaced, except
+that a mapping (`model_conf`, `decoder_conf`, `optim_conf`, ...) is updated key by key, one level
+deep (so `model_conf: {path: uniform, scheduler_conf: {exponent: 2.0}}` keeps the other model_conf
+keys and replaces scheduler_conf as a whole). Every variant then gets the study's budget
+(`max_epoch` x `num_iters_per_epoch` steps) and is an experiment of the recipe
+(exp/asr_<study>_<variant>, resumable like any training). `jobs` trainings run side by side with
+`threads` threads each (on a small CPU two 1-thread jobs make more steps per second than one 2-thread
+job); each epoch's checkpoint is decoded on a per-language subset of the dev set, never the test set.
+Written to exp/<study>/ (<study> = the config file's stem): <study>.md (table), <study>.png (dev CER
+and validation loss against training CPU-seconds = the trainer's epoch times x threads), results.json.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+
+logger = logging.getLogger("drax.recipe")
+
+STUDY_DEFAULTS = {
+    "title": "Training study",
+    "variants": {},              # name -> {label: str, train: {overrides of the train config}}
+    "decodes": {},               # name -> {label: str, decode: {sampler options}}: each variant's last checkpoint
+    "max_epoch": 6,              # budget: max_epoch x num_iters_per_epoch steps for every variant
+    "num_iters_per_epoch": 50,   # one dev evaluation per epoch
+    "jobs": 2,                   # trainings side by side
+    "threads": 1,                # torch threads per training / evaluation
+    "utts_per_lang": 10,         # dev subset
+    "nfe": 16,
+    "temperature": 0.01,
+    "batch_size": 16,
+    "seed": 0,
+}
+_VARIANT_KEYS = {"label", "train"}
+_DECODE_KEYS = {"label", "decode"}
+SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent"}
+
+
+def study_conf(conf: dict) -> dict:
+    """The study config with defaults filled in; unknown keys are an error naming them."""
+    unknown = set(conf) - set(STUDY_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown study config key(s) {sorted(unknown)}; valid keys: {', '.join(STUDY_DEFAULTS)}")
+    conf = {**STUDY_DEFAULTS, **conf}
+    if not conf["variants"]:
+        raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
+    for name, spec in conf["variants"].items():
+        bad = set(spec or {}) - _VARIANT_KEYS
+        if bad:
+            raise ValueError(f"study config variants.{name}: unknown key(s) {sorted(bad)}; valid: {sorted(_VARIANT_KEYS)}")
+        if not isinstance((spec or {}).get("train", {}), dict):
+            raise ValueError(f"study config variants.{name}.train must be a mapping of train-config overrides")
+    for name, spec in conf["decodes"].items():
+        bad = set(spec or {}) - _DECODE_KEYS
+        bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
+        if bad or bad_options:
+            raise ValueError(f"study config decodes.{name}: unknown key(s) {sorted(bad | bad_options)}; valid: "
+                             f"{sorted(_DECODE_KEYS)}, and in `decode`: {sorted(SAMPLER_KEYS)}")
+    return conf
+
+
+def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
+    """The recipe's train config with one variant's overrides and the study's budget."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **copy.deepcopy(value)}
+        else:
+            out[key] = copy.deepcopy(value)
+    out.update(max_epoch=conf["max_epoch"], num_iters_per_epoch=conf["num_iters_per_epoch"],
+               keep_nbest_models=conf["max_epoch"])  # keep every epoch's checkpoint for the curve
+    return out
+
+
+def dev_subset(set_dir: Path, utts_per_lang: int, seed: int) -> list[str]:
+    feats = read_kv_dict(str(set_dir / "feats.scp"))
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    rng = random.Random(seed)
+    subset = []
+    for lang in sorted(set(langs[u] for u in feats)):
+        utts = sorted(u for u in feats if langs[u] == lang)
+        subset += sorted(rng.sample(utts, min(utts_per_lang, len(utts))))
+    return subset
+
+
+def epoch_stats(asr_dir: Path) -> dict[int, dict]:
+    """epoch -> {valid_loss_dfm, train_seconds} from the trainer's reporter in checkpoint.pth."""
+    import torch
+
+    path = asr_dir / "checkpoint.pth"
+    if not path.exists():
+        return {}
+    stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
+    out = {}
+    for epoch, s in stats.items():
+        out[int(epoch)] = {"valid_loss_dfm": float(s["valid"]["loss_dfm"]) if "valid" in s else None,
+                           "train_seconds": s["train"]["time"].total_seconds() if "train" in s else None}
+    return out
+
+
+def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_dir: Path, utts: list[str],
+                        conf: dict, sampler: dict | None = None) -> dict[str, dict[str, float]]:
+    """{'wer': lang -> WER (CER for zh/ja), 'cer': lang -> CER} of one checkpoint on `utts`, each with 'avg'.
+
+    sampler: options replacing the study's nfe / temperature (and the paper's sampler), SAMPLER_KEYS."""
+    import kaldiio
+
+    from drax.decode.scoring import score
+    from drax.decode.speech2text import Speech2Text
+
+    options = {"nfe": conf["nfe"], "temperature": conf["temperature"], **(sampler or {})}
+    s2t = Speech2Text(asr_dir / "config.yaml", model_file, seed=conf["seed"], units_dir=units_dir, **options)
+    feats = read_kv_dict(str(set_dir / "feats.scp"))
+    langs = read_kv_dict(str(set_dir / "utt2lang"))
+    refs = read_kv_dict(str(set_dir / "text.raw"))
+    hyps = {}
+    for i in range(0, len(utts), conf["batch_size"]):
+        batch = utts[i: i + conf["batch_size"]]
+        decoded = s2t.batch([kaldiio.load_mat(feats[u]) for u in batch], [langs[u] for u in batch])
+        hyps.update((u, d.best.text) for u, d in zip(batch, decoded))
+    scores, _ = score({u: refs[u] for u in utts}, hyps, langs)
+    out = {"wer": {s.lang: (s.wer if s.wer is not None else s.cer) for s in scores},
+           "cer": {s.lang: s.cer for s in scores}}
+    for errors in out.values():
+        errors["avg"] = sum(errors.values()) / len(errors)
+    return out
+
+
+class Study:
+    def __init__(self, recipe, conf: dict, name: str):
+        self.r = recipe
+        self.conf = study_conf(conf)
+        self.name = name
+        self.out_dir = recipe.exp / name
+        self.base = yaml.safe_load(Path(recipe.c.train_config).read_text(encoding="utf-8")) or {}
+
+    def label(self, variant: str) -> str:
+        return (self.conf["variants"][variant] or {}).get("label", variant)
+
+    def recipe_for(self, variant: str):
+        """The recipe with this variant's train config and experiment tag."""
+        from drax.recipe.stages import Recipe
+
+        conf_path = self.out_dir / "conf" / f"train_{variant}.yaml"
+        overrides = (self.conf["variants"][variant] or {}).get("train", {})
+        text = yaml.safe_dump(variant_train_config(self.base, overrides, self.conf), sort_keys=False)
+        if not conf_path.exists() or conf_path.read_text(encoding="utf-8") != text:
+            conf_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(str(conf_path), text)
+        config = dataclasses.replace(self.r.c, train_config=str(conf_path), exp_tag=f"{self.name}_{variant}")
+        return Recipe(config, self.r.root)
+
+    def train_and_evaluate(self, variant: str) -> dict:
+        from drax.recipe.stages import run_stages
+
+        r = self.recipe_for(variant)
+        run_stages(r.c, 7, 7, r.root)  # skipped when done; resumes an interrupted training
+        utts = dev_subset(self.r.dump / r.c.dev_set, self.conf["utts_per_lang"], self.conf["seed"])
+        eval_dir = self.out_dir / "eval" / variant
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        stats = epoch_stats(r.asr_dir)
+        curve, seconds = [], 0.0
+        for epoch in range(1, self.conf["max_epoch"] + 1):
+            model_file = r.asr_dir / f"{epoch}epoch.pth"
+            cached = eval_dir / f"epoch{epoch}.json"
+            request = {k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}
+            point = json.loads(cached.read_text()) if cached.exists() else None
+            if point is None or point.get("request") != request:
+                if not model_file.exists():
+                    raise FileNotFoundError(f"{model_file} is missing: the training in {r.asr_dir} did not keep "
+                                            "every epoch (keep_nbest_models); delete that directory and run again")
+                errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
+                                             utts, self.conf)
+                point = {"request": request, "epoch": epoch, "step": epoch * self.conf["num_iters_per_epoch"],
+                         **errors}
+                atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
+                logger.info("study %s, %s epoch %d: dev CER %.1f %%", self.name, variant, epoch, errors["cer"]["avg"])
+            s = stats.get(epoch, {})
+            point["valid_loss_dfm"] = s.get("valid_loss_dfm")
+            seconds += (s.get("train_seconds") or 0.0) * self.conf["threads"]
+            point["cpu_seconds"] = round(seconds, 1)
+            curve.append(point)
+        decodes = {}  # sampler levers on the last checkpoint
+        for name, spec in self.conf["decodes"].items():
+            sampler = (spec or {}).get("decode", {})
+            cached = eval_dir / f"last_{name}.json"
+            request = {"sampler": sampler, **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+            point = json.loads(cached.read_text()) if cached.exists() else None
+            if point is None or point.get("request") != request:
+                model_file = r.asr_dir / f"{self.conf['max_epoch']}epoch.pth"
+                point = {"request": request, **evaluate_checkpoint(
+                    r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir, utts, self.conf, sampler)}
+                atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
+            decodes[name] = point
+        return {"name": variant, "label": self.label(variant), "curve": curve, "decodes": decodes,
+                "n_dev_utts": len(utts)}
+
+    def run(self, command: str = "") -> Path:
+        import torch
+
+        torch.set_num_threads(self.conf["threads"])
+        threads = str(self.conf["threads"])
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # inherited by the trainings
+        try:
+            with ThreadPoolExecutor(max_workers=self.conf["jobs"]) as pool:
+                results = list(pool.map(self.train_and_evaluate, self.conf["variants"]))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        atomic_write_text(str(self.out_dir / "results.json"), json.dumps(results, indent=1) + "\n")
+        self.plot(results)
+        path = self.out_dir / f"{self.name}.md"
+        atomic_write_text(str(path), self.table(results, command))
+        return path
+
+    def table(self, results: list[dict], command: str) -> str:
+        c = self.conf
+        steps = [p["step"] for p in results[0]["curve"]]
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        lines = [
+            f"# {c['title']}", "",
+            f"Written on {date.today()} ({os.cpu_count()} CPU cores) by `{command}`. Every variant: the recipe's "
+            f"model (`{self.r.c.train_config}`) with the overrides below, {c['max_epoch'] * c['num_iters_per_epoch']} "
+            f"steps ({c['max_epoch']} epochs x {c['num_iters_per_epoch']}), {c['jobs']} trainings side by side with "
+            f"{c['threads']} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
+            f"utterances ({c['utts_per_lang']} per language), NFE {c['nfe']}, one sample at temperature "
+            f"{c['temperature']}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
+            "| variant | " + " | ".join(f"step {s}" for s in steps)
+            + " | WER (last) | valid loss_dfm (last) | train CPU-s |",
+            "|---|" + "---|" * (len(steps) + 3),
+        ]
+        for res in results:
+            last = res["curve"][-1]
+            lines.append(f"| {res['label']} | " + " | ".join(fmt(p["cer"]["avg"]) for p in res["curve"])
+                         + f" | {fmt(last['wer']['avg'])} | {fmt(last['valid_loss_dfm'])} | {fmt(last['cpu_seconds'])} |")
+        langs = [k for k in results[0]["curve"][-1]["cer"] if k != "avg"]
+        lines += ["", f"Dev CER per language at step {steps[-1]}:", "",
+                  "| variant | " + " | ".join(langs) + " | avg |", "|---|" + "---|" * (len(langs) + 1)]
+        for res in results:
+            last = res["curve"][-1]["cer"]
+            lines.append(f"| {res['label']} | " + " | ".join(fmt(last[k]) for k in langs) + f" | {fmt(last['avg'])} |")
+        if c["decodes"]:
+            names = list(c["decodes"])
+            labels = [(c["decodes"][n] or {}).get("label", n) for n in names]
+            lines += ["", f"Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
+                      f"the first column is the paper's sampler above):", "",
+                      "| variant | paper sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
+            for res in results:
+                lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "
+                             + " | ".join(fmt(res["decodes"][n]["cer"]["avg"]) for n in names) + " |")
+            lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c['decodes'][n] or {}).get('decode', {}), sort_keys=True)}`"
+                             for n, label in zip(names, labels)]
+        lines += ["", "Overrides of each variant:", ""]
+        for name, spec in c["variants"].items():
+            overrides = json.dumps((spec or {}).get("train", {}), sort_keys=True)
+            lines.append(f"- {self.label(name)} (`{name}`): `{overrides}`")
+        best = min(results, key=lambda res: res["curve"][-1]["cer"]["avg"])
+        lines += ["", f"Lowest dev CER after {steps[-1]} steps: **{best['label']}**."]
+        return "\n".join(lines) + "\n"
+
+    def plot(self, results: list[dict]) -> None:
+        import matplotlib  # heavy, only needed here
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for res in results:
+            secs = [p["cpu_seconds"] for p in res["curve"]]
+            ax_err.plot(secs, [p["cer"]["avg"] for p in res["curve"]], marker="o", label=res["label"])
+            pts = [(p["cpu_seconds"], p["valid_loss_dfm"]) for p in res["curve"] if p["valid_loss_dfm"] is not None]
+            ax_loss.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=res["label"])
+        ax_err.set(xlabel="training CPU-seconds", ylabel="dev CER (%)", title="dev CER (mean over languages)")
+        ax_loss.set(xlabel="training CPU-seconds", ylabel="validation loss_dfm", title="validation loss (CE)")
+        for ax in (ax_err, ax_loss):
+            ax.grid(alpha=0.3)
+        ax_err.legend(fontsize=7)
+        fig.tight_layout()
+        tmp = self.out_dir / f".{self.name}.tmp.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, self.out_dir / f"{self.name}.png")

@@ -1,0 +1,156 @@
+"""The learning-efficiency options of the Drax model (model_conf), each against its definition."""
+import pytest
+import torch
+
+from drax.asr.model import weighted_ce
+from drax.flow.path import build_path
+from drax.nets.length import LengthPredictor
+from test_nets import PROMPT, batch, build
+
+P = len(PROMPT)
+
+
+def test_fitted_canvas_pins_beyond_each_utterance_and_validation_uses_the_margin():
+    torch.manual_seed(0)
+    model = build({"canvas_margin": 2})
+    b = batch(model)  # text lengths 7 and 6 (prompt included)
+    n = b["text_lengths"]
+    for _ in range(20):
+        x1, pinned, weight = model.build_targets(b["text"], n)
+        canvas = (~pinned[:, P:]).sum(1) + P  # lengths of the free canvases (prompt aside)
+        assert x1.shape[1] == int(canvas.max()) <= model.output_length
+        assert ((canvas >= n + 1) & (canvas <= n + 1 + 4)).all()  # own length + 1 + U{0..2m}
+        # beyond the canvas: pinned end tokens, no loss; inside: text then end tokens, all weighted
+        pos = torch.arange(x1.shape[1])[None]
+        assert (x1[pos >= n[:, None]] == model.eot_id).all()
+        assert (weight[pinned] == 0).all() and (weight[~pinned] == 1).all()
+    model.eval()
+    x1, pinned, _ = model.build_targets(b["text"], n)
+    assert ((~pinned[:, P:]).sum(1) + P).tolist() == (n + 1 + 2).tolist()
+
+
+def test_pads_after_the_first_end_token_carry_pad_weight():
+    model = build({"pad_weight": 0.25})
+    b = batch(model)
+    x1, pinned, weight = model.build_targets(b["text"], b["text_lengths"])
+    for row, n in enumerate(b["text_lengths"].tolist()):
+        assert (weight[row, P:n + 1] == 1).all()  # text and the first end token
+        assert (weight[row, n + 1:] == 0.25).all() and (x1[row, n + 1:] == model.eot_id).all()
+        assert (weight[row, :P] == 0).all()  # pinned prompt
+    logits = torch.randn(2, x1.shape[1], model.vocab_size)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x1, reduction="none")
+    torch.testing.assert_close(weighted_ce(logits, x1, weight), (ce * weight).sum() / weight.sum())
+
+
+def test_length_predictor_learns_the_text_token_count_and_sets_the_sampler_canvas():
+    torch.manual_seed(0)
+    model = build({"canvas_margin": 1}).eval()  # eval: the encoder's dropout off
+    b = batch(model)
+    loss, stats, _ = model(**b)
+    with torch.no_grad():
+        enc, lens = model.encode(b["speech"], b["speech_lengths"])
+        n_hat = model.length_predictor(enc, lens)
+    n_text = (b["text_lengths"] - P).float()  # text tokens only: no prompt, no end token
+    torch.testing.assert_close(stats["loss_len"].squeeze(), (n_hat - n_text).abs().mean())
+
+    class Fixed(torch.nn.Module):
+        def forward(self, enc, lens):
+            return torch.tensor([2.2, 0.4])
+
+    model.length_predictor = Fixed()
+    out = model.generate(b["speech"], b["speech_lengths"], prompt=torch.tensor([model.prompt_ids("en")] * 2), nfe=2)
+    canvas = torch.tensor([P + 2 + 1 + 1, P + 0 + 1 + 1])  # prompt + round(n_hat) + end + margin
+    assert out.tokens.shape == (2, 1, int(canvas.max()))
+    assert (out.tokens[1, 0, canvas[1]:] == model.eot_id).all()  # pinned beyond the shorter canvas
+    # an explicit output_length still gives a fixed canvas
+    assert model.generate(b["speech"], b["speech_lengths"], nfe=2, output_length=9).tokens.shape[-1] == 9
+
+
+def test_length_predictor_counts_scale_with_duration():
+    torch.manual_seed(0)
+    pred = LengthPredictor(8, hidden_size=4)
+    frames = torch.randn(1, 20, 8)
+    doubled = torch.cat([frames, frames], 1)
+    with torch.no_grad():
+        one, two = pred(frames, torch.tensor([20])), pred(doubled, torch.tensor([40]))
+        half = pred(doubled, torch.tensor([20]))
+    assert abs(float(one) - 20 * 0.08) < 1e-4  # the initial rate per frame
+    assert float(two) == pytest.approx(2 * float(one), rel=1e-4)
+    assert float(half) == pytest.approx(float(one), rel=1e-4)  # frames beyond the length are ignored
+
+
+def test_annealed_attention_is_causal_at_step_zero_and_full_at_the_end():
+    torch.manual_seed(0)
+    model = build({"attention_anneal_steps": 10})
+    mask = model.self_attention_mask(6, 3, "cpu")
+    assert torch.equal(mask, torch.ones(6, 6, dtype=torch.bool).tril().expand(3, 1, 6, 6))
+    model.updates.fill_(5)
+    mask = model.self_attention_mask(40, 64, "cpu")
+    upper = torch.ones(40, 40, dtype=torch.bool).triu(1)
+    assert abs(mask[..., upper].float().mean().item() - 0.5) < 0.02 and mask[..., ~upper].all()
+    model.updates.fill_(10)
+    assert model.self_attention_mask(6, 3, "cpu") is None
+    model.updates.zero_()
+    model.eval()
+    assert model.self_attention_mask(6, 3, "cpu") is None  # validation and inference read everything
+    model.train()
+    model(**batch(model))
+    assert int(model.updates) == 1 and "updates" in model.state_dict()
+    assert "updates" not in build().state_dict()  # models without annealing keep their old checkpoints
+
+
+def test_stratified_time_puts_one_draw_in_each_stratum_and_power_skews_to_noise():
+    torch.manual_seed(0)
+    model = build({"time_sampling": "stratified"})
+    t = model.sample_time(16, "cpu")
+    assert sorted((t * 16).floor().long().tolist()) == list(range(16))
+    skewed = build({"time_power": 2.0}).sample_time(100_000, "cpu")
+    assert abs(skewed.mean().item() - 1 / 3) < 0.01  # E[u^2] = 1/3
+
+
+def test_loss_on_noised_positions_only_ignores_target_draws():
+    torch.manual_seed(0)
+    model = build({"loss_positions": "noised", "lang_replace_prob": 0.0})  # pins as build_targets below
+    b = batch(model)
+    seen = {}
+    decoder_forward = model.decoder.forward
+
+    def spy(xt, t, audio, soft_delta=None, self_mask=None):
+        seen["xt"] = xt
+        logits = decoder_forward(xt, t, audio, soft_delta, self_mask)
+        seen["logits"] = logits
+        return logits
+
+    model.decoder.forward = spy
+    sample = model.path.sample
+    model.path.sample = lambda x1, t, pmid=None: (seen.setdefault("s", sample(x1, t, pmid)))
+    _, stats, _ = model(**b)
+    x1, _, weight = model.build_targets(b["text"], b["text_lengths"])  # fixed canvas: the same targets
+    w = weight * seen["s"].noised
+    assert (w < weight).any()  # some target positions were not noised and are left out
+    torch.testing.assert_close(stats["loss_dfm"].squeeze(), weighted_ce(seen["logits"], x1, w).detach())
+
+
+def test_mask_source_tri_mixture_path():
+    path = build_path("mask_mid", 10)
+    assert path.source == "mask" and path.uses_audio_pmid and path.scheduler.has_mid
+    x1 = torch.randint(10, (4, 50))
+    logits = torch.randn(4, 50, 10, requires_grad=True)
+    at0 = path.sample(x1, torch.zeros(4), logits)
+    assert (at0.xt == path.mask_id).all() and at0.noised.all()  # t = 0: all source
+    mid = path.sample(x1, torch.full((4,), 0.5), logits)
+    from_mid = mid.noised & (mid.xt != path.mask_id)
+    assert from_mid.any() and (mid.xt[~mid.noised] == x1[~mid.noised]).all()
+    assert mid.soft_delta is not None  # the middle component still trains p_mid
+
+
+@pytest.mark.parametrize("conf,message", [
+    ({"time_sampling": "sobol"}, "model_conf.time_sampling: unknown choice 'sobol'; valid: uniform, stratified"),
+    ({"loss_positions": "some"}, "model_conf.loss_positions: unknown choice 'some'; valid: all, noised"),
+    ({"pad_weight": -1}, "model_conf.pad_weight must be >= 0"),
+    ({"canvas_margin": -2}, "model_conf.canvas_margin must be null or >= 0"),
+    ({"time_power": 0}, "model_conf.time_power must be > 0"),
+])
+def test_bad_option_values_name_the_key(conf, message):
+    with pytest.raises(ValueError, match=message):
+        build(conf)
