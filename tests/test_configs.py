@@ -97,3 +97,15 @@ def check_baseline(conf: dict, vocab: list[str]) -> None:
     else:
         assert len(model.decoder.decoders) == conf["decoder_conf"]["num_blocks"]
         assert model.encoder.output_size() == conf["preencoder_conf"]["output_size"]  # the decoder's width
+
+
+def test_paper_config_trains_as_the_paper_does():
+    """conf/train_drax_paper.yaml: Drax's path, a fixed canvas, uniform t, the loss everywhere: every
+    learning-efficiency key at its default, which is the paper's behaviour."""
+    from drax.asr.model import DraxASRModel
+
+    conf = yaml.safe_load((REPO / "egs" / "mini" / "conf" / "train_drax_paper.yaml").read_text())["model_conf"]
+    defaults = DraxASRModel.__init__.__kwdefaults__
+    keys = ("canvas_margin", "pad_weight", "time_sampling", "time_power", "loss_positions", "attention_anneal_steps")
+    assert {k: conf[k] for k in keys} == {k: defaults[k] for k in keys}
+    assert conf["path"] == "audio_mid" and conf["scheduler"] == "tri_mixture"

@@ -144,6 +144,14 @@ def test_scoring_per_language_metrics_and_missing():
     assert scores["de"].n_missing == 1 and scores["de"].wer == pytest.approx(100.0)
     assert normalize("Mr. Smith's cat!", "en") == "mister smith is cat"
     assert normalize("你好， 世界。", "zh") == "你好世界"
+    assert scores["zh"].char_deletions == 1 and scores["zh"].short_hyps == 1  # 3 of 4 characters < 0.8x
+    # the error shape: deletions, insertions, short and repeating hypotheses
+    shape = {s.lang: s for s in score({"a": "the cat sat on the mat today", "b": "go go now"},
+                                      {"a": "the cat cat sat", "b": "go go now"}, {"a": "en", "b": "de"})[0]}
+    en, de = shape["en"], shape["de"]
+    assert en.char_deletions + en.char_substitutions + en.char_insertions == en.char_errors
+    assert en.short_hyps == 1 and en.repeat_hyps == 1
+    assert de.repeat_hyps == 0 and de.char_errors == 0  # the reference repeats it too
 
 
 def test_recipe_config_rejects_unknown_keys(tmp_path):

@@ -139,7 +139,7 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
 
 
 BASELINE_DECODE_DEFAULTS = {"method": "greedy", "beam_size": 5, "max_new_tokens": 128,
-                            "model_file": "valid.loss.best.pth", "jump_order": "random", "sampling_exponent": 1.0}
+                            "model_file": "valid.loss.best.pth"}
 
 
 def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:

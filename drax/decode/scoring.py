@@ -37,6 +37,12 @@ class LangScore:
     word_errors: int
     chars: int
     char_errors: int
+    # the shape of the character errors, and two symptoms of a canvas filled or ended wrongly
+    char_substitutions: int = 0
+    char_deletions: int = 0
+    char_insertions: int = 0
+    short_hyps: int = 0  # hypotheses with fewer than 0.8x the reference's characters
+    repeat_hyps: int = 0  # hypotheses with a word repeated next to itself that the reference does not repeat
 
     @property
     def wer(self) -> float | None:
@@ -49,6 +55,11 @@ class LangScore:
 
 def _errors(out) -> int:
     return out.substitutions + out.deletions + out.insertions
+
+
+def _repeats(text: str) -> int:
+    words = text.split()
+    return sum(a == b for a, b in zip(words, words[1:]))
 
 
 def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
@@ -73,6 +84,10 @@ def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
             lang=lang, n_utts=len(utts), n_missing=sum(u not in hyps for u in utts),
             words=sum(len(r.split()) for r, _ in pairs), word_errors=word_errors,
             chars=sum(len(r) for r, _ in pairs), char_errors=char_errors,
+            char_substitutions=chars.substitutions, char_deletions=chars.deletions,
+            char_insertions=chars.insertions + sum(len(h) for r, h in zip(ref, hyp) if not r),
+            short_hyps=sum(len(h) < 0.8 * len(r) for r, h in pairs),
+            repeat_hyps=sum(_repeats(h) > _repeats(r) for r, h in pairs),
         ))
         process = jiwer.process_characters if lang in CER_LANGS else jiwer.process_words
         for utt, r, h in zip(utts, ref, hyp):
@@ -88,7 +103,12 @@ def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
 
 def markdown_table(title: str, scores: list[LangScore]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    lines = [f"### {title}", "", "| lang | utts | WER (%) | CER (%) | missing |", "|---|---|---|---|---|"]
+    pct = lambda n, s: fmt(100.0 * n / s.chars if s.chars else None)  # noqa: E731
+    lines = [f"### {title}", "",
+             "| lang | utts | WER (%) | CER (%) | sub / del / ins (CER points) | short hyps | repeating hyps | missing |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in scores:
-        lines.append(f"| {s.lang} | {s.n_utts} | {fmt(s.wer)} | {fmt(s.cer)} | {s.n_missing} |")
+        lines.append(f"| {s.lang} | {s.n_utts} | {fmt(s.wer)} | {fmt(s.cer)} | {pct(s.char_substitutions, s)} / "
+                     f"{pct(s.char_deletions, s)} / {pct(s.char_insertions, s)} | {s.short_hyps} | {s.repeat_hyps} "
+                     f"| {s.n_missing} |")
     return "\n".join(lines) + "\n"
