@@ -21,9 +21,8 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from drax.asr.model import attach_espnet_parts
 from drax.decode.autoregressive import DiTAR, batched_greedy
-from drax.nets.dit import DiTDecoder
-from drax.nets.whisper_init import init_dit_from_whisper
 
 logger = logging.getLogger(__name__)
 
@@ -59,48 +58,21 @@ class DraxARModel(ESPnetASRModel):
         if unknown:
             valid = list(DraxARModel.__init__.__kwdefaults__)
             raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
-        AbsESPnetModel.__init__(self)  # as DraxASRModel: no CTC/attention losses of ESPnetASRModel
-        if not isinstance(decoder, DiTDecoder):
-            raise ValueError(f"model 'drax_ar' needs `decoder: dit` (got {type(decoder).__name__})")
-        token_list = list(token_list)
-        if eot_token not in token_list:
-            raise ValueError(
-                f"model_conf.eot_token '{eot_token}' is not in the token list; add it to the token list "
-                "or set eot_token to one of its entries (ESPnet lists end with '<sos/eos>')"
-            )
-        self.prompt_template = list(prompt_template or [])
+        AbsESPnetModel.__init__(self)  # see attach_espnet_parts
+        attach_espnet_parts(self, "drax_ar", vocab_size, list(token_list), frontend, specaug, normalize,
+                            preencoder, encoder, postencoder, decoder, prompt_template, eot_token)
         if not self.prompt_template:
             raise ValueError("model 'drax_ar' needs model_conf.prompt_template: decoding starts from the prompt")
-        for tok in self.prompt_template:
-            if "{lang}" not in tok and tok not in token_list:
-                raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
         max_positions = decoder.positions.num_embeddings if decoder.positions is not None else 0
         max_length = max_length or max_positions
         if not max_length:
             raise ValueError("model_conf.max_length is needed when the decoder has no decoder_conf.max_positions")
         if max_positions and max_length > max_positions:
             raise ValueError(f"model_conf.max_length {max_length} exceeds decoder_conf.max_positions {max_positions}")
-        if len(self.prompt_template) >= max_length:
+        if self.prompt_length >= max_length:
             raise ValueError(f"model_conf.prompt_template is not shorter than max_length ({max_length})")
-
-        self.vocab_size = vocab_size
-        self.token_list = token_list
-        self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
-        self.preencoder, self.encoder, self.postencoder = preencoder, encoder, postencoder
-        self.decoder = decoder
-        if decoder.init_from_whisper:
-            init_dit_from_whisper(decoder, decoder.init_from_whisper, token_list)
-        self.ctc = None
-        self.autocast_frontend = False
-        self.extract_feats_in_collect_stats = True
-        self.is_encoder_whisper = False
-
         self.max_length = max_length
-        self.prompt_length = len(self.prompt_template)
-        self.eot_id = token_list.index(eot_token)
         self.audio_dropout = audio_dropout
-        fixed = [-1 if "{lang}" in tok else token_list.index(tok) for tok in self.prompt_template]
-        self.register_buffer("prompt_fixed", torch.tensor(fixed, dtype=torch.long), persistent=False)
 
     def prompt_ids(self, lang: str) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en')."""

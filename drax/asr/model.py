@@ -67,6 +67,41 @@ def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return (ce * weight[sel]).sum() / weight[sel].sum().clamp_min(1e-8)
 
 
+def attach_espnet_parts(model, name: str, vocab_size: int, token_list: list[str], frontend, specaug, normalize,
+                        preencoder, encoder, postencoder, decoder, prompt_template, eot_token: str) -> None:
+    """What every Drax-family ESPnet model (`drax`, `drax_ar`) sets up alike: the ESPnet modules and the
+    attributes ESPnetASRModel.encode()/collect_feats() read, the DiT decoder (from Whisper's decoder if
+    asked), the token list, the prompt (its fixed ids in `prompt_fixed`, -1 for the language slot) and
+    the end token. ESPnetASRModel.__init__ is not called: it builds CTC/attention losses these models do
+    not use; the parent class stays for ESPnet's type check and for encode()/collect_feats()."""
+    if not isinstance(decoder, DiTDecoder):
+        raise ValueError(f"model '{name}' needs `decoder: dit` (got {type(decoder).__name__})")
+    if eot_token not in token_list:
+        raise ValueError(
+            f"model_conf.eot_token '{eot_token}' is not in the token list; add it to the token list "
+            "or set eot_token to one of its entries (ESPnet lists end with '<sos/eos>')"
+        )
+    model.prompt_template = list(prompt_template or [])
+    for tok in model.prompt_template:
+        if "{lang}" not in tok and tok not in token_list:
+            raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
+    model.vocab_size = vocab_size
+    model.token_list = token_list
+    model.frontend, model.specaug, model.normalize = frontend, specaug, normalize
+    model.preencoder, model.encoder, model.postencoder = preencoder, encoder, postencoder
+    model.decoder = decoder
+    if decoder.init_from_whisper:
+        init_dit_from_whisper(decoder, decoder.init_from_whisper, token_list)
+    model.ctc = None
+    model.autocast_frontend = False
+    model.extract_feats_in_collect_stats = True
+    model.is_encoder_whisper = False
+    model.prompt_length = len(model.prompt_template)
+    model.eot_id = token_list.index(eot_token)
+    fixed = [-1 if "{lang}" in tok else token_list.index(tok) for tok in model.prompt_template]
+    model.register_buffer("prompt_fixed", torch.tensor(fixed, dtype=torch.long), persistent=False)
+
+
 class DraxASRModel(ESPnetASRModel):
     """Frozen (or trainable) encoder + DiT decoder + p_mid, trained with discrete flow matching."""
 
@@ -107,26 +142,14 @@ class DraxASRModel(ESPnetASRModel):
         if unknown:
             valid = list(DraxASRModel.__init__.__kwdefaults__)
             raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
-        # ESPnetASRModel.__init__ builds CTC/attention losses Drax does not use; the parent class is
-        # kept for ESPnet's type check and for its encode()/collect_feats(), which need only the
-        # attributes set here.
-        AbsESPnetModel.__init__(self)
-        if not isinstance(decoder, DiTDecoder):
-            raise ValueError(f"model 'drax' needs `decoder: dit` (got {type(decoder).__name__})")
-        token_list = list(token_list)
-        if eot_token not in token_list:
-            raise ValueError(
-                f"model_conf.eot_token '{eot_token}' is not in the token list; add it to the token list "
-                "or set eot_token to one of its entries (ESPnet lists end with '<sos/eos>')"
-            )
+        AbsESPnetModel.__init__(self)  # see attach_espnet_parts
         if not 0 < output_length:
             raise ValueError(f"model_conf.output_length must be > 0 (got {output_length})")
-        self.prompt_template = list(prompt_template or [])
+        token_list = list(token_list)
+        attach_espnet_parts(self, "drax", vocab_size, token_list, frontend, specaug, normalize, preencoder,
+                            encoder, postencoder, decoder, prompt_template, eot_token)
         if len(self.prompt_template) >= output_length:
             raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({output_length})")
-        for tok in self.prompt_template:
-            if "{lang}" not in tok and tok not in token_list:
-                raise ValueError(f"model_conf.prompt_template token '{tok}' is not in the token list")
         for key, value, choices in (("time_sampling", time_sampling, TIME_SAMPLINGS),
                                     ("loss_positions", loss_positions, LOSS_POSITIONS)):
             if value not in choices:
@@ -140,25 +163,10 @@ class DraxASRModel(ESPnetASRModel):
         if not attention_anneal_steps >= 0:
             raise ValueError(f"model_conf.attention_anneal_steps must be >= 0 (got {attention_anneal_steps})")
 
-        self.vocab_size = vocab_size
-        self.token_list = token_list
-        self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
-        self.preencoder, self.encoder, self.postencoder = preencoder, encoder, postencoder
-        self.decoder = decoder
-        if decoder.init_from_whisper:
-            init_dit_from_whisper(decoder, decoder.init_from_whisper, token_list)
-        self.ctc = None
-        self.autocast_frontend = False
-        self.extract_feats_in_collect_stats = True
-        self.is_encoder_whisper = False
-
         self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
         self.output_length = output_length
-        self.prompt_length = len(self.prompt_template)
         lang_slots = [i for i, tok in enumerate(self.prompt_template) if "{lang}" in tok]
         self.lang_position = lang_slots[0] if lang_slots else None
-        self.register_buffer("prompt_fixed", torch.tensor(self.prompt_ids(None), dtype=torch.long), persistent=False)
-        self.eot_id = token_list.index(eot_token)
         self.audio_dropout = audio_dropout
         self.lang_replace_prob = lang_replace_prob
         self.prompt_prob = prompt_prob
