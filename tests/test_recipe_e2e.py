@@ -115,11 +115,16 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     # stage 12: the path study, every path trained and evaluated after each epoch
     study = yaml.safe_load((MINI / "conf" / "path_study.yaml").read_text())
     study.update(max_epoch=2, num_iters_per_epoch=2, jobs=2, threads=1, utts_per_lang=1, nfe=2)
+    study["variants"]["ar"] = {"label": "AR yardstick", "config": "conf/train_drax_ar.yaml"}  # greedy, no sampler
+    ar = yaml.safe_load((MINI / "conf" / "train_drax_ar.yaml").read_text())
+    train = yaml.safe_load((recipe / "conf" / "train_drax.yaml").read_text())
+    (recipe / "conf" / "train_drax_ar.yaml").write_text(yaml.safe_dump(
+        {**train, "model": "drax_ar", "model_conf": ar["model_conf"]}))  # the tiny decoder, trained autoregressively
     (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(study))
     run(recipe, *flags, "--stage", "12")
     table = (recipe / "exp" / "path_study" / "path_study.md").read_text()
     for label in ("uniform source + uniform middle", "uniform source + audio middle (Drax)", "audio source (2-way)",
-                  "uniform source (2-way)"):
+                  "uniform source (2-way)", "AR yardstick"):
         assert re.search(rf"\| {re.escape(label)} \| \d+\.\d \| \d+\.\d \| \d+\.\d \|", table), table
     assert (recipe / "exp" / "path_study" / "path_study.png").read_bytes()[:4] == b"\x89PNG"
     trained = yaml.safe_load((recipe / "exp" / "asr_path_study_audio_src" / "config.yaml").read_text())

@@ -100,17 +100,11 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
     the longest sequence; default: the trained model_conf.max_length) apply; Drax's sampling keys
     (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
     """
-    import numpy as np
-    import torch
-
-    from drax.decode.speech2text import load_model
-    from drax.text.units import load_units
+    from drax.decode.speech2text import ARSpeech2Text
 
     conf = {k: v for k, v in decode_conf(conf).items() if k in AR_DECODE_KEYS}
-    model, args = load_model(asr_dir / "config.yaml", asr_dir / conf["model_file"])
-    if args.model != "drax_ar":
-        raise ValueError(f"{asr_dir}/config.yaml is not an AR yardstick (model: {args.model})")
-    units = load_units(units_dir)
+    s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir,
+                        max_length=conf["output_length"])
     feats, langs, shapes = _set_info(set_dir)
     order = sorted(feats, key=lambda u: (shapes[u], u))
     hyps, missing = {}, {}
@@ -119,21 +113,15 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
         batch, arrays = [], []
         for utt in order[i: i + conf["batch_size"]]:
             try:
-                arrays.append(torch.from_numpy(np.array(kaldiio.load_mat(feats[utt]), dtype=np.float32)))
+                arrays.append(kaldiio.load_mat(feats[utt]))
                 batch.append(utt)
             except Exception as e:  # a damaged ark entry must not stop the others
                 missing[utt] = f"unreadable features: {e}"
-        if not batch:
-            continue
-        lengths = torch.tensor([len(a) for a in arrays])
-        padded = torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True)
-        prompt = torch.tensor([model.prompt_ids(langs[u]) for u in batch])
-        ids = model.generate(padded, lengths, prompt, max_length=conf["output_length"])
-        for utt, row in zip(batch, ids):
-            hyps[utt] = units.decode([model.token_list[t] for t in row])
+        if batch:
+            hyps.update(zip(batch, s2t.batch(arrays, [langs[u] for u in batch])))
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
               "system": "AR yardstick", "method": "greedy (KV cache)", **conf,
-              "output_length": conf["output_length"] or model.max_length}
+              "output_length": conf["output_length"] or s2t.model.max_length}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
 

@@ -2,6 +2,8 @@
 
     s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.best.pth", nfe=16)
     hyp = s2t(speech, lang="en")           # one utterance: waveform (samples,) or features (T, D)
+
+ARSpeech2Text does the same for Drax's AR yardstick (`model: drax_ar`): greedy, key/value cache.
 """
 from __future__ import annotations
 
@@ -173,3 +175,27 @@ class Speech2Text:
     def to_hypothesis(self, tokens: torch.Tensor) -> Hypothesis:
         ids = self.model.strip(tokens)
         return Hypothesis(text=self.detokenize(self.converter.ids2tokens(ids)), token_ids=ids)
+
+
+class ARSpeech2Text:
+    """Greedy transcription with the `model: drax_ar` yardstick, the prompt (language) given."""
+
+    def __init__(self, asr_train_config: str | Path, asr_model_file: str | Path, units_dir: str | Path,
+                 device: str = "cpu", max_length: int | None = None):
+        """max_length: positions, prompt and end included (default: the trained model_conf.max_length)."""
+        from drax.text.units import load_units
+
+        self.model, self.args = load_model(asr_train_config, asr_model_file, device)
+        if self.args.model != "drax_ar":
+            raise ValueError(f"{asr_train_config} is not an AR yardstick (model: {self.args.model})")
+        self.device, self.max_length = device, max_length
+        self.detokenize = load_units(units_dir).decode
+
+    @torch.no_grad()
+    def batch(self, speech: list, langs: list[str]) -> list[str]:
+        tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
+        lengths = torch.tensor([len(s) for s in tensors])
+        padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
+        prompt = torch.tensor([self.model.prompt_ids(lang) for lang in langs])
+        ids = self.model.generate(padded, lengths.to(self.device), prompt, max_length=self.max_length)
+        return [self.detokenize([self.model.token_list[t] for t in row]) for row in ids]

@@ -4,7 +4,8 @@ budget, dev error against training CPU-seconds, one curve per variant.
     ./run.sh --stage 12                                          # conf/path_study.yaml (paper Sec. 5.4, Fig. 3)
     ./run.sh --stage 12 --study_config conf/efficiency_study.yaml  # learning efficiency
 
-A variant is the recipe's train config with `train` overrides: a top-level key is replaced, except
+A variant is the recipe's train config (or the variant's own `config`, e.g. conf/train_drax_ar.yaml
+for the autoregressive yardstick, decoded greedily) with `train` overrides: a top-level key is replaced, except
 that a mapping (`model_conf`, `decoder_conf`, `optim_conf`, ...) is updated key by key, one level
 deep (so `model_conf: {path: uniform, scheduler_conf: {exponent: 2.0}}` keeps the other model_conf
 keys and replaces scheduler_conf as a whole). Every variant then gets the study's budget
@@ -35,7 +36,7 @@ logger = logging.getLogger("drax.recipe")
 
 STUDY_DEFAULTS = {
     "title": "Training study",
-    "variants": {},              # name -> {label: str, train: {overrides of the train config}}
+    "variants": {},              # name -> {label: str, config: train config (default: the recipe's), train: {overrides}}
     "decodes": {},               # name -> {label: str, decode: {sampler options}}: each variant's last checkpoint
     "max_epoch": 6,              # budget: max_epoch x num_iters_per_epoch steps for every variant
     "num_iters_per_epoch": 50,   # one dev evaluation per epoch
@@ -47,7 +48,7 @@ STUDY_DEFAULTS = {
     "batch_size": 16,
     "seed": 0,
 }
-_VARIANT_KEYS = {"label", "train"}
+_VARIANT_KEYS = {"label", "config", "train"}
 _DECODE_KEYS = {"label", "decode"}
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent"}
 
@@ -109,7 +110,8 @@ def epoch_stats(asr_dir: Path) -> dict[int, dict]:
     stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
     out = {}
     for epoch, s in stats.items():
-        out[int(epoch)] = {"valid_loss_dfm": float(s["valid"]["loss_dfm"]) if "valid" in s else None,
+        valid = s.get("valid", {}).get("loss_dfm")  # Drax's CE; the AR yardstick reports only `loss`
+        out[int(epoch)] = {"valid_loss_dfm": None if valid is None else float(valid),
                            "train_seconds": s["train"]["time"].total_seconds() if "train" in s else None}
     return out
 
@@ -122,24 +124,33 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
     import kaldiio
 
     from drax.decode.scoring import score
-    from drax.decode.speech2text import Speech2Text
+    from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 
     options = {"nfe": conf["nfe"], "temperature": conf["temperature"], **(sampler or {})}
-    s2t = Speech2Text(asr_dir / "config.yaml", model_file, seed=conf["seed"], units_dir=units_dir, **options)
+    if is_autoregressive(asr_dir):
+        ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir)
+        transcribe = ar.batch
+    else:
+        s2t = Speech2Text(asr_dir / "config.yaml", model_file, seed=conf["seed"], units_dir=units_dir, **options)
+        transcribe = lambda feats, langs: [d.best.text for d in s2t.batch(feats, langs)]  # noqa: E731
     feats = read_kv_dict(str(set_dir / "feats.scp"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     refs = read_kv_dict(str(set_dir / "text.raw"))
     hyps = {}
     for i in range(0, len(utts), conf["batch_size"]):
         batch = utts[i: i + conf["batch_size"]]
-        decoded = s2t.batch([kaldiio.load_mat(feats[u]) for u in batch], [langs[u] for u in batch])
-        hyps.update((u, d.best.text) for u, d in zip(batch, decoded))
+        hyps.update(zip(batch, transcribe([kaldiio.load_mat(feats[u]) for u in batch], [langs[u] for u in batch])))
     scores, _ = score({u: refs[u] for u in utts}, hyps, langs)
     out = {"wer": {s.lang: (s.wer if s.wer is not None else s.cer) for s in scores},
            "cer": {s.lang: s.cer for s in scores}}
     for errors in out.values():
         errors["avg"] = sum(errors.values()) / len(errors)
     return out
+
+
+def is_autoregressive(asr_dir: Path) -> bool:
+    """True for the `model: drax_ar` yardstick (greedy decoding, no sampler options)."""
+    return (yaml.safe_load((asr_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") == "drax_ar"
 
 
 class Study:
@@ -158,8 +169,11 @@ class Study:
         from drax.recipe.stages import Recipe
 
         conf_path = self.out_dir / "conf" / f"train_{variant}.yaml"
-        overrides = (self.conf["variants"][variant] or {}).get("train", {})
-        text = yaml.safe_dump(variant_train_config(self.base, overrides, self.conf), sort_keys=False)
+        spec = self.conf["variants"][variant] or {}
+        base = self.base
+        if spec.get("config"):
+            base = yaml.safe_load((self.r.root / spec["config"]).read_text(encoding="utf-8")) or {}
+        text = yaml.safe_dump(variant_train_config(base, spec.get("train", {}), self.conf), sort_keys=False)
         if not conf_path.exists() or conf_path.read_text(encoding="utf-8") != text:
             conf_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(str(conf_path), text)
@@ -196,8 +210,8 @@ class Study:
             seconds += (s.get("train_seconds") or 0.0) * self.conf["threads"]
             point["cpu_seconds"] = round(seconds, 1)
             curve.append(point)
-        decodes = {}  # sampler levers on the last checkpoint
-        for name, spec in self.conf["decodes"].items():
+        decodes = {}  # sampler levers on the last checkpoint (Drax only: the AR yardstick decodes greedily)
+        for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf["decodes"]).items():
             sampler = (spec or {}).get("decode", {})
             cached = eval_dir / f"last_{name}.json"
             request = {"sampler": sampler, **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
@@ -266,14 +280,16 @@ class Study:
                       f"the first column is the paper's sampler above):", "",
                       "| variant | paper sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
             for res in results:
-                lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "
-                             + " | ".join(fmt(res["decodes"][n]["cer"]["avg"]) for n in names) + " |")
+                if res["decodes"]:
+                    lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "
+                                 + " | ".join(fmt(res["decodes"][n]["cer"]["avg"]) for n in names) + " |")
             lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c['decodes'][n] or {}).get('decode', {}), sort_keys=True)}`"
                              for n, label in zip(names, labels)]
         lines += ["", "Overrides of each variant:", ""]
         for name, spec in c["variants"].items():
             overrides = json.dumps((spec or {}).get("train", {}), sort_keys=True)
-            lines.append(f"- {self.label(name)} (`{name}`): `{overrides}`")
+            base = f"`{spec['config']}` with " if (spec or {}).get("config") else ""
+            lines.append(f"- {self.label(name)} (`{name}`): {base}`{overrides}`")
         best = min(results, key=lambda res: res["curve"][-1]["cer"]["avg"])
         lines += ["", f"Lowest dev CER after {steps[-1]} steps: **{best['label']}**."]
         return "\n".join(lines) + "\n"
