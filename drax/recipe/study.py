@@ -300,7 +300,7 @@ class Study:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.18 * len(results)))
         for res in results:
             secs = [p["cpu_seconds"] for p in res["curve"]]
             ax_err.plot(secs, [p["cer"]["avg"] for p in res["curve"]], marker="o", label=res["label"])
@@ -310,8 +310,9 @@ class Study:
         ax_loss.set(xlabel="training CPU-seconds", ylabel="validation loss_dfm", title="validation loss (CE)")
         for ax in (ax_err, ax_loss):
             ax.grid(alpha=0.3)
-        ax_err.legend(fontsize=7)
-        fig.tight_layout()
+        handles, labels = ax_err.get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.045 * len(results), 1, 1))
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)  # below: no curve hidden
         tmp = self.out_dir / f".{self.name}.tmp.png"
         fig.savefig(tmp, dpi=120)
         plt.close(fig)
