@@ -15,7 +15,8 @@ handles the diagonal of the rate matrix. Pinned positions (prompt, accepted pref
 `order="confidence"` replaces the independent jumps by mask-predict / MaskGIT ordering (Ghazvininejad
 et al. 2019, Chang et al. 2022): after step k, round(kappa_1(t_{k+1}) x free positions) positions are
 decided, the new ones being the undecided positions whose x1_hat has the highest probability; a
-decided position keeps its token. Same NFE, same scheduler, no p_mid term.
+decided position keeps its token until the last step, which takes x1_hat everywhere as above. Same
+NFE, same scheduler, no p_mid term.
 """
 from __future__ import annotations
 
