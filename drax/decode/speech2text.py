@@ -61,6 +61,13 @@ def load_model(config: str | Path, model_file: str | Path | None, device: str = 
     return model.to(device).eval(), args
 
 
+def pad_batch(speech: list, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms or feature matrices -> zero-padded batch (B, T[, D]) and lengths (B,) on `device`."""
+    tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
+    lengths = torch.tensor([len(s) for s in tensors])
+    return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device), lengths.to(device)
+
+
 class Speech2Text:
     def __init__(
         self,
@@ -122,10 +129,7 @@ class Speech2Text:
         them pick from the same candidates.
         """
         langs = langs or [None] * len(speech)
-        tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
-        lengths = torch.tensor([len(s) for s in tensors])
-        padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
-        return self.decode_encoded(self.model.encode(padded, lengths.to(self.device)), langs, scorings)
+        return self.decode_encoded(self.model.encode(*pad_batch(speech, self.device)), langs, scorings)
 
     @torch.no_grad()
     def decode_encoded(self, encoded: tuple[torch.Tensor, torch.Tensor], langs: list[str | None],
@@ -193,9 +197,6 @@ class ARSpeech2Text:
 
     @torch.no_grad()
     def batch(self, speech: list, langs: list[str]) -> list[str]:
-        tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
-        lengths = torch.tensor([len(s) for s in tensors])
-        padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
         prompt = torch.tensor([self.model.prompt_ids(lang) for lang in langs])
-        ids = self.model.generate(padded, lengths.to(self.device), prompt, max_length=self.max_length)
+        ids = self.model.generate(*pad_batch(speech, self.device), prompt, max_length=self.max_length)
         return [self.detokenize([self.model.token_list[t] for t in row]) for row in ids]
