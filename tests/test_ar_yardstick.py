@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import yaml
 
 import drax.asr.registry  # noqa: F401
+from drax.asr.checkpoint import reporter_stats
 from drax.decode.autoregressive import DiTAR, greedy
 
 PROMPT = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
@@ -216,7 +217,7 @@ def test_recipe_trains_decodes_and_lists_the_yardstick(tmp_path, whisper_base, m
 
     asr = tmp_path / "exp" / "asr_train_ar"
     assert yaml.safe_load((asr / "config.yaml").read_text())["model_conf"]["max_length"] == 16  # stage 6's L
-    stats = torch.load(asr / "checkpoint.pth", weights_only=False)["reporter"]["stats"]
+    stats = reporter_stats(asr / "checkpoint.pth")
     losses = [stats[e]["train"]["loss"] for e in sorted(stats)]
     assert losses[-1] < 0.2 * losses[0], losses
     decoded = asr / "decode_decode_drax" / "test"

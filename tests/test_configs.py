@@ -99,15 +99,41 @@ def check_baseline(conf: dict, vocab: list[str]) -> None:
         assert model.encoder.output_size() == conf["preencoder_conf"]["output_size"]  # the decoder's width
 
 
-def test_default_config_trains_as_the_paper_does():
-    """The default conf/train_drax.yaml is the paper-faithful Drax (the learning-efficiency study found no
-    lever that beats it yet): Drax's path, a fixed canvas, t ~ U[0, 1], the loss everywhere, i.e. every
-    learning-efficiency key at its default, which is the paper's behaviour."""
-    from drax.asr.model import DraxASRModel
+MINI = REPO / "egs" / "mini" / "conf"
 
-    conf = yaml.safe_load((REPO / "egs" / "mini" / "conf" / "train_drax.yaml").read_text())["model_conf"]
+
+def _load(name):
+    return yaml.safe_load((MINI / name).read_text())
+
+
+def test_paper_config_trains_and_decodes_as_the_paper_does():
+    """conf/train_drax_paper.yaml is the paper-faithful Drax: Drax's path, bidirectional attention, a
+    fixed canvas, t ~ U[0, 1], the loss everywhere, i.e. every learning-efficiency key at its default,
+    which is the paper's behaviour; conf/decode_drax_paper.yaml samples with the paper's random jumps."""
+    from drax.asr.model import DraxASRModel
+    from drax.decode.decode_sets import DECODE_DEFAULTS
+
+    conf = _load("train_drax_paper.yaml")
     defaults = DraxASRModel.__init__.__kwdefaults__
     keys = ("canvas_margin", "pad_weight", "time_sampling", "time_power", "loss_positions", "attention_anneal_steps")
-    assert {k: conf.get(k, defaults[k]) for k in keys} == {k: defaults[k] for k in keys}
+    assert {k: conf["model_conf"].get(k, defaults[k]) for k in keys} == {k: defaults[k] for k in keys}
     assert defaults["canvas_margin"] is None and defaults["pad_weight"] == 1.0 and defaults["loss_positions"] == "all"
-    assert conf["path"] == "audio_mid" and conf["scheduler"] == "tri_mixture"
+    assert conf["model_conf"]["path"] == "audio_mid" and conf["model_conf"]["scheduler"] == "tri_mixture"
+    assert conf["decoder_conf"].get("attention_block") is None
+    assert _load("decode_drax_paper.yaml").get("jump_order", DECODE_DEFAULTS["jump_order"]) == "random"
+
+
+def test_default_is_the_paper_config_plus_the_measured_levers_and_the_yardstick_shares_its_budget():
+    """The default differs from the paper's recipe only in what the learning-efficiency study measured
+    (causal self-attention, the jacobi sampler); the AR yardstick trains the same decoder on the same
+    data and budget, differing only in the model."""
+    paper, default = _load("train_drax_paper.yaml"), _load("train_drax.yaml")
+    assert default["decoder_conf"].pop("attention_block") == 1
+    assert default == paper
+    decode = _load("decode_drax.yaml")
+    assert decode.pop("jump_order") == "jacobi"
+    assert decode == {k: v for k, v in _load("decode_drax_paper.yaml").items() if k != "jump_order"}
+    ar = _load("train_drax_ar.yaml")
+    assert ar["model"] == "drax_ar"
+    assert {k: v for k, v in ar.items() if k not in ("model", "model_conf")} == \
+        {k: v for k, v in paper.items() if k not in ("model", "model_conf")}

@@ -53,6 +53,7 @@ def test_librispeech(tmp_path, monkeypatch):
         tone(chapter / f"19-198-000{n}.flac", 0.5 + n / 10)
     lines(chapter / "19-198.trans.txt", "19-198-0000 NORTHANGER ABBEY", "", "19-198-0001 THAT'S ALL",
           "19-198-0002", "19-198-0004 NO AUDIO HERE", "19-999-0005 WRONG CHAPTER")
+    tone(chapter / "19-198-0003.flac")  # audio that no transcript line names
     tone(root / "dev-clean" / "84" / "121" / "84-121-0000.flac")
     lines(root / "dev-clean" / "84" / "121" / "84-121.trans.txt", "84-121-0000 GOOD EVENING")
     monkeypatch.setenv("LIBRISPEECH", str(root))  # an empty corpus_conf.root reads the variable
@@ -64,7 +65,8 @@ def test_librispeech(tmp_path, monkeypatch):
     assert data(train) == {"19-198-0000": ("19", "en", "northanger abbey"), "19-198-0001": ("19", "en", "that's all")}
     assert read_kv_dict(str(train / "utt2dur")) == {"19-198-0000": "0.500", "19-198-0001": "0.600"}
     why = skipped(train)
-    assert set(why) == {"19-198-0002", "19-198-0004", "19-999-0005"}
+    assert set(why) == {"19-198-0002", "19-198-0003", "19-198-0004", "19-999-0005"}
+    assert why["19-198-0003"].startswith("audio without a transcript line")
     assert why["19-198-0002"] == "empty transcript (19-198.trans.txt:4)"
     assert why["19-198-0004"].startswith("missing audio ") and why["19-198-0004"].endswith("19-198-0004.flac")
     assert why["19-999-0005"].startswith("malformed line (19-198.trans.txt:6)")

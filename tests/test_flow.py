@@ -253,5 +253,39 @@ def test_confidence_order_decides_the_most_confident_first_on_schedule(exponent)
         for row in range(b):  # the most confident free positions (the leftmost) went first
             cols = (~pinned[row]).nonzero().flatten()
             assert decided[row, cols[: want[row]]].all() and not decided[row, cols[want[row]:]].any()
-    with pytest.raises(ValueError, match="unknown jump order 'best'; valid: random, confidence"):
+    with pytest.raises(ValueError, match="unknown jump order .best.; valid: random, confidence, jacobi"):
         EulerSampler(scheduler).sample(posterior, x0, nfe, order="best")
+
+
+def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right():
+    """The prediction of position j is a function of the tokens before it (a causal denoiser, read at
+    t = 1): after k Jacobi steps the first k free positions equal greedy left-to-right decoding, and
+    after as many steps as free positions all of them do."""
+    vocab, b, length, prompt = 7, 4, 9, 2
+    torch.manual_seed(0)
+    table = torch.randn(vocab, vocab, vocab)  # next-token logits from the two tokens before
+
+    times = []
+
+    def posterior(x, t):
+        times.append(t)
+        prev1 = torch.cat([x[:, :1], x[:, :-1]], 1)
+        prev2 = torch.cat([x[:, :2], x[:, :-2]], 1)
+        return table[prev2, prev1]
+
+    x0 = torch.randint(vocab, (b, length), generator=torch.Generator().manual_seed(1))
+    pinned = torch.zeros(b, length, dtype=torch.bool)
+    pinned[:, :prompt] = True
+    greedy = x0.clone()
+    for j in range(prompt, length):
+        greedy[:, j] = posterior(greedy, None)[:, j].argmax(-1)
+    sampler = EulerSampler(PolynomialScheduler(1.0))
+    for nfe in (1, 3, length - prompt):
+        times.clear()
+        out = sampler.sample(posterior, x0, nfe, temperature=1e-6, pinned=pinned, order="jacobi")
+        assert torch.equal(out.tokens[:, :prompt + nfe], greedy[:, :prompt + nfe]), nfe
+        assert all(bool((t == 1.0).all()) for t in times) and len(times) == nfe
+    assert torch.equal(out.tokens, greedy)
+    with pytest.raises(ValueError, match="no p_mid term"):
+        EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
+                                                   pmid_probs=torch.full((b, length, vocab), 1 / vocab))

@@ -88,6 +88,22 @@ def test_duplicate_id(tmp_path):
         validate_data_dir(str(d))
 
 
+@pytest.mark.parametrize("bad_id", ["spk0/../../x", ".hidden", "spk0\\u1"])
+def test_unsafe_ids_are_refused(tmp_path, bad_id):
+    utts = _utts(tmp_path)
+    utts[0].utt_id = bad_id
+    with pytest.raises(DataDirError, match="is not a safe file name"):
+        write_data_dir(str(tmp_path / "data"), utts)
+
+
+def test_non_utf8_line_names_file_and_line(tmp_path):
+    d = _good_dir(tmp_path)
+    with open(d / "text", "ab") as f:
+        f.write("spk9-x Stra\u00dfe\n".encode("latin-1"))
+    with pytest.raises(DataDirError, match=r"text:5: not UTF-8 .* iconv"):
+        validate_data_dir(str(d))
+
+
 def test_mismatched_ids(tmp_path):
     d = _good_dir(tmp_path)
     lines = (d / "utt2lang").read_text().splitlines()

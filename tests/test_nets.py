@@ -57,6 +57,35 @@ def test_absolute_positions_break_translation_symmetry():
         dec(torch.zeros(1, 17, dtype=torch.long), t, dec.encode_audio(enc, lens))
 
 
+@pytest.mark.parametrize("block", [1, 3])
+def test_block_causal_attention_reads_no_later_block(block):
+    """With attention_block n, position i's state (readout shifted: the logits of i + 1) depends on the
+    tokens of blocks up to i // n only; n = 1 is the causal mask Whisper's decoder was trained with."""
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16,
+                     max_positions=16, shift_readout=True, attention_block=block).eval()
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    audio = dec.encode_audio(torch.randn(1, 9, 12), torch.tensor([9]))
+    x, t = torch.randint(VOCAB, (1, 12)), torch.rand(1)
+    base = dec(x, t, audio)
+    for j in range(1, 12):
+        y = x.clone()
+        y[0, j] = (x[0, j] + 1) % VOCAB
+        changed = (dec(y, t, audio) - base).abs().amax(-1)[0] > 1e-6
+        # logits of position i are read from state i - 1 (position 0 from its own)
+        readers = torch.tensor([max(i - 1, 0) // block >= j // block for i in range(12)])
+        assert torch.equal(changed, readers), (j, changed, readers)
+    causal = torch.ones(12, 12, dtype=torch.bool).tril()
+    if block == 1:
+        free = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16,
+                          max_positions=16, shift_readout=True)
+        free.load_state_dict(dec.state_dict())
+        torch.testing.assert_close(free.eval()(x, t, audio, self_mask=causal), base)
+    with pytest.raises(ValueError, match="attention_block"):
+        DiTDecoder(VOCAB, 12, hidden_size=32, num_heads=4, attention_block=0)
+
+
 def test_audio_dropout_uses_null_frame_only():
     torch.manual_seed(0)
     dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=1, num_heads=4, time_embed_dim=16).eval()
@@ -211,6 +240,10 @@ def test_model_rejects_text_without_prompt():
         ({"eot_token": "<eos>"}, "model_conf.eot_token '<eos>' is not in the token list"),
         ({"lr": 1.0}, r"unknown model_conf key\(s\) \['lr'\]; valid keys: path, scheduler"),
         ({"prompt_template": ["<|sot|>"]}, "prompt_template token '<|sot|>' is not in the token list"),
+        ({"audio_dropout": -0.5}, r"model_conf.audio_dropout is a probability in \[0, 1\] \(got -0.5\)"),
+        ({"lang_replace_prob": 1.5}, r"model_conf.lang_replace_prob is a probability"),
+        ({"output_length": "twelve"}, r"model_conf.output_length must be an integer > 0 \(got 'twelve'\)"),
+        ({"gumbel_tau": 0}, r"model_conf.gumbel_tau must be > 0"),
     ],
 )
 def test_bad_model_configuration_names_the_key(conf, message):

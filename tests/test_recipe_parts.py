@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from drax.data.features import dump_features
-from drax.data.filtering import filter_set
-from drax.data.kaldi_dir import Utterance, read_kv_dict, write_data_dir
+from drax.data.filtering import filter_set, read_text_file
+from drax.data.kaldi_dir import DataDirError, Utterance, read_kv_dict, write_data_dir
 from drax.data.tokenize import fit_output_length, write_shapes, write_token_text
 from drax.decode.scoring import normalize, score
 from drax.recipe.config import load_recipe
@@ -99,7 +99,7 @@ def test_dump_and_filter_report_every_bad_utterance(messy_data_dir, tmp_path):
     assert "missing audio file" in summary.skipped["s2-missing"]
     assert "over 30 s" in summary.skipped["s1-long"]
     assert summary.fixed == {"resampled": 1, "downmixed": 1}
-    feats = read_kv_dict(str(dump / "feats.scp"))
+    feats = read_kv_dict(str(dump / "dumped.scp"))
     assert set(feats) == {"s1-good", "s1-rate", "s2-notext", "s2-latin1"}
     shape = read_kv_dict(str(dump / "feats_shape"))["s1-rate"]
     assert shape == "100,80"  # 1 s at 8 kHz resampled to 16 kHz: 100 frames of 80 mels
@@ -110,6 +110,66 @@ def test_dump_and_filter_report_every_bad_utterance(messy_data_dir, tmp_path):
     assert "empty transcript" in dropped["s2-notext"] and "not UTF-8" in dropped["s2-latin1"]
     assert set(read_kv_dict(str(dump / "text.raw"))) == {"s1-good", "s1-rate"}
     assert set(read_kv_dict(str(dump / "filtered"))) == set(dropped)
+    assert set(read_kv_dict(str(dump / "feats.scp"))) == {"s1-good", "s1-rate"}
+
+    # filtering again with other settings starts from everything dumped: a stricter run, then the
+    # original one, gives the original result (it used to rewrite its own input and lose utterances)
+    strict = filter_set(messy_data_dir, dump, max_duration=0.5)
+    assert {"s1-good", "s1-rate"} <= set(strict) and "max_duration" in strict["s1-good"]
+    assert filter_set(messy_data_dir, dump) == dropped
+    assert set(read_kv_dict(str(dump / "feats.scp"))) == {"s1-good", "s1-rate"}
+
+
+def test_truncated_and_non_finite_audio_are_skipped_with_reasons(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    whole = open(_wav(audio / "whole.wav", 2.0), "rb").read()
+    (audio / "cut.wav").write_bytes(whole[: len(whole) // 3])  # what an interrupted copy leaves
+    sf.write(audio / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    _wav(audio / "short.wav", 0.01)  # 10 ms: used to kill the whole stage in the log-mel padding
+    utts = [Utterance(f"s1-{name}", "s1", str(audio / f"{name}.wav"), "some words", "en", 1.0)
+            for name in ("cut", "nan", "short", "whole")]
+    write_data_dir(str(tmp_path / "data"), utts)
+    summary = dump_features(tmp_path / "data", tmp_path / "dump", kind="logmel")
+    assert set(summary.skipped) == {"s1-cut", "s1-nan", "s1-short"}
+    assert "truncated audio" in summary.skipped["s1-cut"] and "NaN" in summary.skipped["s1-nan"]
+    assert "shorter than" in summary.skipped["s1-short"]
+    assert set(read_kv_dict(str(tmp_path / "dump" / "dumped.scp"))) == {"s1-whole"}
+    assert not list((tmp_path / "dump").glob(".*tmp"))
+
+
+def test_duplicate_ids_fail_naming_the_file_and_tabs_separate_ids(tmp_path):
+    scp = tmp_path / "wav.scp"
+    scp.write_text("u1 a.wav\nu2 b.wav\nu1 c.wav\n")
+    with pytest.raises(DataDirError, match=r"wav.scp:3: duplicate id 'u1' \(first on line 1\)"):
+        read_kv_dict(str(scp))
+    text = tmp_path / "text"
+    text.write_bytes(b"u1\tone two\nu2 three\n\n")
+    assert read_text_file(text) == ({"u1": "one two", "u2": "three"}, {})
+    text.write_bytes(b"u1 one\nu1 two\n")
+    with pytest.raises(DataDirError, match="text:2: duplicate id 'u1'"):
+        read_text_file(text)
+
+
+def test_unusable_features_are_named_and_bad_decode_options_refused(tmp_path):
+    import kaldiio
+
+    from drax.decode.decode_sets import load_features
+    from drax.decode.speech2text import Speech2Text
+
+    mats = {"a-good": np.ones((5, 4), np.float32), "b-empty": np.zeros((0, 4), np.float32),
+            "c-nan": np.full((5, 4), np.nan, np.float32), "d-wide": np.ones((5, 6), np.float32)}
+    kaldiio.save_ark(str(tmp_path / "f.ark"), mats, scp=str(tmp_path / "f.scp"))
+    scp = read_kv_dict(str(tmp_path / "f.scp"))
+    assert load_features(scp["a-good"], 4).shape == (5, 4)
+    for utt, message in (("b-empty", "empty features"), ("c-nan", "NaN"), ("d-wide", "dimension 6, the model reads 4")):
+        with pytest.raises(ValueError, match=message):
+            load_features(scp[utt], 4)
+    # checked before any model is loaded (the config path does not even exist)
+    for option, message in (({"num_candidates": 0}, "num_candidates must be an integer >= 1"),
+                            ({"nfe": 0}, "nfe must be"), ({"temperature": -1.0}, "temperature must be")):
+        with pytest.raises(ValueError, match=message):
+            Speech2Text(tmp_path / "missing.yaml", **option)
 
 
 def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
@@ -161,6 +221,44 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     conf = load_recipe(None, {"ngpu": "2", "langs": "[en, de]"})
     assert conf.ngpu == 2 and conf.langs == ["en", "de"]
     assert json.dumps(conf.test_sets) == '["test"]'
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"langs": "en"}, "recipe key langs: 'en' is not a list"),
+    ({"test_sets": "test"}, "recipe key test_sets: 'test' is not a list"),
+    ({"max_duration": "abc"}, "recipe key max_duration: 'abc' is not a float"),
+    ({"max_duration": "-5"}, "recipe key max_duration: -5 must be > 0"),
+    ({"nj": "two"}, "recipe key nj: 'two' is not an int"),
+    ({"ngpu": "1.5"}, "recipe key ngpu: 1.5 is not an int"),
+    ({"whisper_baseline": "maybe"}, "recipe key whisper_baseline: 'maybe' is not a bool"),
+    ({"features": "mfcc"}, "recipe key features: unknown choice 'mfcc'; valid: logmel, whisper_states"),
+    ({"corpus": "timit"}, "recipe key corpus: unknown choice 'timit'"),
+    ({"exp_tag": "../../../outside"}, "recipe key exp_tag: '../../../outside' must be a plain name"),
+    ({"test_sets": "[test, ../x]"}, "recipe key test_sets: '../x' must be a plain name"),
+    ({"speed_perturb_factors": "[0.9, -1]"}, "speed_perturb_factors: .* must all be > 0"),
+])
+def test_recipe_values_are_checked_before_any_stage(flags, message):
+    from drax.recipe.config import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(None, flags)
+
+
+def test_stage_range_and_missing_or_misspelt_configs_fail_before_stage_one(tmp_path):
+    from drax.recipe.config import RecipeError
+    from drax.recipe.stages import run_stages
+
+    (tmp_path / "train.yaml").write_text("model: drax\n")
+    (tmp_path / "decode.yaml").write_text("nfe: 8\ntemprature: 0.5\n")
+    conf = load_recipe(None, {"train_config": "train.yaml", "decode_config": "decode.yaml"})
+    with pytest.raises(RecipeError, match="--stage 99 .* stages run from 1 to 13"):
+        run_stages(conf, 99, root=tmp_path)
+    with pytest.raises(RecipeError, match=r"decode.yaml: unknown decode config key\(s\) \['temprature'\]"):
+        run_stages(conf, 1, root=tmp_path)
+    conf = load_recipe(None, {"train_config": "nope.yaml", "decode_config": "decode.yaml"})
+    with pytest.raises(RecipeError, match="recipe key train_config: .*nope.yaml does not exist"):
+        run_stages(conf, 1, root=tmp_path)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()  # nothing ran
 
 
 def test_decoded_text_keeps_one_line_per_hypothesis(tmp_path):

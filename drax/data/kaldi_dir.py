@@ -88,9 +88,13 @@ def format_kv(items: Iterable[tuple[str, str]]) -> str:
 def read_kv(path: str) -> list[tuple[int, str, str]]:
     """``(line_number, key, value)`` for every line of a "key value" file (value may be '')."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+            except UnicodeDecodeError as e:
+                raise DataDirError(f"{path}:{n}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the file, "
+                                   "e.g. iconv -f latin1 -t utf-8") from None
             key, _, value = line.partition(" ")
             if "\t" in key:
                 key, _, rest = line.partition("\t")
@@ -100,8 +104,17 @@ def read_kv(path: str) -> list[tuple[int, str, str]]:
 
 
 def read_kv_dict(path: str) -> dict[str, str]:
-    """A "key value" file as a dict (no validation; see :func:`validate_data_dir`)."""
-    return {k: v for _, k, v in read_kv(path)}
+    """A "key value" file as a dict; a key on two lines is an error naming both (one utterance
+    would otherwise silently take another's value). Otherwise no validation: see
+    :func:`validate_data_dir`."""
+    out: dict[str, str] = {}
+    first: dict[str, int] = {}
+    for n, k, v in read_kv(path):
+        if k in out:
+            raise DataDirError(f"{path}:{n}: duplicate id {k!r} (first on line {first[k]}); "
+                               "every id must appear once: rename or remove one of them")
+        out[k], first[k] = v, n
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +241,9 @@ def validate_data_dir(path: str, check_audio: bool = True, audio_root: str | Non
         for n, k, v in rows:
             if not k:
                 raise DataDirError(f"{where}:{n}: empty line or line starting with whitespace")
+            if "/" in k or "\\" in k or k.startswith("."):
+                raise DataDirError(f"{where}:{n}: id {k!r} is not a safe file name (ids name files of later "
+                                   "stages): no '/' or '\\', no leading '.'")
             if v == "":
                 what = "empty text" if name == "text" else "missing value"
                 raise DataDirError(f"{where}:{n}: {what} for id {k!r}")

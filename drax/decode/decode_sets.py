@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import kaldiio
+import numpy as np
 from tqdm import tqdm
 
 from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
@@ -40,6 +41,39 @@ def _write_outputs(out_dir: Path, hyps: dict, missing: dict, timing: dict) -> No
     atomic_write_text(str(out_dir / "timing.json"), json.dumps(timing, indent=1) + "\n")
 
 
+def load_features(entry: str, dim: int | None) -> np.ndarray:
+    """The feature matrix (T, D) of a feats.scp entry; ValueError naming what is wrong with it."""
+    try:
+        mat = kaldiio.load_mat(entry)
+    except Exception as e:  # noqa: BLE001  (kaldiio raises several types for a damaged ark)
+        raise ValueError(f"unreadable features: {e}") from None
+    if mat.ndim != 2 or mat.shape[0] == 0:
+        raise ValueError(f"empty features (shape {mat.shape})")
+    if dim is not None and mat.shape[1] != dim:
+        raise ValueError(f"features of dimension {mat.shape[1]}, the model reads {dim}: dumped with other "
+                         "`features`/`whisper` settings than the model was trained on (re-run stage 3)")
+    if not np.isfinite(mat).all():
+        raise ValueError("NaN or infinite features")
+    return mat
+
+
+def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: dict, desc: str):
+    """(utts, feature matrices, languages) of dump/<set>, shortest first, `batch_size` at a time;
+    an utterance whose features cannot be used goes to `missing` with the reason, the rest go on."""
+    feats, utt2lang, shapes = _set_info(set_dir)
+    order = sorted(feats, key=lambda u: (shapes[u], u))
+    for i in tqdm(range(0, len(order), batch_size), desc=f"{desc} {set_dir.name}", unit="batch"):
+        batch, arrays = [], []
+        for utt in order[i: i + batch_size]:
+            try:
+                arrays.append(load_features(feats[utt], dim))
+                batch.append(utt)
+            except ValueError as e:
+                missing[utt] = str(e)
+        if batch:
+            yield batch, arrays, [utt2lang[u] for u in batch]
+
+
 def decode_conf(conf: dict) -> dict:
     """The decode config with defaults filled in; unknown keys are an error naming them."""
     unknown = set(conf) - set(DECODE_DEFAULTS)
@@ -63,20 +97,10 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
                       scoring=conf["scoring"], rescorer=conf["rescorer"] or whisper_dir,
                       use_pmid=conf["use_pmid"], output_length=conf["output_length"], seed=conf["seed"],
                       units_dir=units_dir, jump_order=conf["jump_order"], sampling_exponent=conf["sampling_exponent"])
-    feats, langs, shapes = _set_info(set_dir)
-    order = sorted(feats, key=lambda u: (shapes[u], u))
     hyps, missing, candidates = {}, {}, []
     start = time.perf_counter()
-    for i in tqdm(range(0, len(order), conf["batch_size"]), desc=f"drax {set_dir.name}", unit="batch"):
-        batch = order[i: i + conf["batch_size"]]
-        arrays = []
-        for utt in batch:
-            try:
-                arrays.append(kaldiio.load_mat(feats[utt]))
-            except Exception as e:  # a damaged ark entry must not stop the others
-                missing[utt] = f"unreadable features: {e}"
-        batch = [u for u in batch if u not in missing]
-        for utt, decoded in zip(batch, s2t.batch(arrays, [langs[u] for u in batch])):
+    for batch, arrays, langs in feature_batches(set_dir, conf["batch_size"], getattr(s2t.args, "input_size", None), missing, "drax"):
+        for utt, decoded in zip(batch, s2t.batch(arrays, langs)):
             hyps[utt] = decoded.best.text
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
@@ -105,20 +129,11 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
     conf = {k: v for k, v in decode_conf(conf).items() if k in AR_DECODE_KEYS}
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir,
                         max_length=conf["output_length"])
-    feats, langs, shapes = _set_info(set_dir)
-    order = sorted(feats, key=lambda u: (shapes[u], u))
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for i in tqdm(range(0, len(order), conf["batch_size"]), desc=f"drax_ar {set_dir.name}", unit="batch"):
-        batch, arrays = [], []
-        for utt in order[i: i + conf["batch_size"]]:
-            try:
-                arrays.append(kaldiio.load_mat(feats[utt]))
-                batch.append(utt)
-            except Exception as e:  # a damaged ark entry must not stop the others
-                missing[utt] = f"unreadable features: {e}"
-        if batch:
-            hyps.update(zip(batch, s2t.batch(arrays, [langs[u] for u in batch])))
+    for batch, arrays, langs in feature_batches(set_dir, conf["batch_size"], getattr(s2t.args, "input_size", None), missing,
+                                                "drax_ar"):
+        hyps.update(zip(batch, s2t.batch(arrays, langs)))
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
               "system": "AR yardstick", "method": "greedy (KV cache)", **conf,
               "output_length": conf["output_length"] or s2t.model.max_length}
@@ -142,16 +157,12 @@ def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path
     if conf["method"] not in ESPnetBaseline.METHODS:
         raise ValueError(f"decode config method: unknown '{conf['method']}'; valid: {', '.join(ESPnetBaseline.METHODS)}")
     model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir)
-    feats, langs, shapes = _set_info(set_dir)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for utt in tqdm(sorted(feats, key=lambda u: (shapes[u], u)), desc=f"{conf['method']} {set_dir.name}", unit="utt"):
-        try:
-            enc = model.encode(kaldiio.load_mat(feats[utt]))
-        except Exception as e:  # a damaged ark entry must not stop the others
-            missing[utt] = f"unreadable features: {e}"
-            continue
-        hyps[utt] = model.text(model.decode(enc, langs[utt], conf["method"], conf["max_new_tokens"], conf["beam_size"]))
+    for batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing, conf["method"]):
+        enc = model.encode(arrays[0])
+        hyps[batch[0]] = model.text(model.decode(enc, langs[0], conf["method"], conf["max_new_tokens"],
+                                                 conf["beam_size"]))
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps

@@ -98,9 +98,18 @@ class Speech2Text:
 
         if scoring not in SCORINGS:
             raise ValueError(f"unknown scoring '{scoring}'; valid: {', '.join(SCORINGS)}")
+        for key, value, low in (("nfe", nfe, 1), ("num_candidates", num_candidates, 1)):
+            if not (isinstance(value, int) and value >= low):
+                raise ValueError(f"decode option {key} must be an integer >= {low} (got {value!r})")
+        if not (isinstance(temperature, (int, float)) and temperature >= 0):
+            raise ValueError(f"decode option temperature must be a number >= 0 (got {temperature!r})")
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if not isinstance(self.model, DraxASRModel):
             raise ValueError(f"{asr_train_config} is not a Drax model (model: {self.args.model})")
+        shortest = self.model.prompt_length + 1
+        if output_length is not None and not (isinstance(output_length, int) and output_length >= shortest):
+            raise ValueError(f"decode option output_length must be null or an integer >= {shortest} (the prompt "
+                             f"and one token; got {output_length!r})")
         self.device = device
         self.nfe, self.temperature, self.output_length = nfe, temperature, output_length
         self.num_candidates, self.scoring, self.use_pmid = num_candidates, scoring, use_pmid

@@ -17,6 +17,12 @@ et al. 2019, Chang et al. 2022): after step k, round(kappa_1(t_{k+1}) x free pos
 decided, the new ones being the undecided positions whose x1_hat has the highest probability; a
 decided position keeps its token until the last step, which takes x1_hat everywhere as above. Same
 NFE, same scheduler, no p_mid term.
+
+`order="jacobi"` lets every free position jump to x1_hat at every step, the posterior evaluated at
+t = 1 (the denoiser read as "this state is clean"): Jacobi iteration of the whole canvas, no p_mid
+term. With a causal denoiser (`decoder_conf.attention_block: 1`) the prediction of position j depends
+on the positions before it only, so after k steps the first k free positions hold exactly what
+greedy left-to-right decoding at t = 1 would, and the rest what the model predicts from that prefix.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from drax.flow.gumbel import gumbel_max
 
 # posterior(x_t, t) -> logits of p_{1|t}(. | x_t), shape (B, L, V); t has shape (B,)
 Posterior = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ORDERS = ("random", "confidence")
+ORDERS = ("random", "confidence", "jacobi")
 
 
 @dataclass
@@ -64,7 +70,7 @@ class EulerSampler:
 
         pinned: (B, L) bool, positions copied from x_init at every step.
         pmid_probs: (B, L, V) probabilities of p_mid; used only if the scheduler has a middle component.
-        order: "random" (independent jumps, the paper's) or "confidence" (see the module docstring).
+        order: "random" (independent jumps, the paper's), "confidence" or "jacobi" (see the module docstring).
         """
         if int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer (got {nfe})")
@@ -72,9 +78,9 @@ class EulerSampler:
             raise ValueError(f"unknown jump order '{order}'; valid: {', '.join(ORDERS)}")
         nfe = int(nfe)
         use_mid = pmid_probs is not None and self.scheduler.has_mid
+        if order != "random" and use_mid:
+            raise ValueError(f"the {order} order has no p_mid term; use it without use_pmid")
         if order == "confidence":
-            if use_mid:
-                raise ValueError("the confidence order has no p_mid term; use it without use_pmid")
             decided = pinned.clone() if pinned is not None else torch.zeros_like(x_init, dtype=torch.bool)
             free = (~decided).sum(1)
         x = x_init.clone()
@@ -83,13 +89,13 @@ class EulerSampler:
         h = 1.0 / nfe
         for k in range(nfe):
             t = k * h  # integer step index: exactly nfe steps for every nfe
-            logits = posterior(x, torch.full((batch,), t, device=x.device))
+            logits = posterior(x, torch.full((batch,), 1.0 if order == "jacobi" else t, device=x.device))
             x1_hat = gumbel_max(logits, temperature, generator)
             if return_trajectory:
                 out.trajectory.append(x.clone())
                 out.x1_hats.append(x1_hat.clone())
                 out.times.append(t)
-            if k == nfe - 1:
+            if k == nfe - 1 or order == "jacobi":
                 new = x1_hat
             elif order == "confidence":
                 confidence = logits.log_softmax(-1).gather(-1, x1_hat[..., None]).squeeze(-1)

@@ -102,6 +102,7 @@ class DiTDecoder(AbsDecoder):
         rotary: bool = True,
         shift_readout: bool = False,
         init_from_whisper: str | None = None,
+        attention_block: int | None = None,
     ):
         """audio_pool: average this many encoder frames into one before cross-attention (1 = paper;
         2 halves the cost of the audio side, which dominates a small decoder's step on a CPU).
@@ -117,8 +118,15 @@ class DiTDecoder(AbsDecoder):
         init_from_whisper: a Whisper model (dir or hub id) whose decoder initialises this one
         (drax/nets/whisper_init.py); the model applies it, as it needs the token list. In a recipe's
         train config, `recipe` stands for the recipe's Whisper (stage 7 passes its directory).
+        attention_block: null: bidirectional self-attention (paper). n: block-causal, position i reads
+        the positions of its own block of n and of the blocks before it (block = i // n; 1 = causal,
+        as Whisper's pretrained decoder reads). The denoiser then keeps the left-to-right structure
+        a Whisper-initialised decoder starts with; training, sampling and scoring all see the mask.
         """
         super().__init__()
+        if attention_block is not None and not (int(attention_block) == attention_block and attention_block >= 1):
+            raise ValueError(f"decoder_conf.attention_block must be null or an integer >= 1 (got {attention_block})")
+        self.attention_block = None if attention_block is None else int(attention_block)
         self.vocab_size = vocab_size
         self.audio_pool = audio_pool
         self.hidden_size = hidden_size
@@ -177,7 +185,9 @@ class DiTDecoder(AbsDecoder):
         loss gradient into p_mid.
         self_mask (B or 1, 1, L, L) bool: which positions each position's self-attention may read
         (default: all of them); e.g. causal, or the annealed mask of `model_conf.attention_anneal_steps`.
+        With `attention_block` the block-causal mask is applied on top (both must allow a key).
         """
+        self_mask = self.combine_masks(self_mask, tokens.shape[1], tokens.device)
         x = self.embed(tokens)
         if self.positions is not None:
             if tokens.shape[1] > self.positions.num_embeddings:
@@ -196,6 +206,19 @@ class DiTDecoder(AbsDecoder):
             x = torch.cat([x[:, :1], x[:, :-1]], dim=1)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale))
+
+    def block_mask(self, length: int, device) -> torch.Tensor | None:
+        """The (1, 1, L, L) block-causal mask of `attention_block` (True: may read), or None."""
+        if self.attention_block is None:
+            return None
+        block = torch.arange(length, device=device) // self.attention_block
+        return (block[None, :] <= block[:, None])[None, None]
+
+    def combine_masks(self, self_mask: torch.Tensor | None, length: int, device) -> torch.Tensor | None:
+        block = self.block_mask(length, device)
+        if block is None or self_mask is None:
+            return self_mask if block is None else block
+        return self_mask & block
 
     def step(
         self,

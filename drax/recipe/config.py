@@ -7,10 +7,15 @@ sets one entry of a mapping and keeps the others.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe config value that cannot work; the message names the key, the value and what is valid."""
 
 
 @dataclass
@@ -52,6 +57,7 @@ class RecipeConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def _coerce(key: str, value):
@@ -79,4 +85,43 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown recipe key(s) {unknown} (in {path} or flags); valid keys: {', '.join(FIELDS)}")
-    return RecipeConfig(**{k: _coerce(k, v) for k, v in raw.items()})
+    config = RecipeConfig(**{k: _coerce(k, v) for k, v in raw.items()})
+    check_recipe(config)
+    return config
+
+
+_TYPES = {"str": (str,), "dict": (dict,), "list": (list,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_ARTICLE = {"int": "an"}
+_RANGES = {"max_duration": (0.0, "> 0"), "max_output_length": (1, ">= 2"), "nj": (0, ">= 1"), "ngpu": (-1, ">= 0")}
+
+
+def check_recipe(config: RecipeConfig) -> None:
+    """Types, ranges and choices of every key, before any stage does work; a RecipeError names the key,
+    its value and what is valid."""
+    from drax.data.corpora import CORPORA
+    from drax.data.features import FEATURE_KINDS
+    from drax.text.units import UNIT_KINDS
+
+    for name, f in FIELDS.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) and f.type != "bool" or not isinstance(value, _TYPES[f.type]):
+            raise RecipeError(f"recipe key {name}: {value!r} is not {_ARTICLE.get(f.type, 'a')} {f.type}")
+        if f.type == "list" and not all(isinstance(v, (int, float) if name == "speed_perturb_factors" else str)
+                                        and not isinstance(v, bool) for v in value):
+            raise RecipeError(f"recipe key {name}: {value!r} must be a list of "
+                             f"{'numbers' if name == 'speed_perturb_factors' else 'names'}")
+        if name in _RANGES and not value > _RANGES[name][0]:
+            raise RecipeError(f"recipe key {name}: {value!r} must be {_RANGES[name][1]}")
+    for name, value, choices in (("corpus", config.corpus, CORPORA), ("features", config.features, FEATURE_KINDS),
+                                 ("units", config.units, UNIT_KINDS)):
+        if value not in choices:
+            raise RecipeError(f"recipe key {name}: unknown choice {value!r}; valid: {', '.join(choices)}")
+    if not config.langs or not config.test_sets:
+        raise RecipeError("recipe keys langs and test_sets need at least one entry each")
+    if any(v <= 0 for v in config.speed_perturb_factors):
+        raise RecipeError(f"recipe key speed_perturb_factors: {config.speed_perturb_factors} must all be > 0")
+    names = [("train_set", config.train_set), ("dev_set", config.dev_set), ("exp_tag", config.exp_tag)]
+    for name, value in names + [("test_sets", v) for v in config.test_sets]:
+        if value and (not _SAFE_NAME.match(value) or value in (".", "..")):
+            raise RecipeError(f"recipe key {name}: {value!r} must be a plain name (letters, digits, . _ -): "
+                             "it names a directory inside the recipe")

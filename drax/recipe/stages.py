@@ -19,10 +19,15 @@ again with the same inputs it is skipped, so any stage can be re-run and an inte
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from drax.data.kaldi_dir import atomic_write_text
-from drax.recipe.config import RecipeConfig
+from drax.recipe.config import RecipeConfig, RecipeError
 
 logger = logging.getLogger("drax.recipe")
 
@@ -281,17 +286,58 @@ def stage_key(r: Recipe, number: int, name: str) -> str:
     return f"{number}_{name}" if number < FIRST_EXPERIMENT_STAGE else f"{number}_{name}.{r.c.tag}"
 
 
+def _die_with_parent() -> None:
+    """In a child before exec (Linux): get SIGTERM when the process that started it dies, so a killed
+    recipe leaves no trainer behind to race its re-run in the same directory."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: nothing to ask for
+        pass
+
+
 def run_logged(args: list[str], log: Path) -> None:
-    """Run a command, teeing its output to `log`; fail with the log's location."""
+    """Run a command, teeing its output to `log`; fail with the log's location. The command dies with
+    the recipe (see _die_with_parent)."""
     logger.info("running: %s (log: %s)", " ".join(args), log)
     with open(log, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: tail -f works
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_die_with_parent)
         for line in proc.stdout:
             f.write(line)
             if " INFO " not in line or "epoch results" in line:
                 sys.stderr.write(line)
         if proc.wait():
             raise RuntimeError(f"command failed with exit code {proc.returncode}; see {log}")
+
+
+def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> None:
+    """Every config file the stages to run read exists and parses to a mapping, and a decode config's
+    keys are known: a typo fails now, not after the stages before it ran for an hour."""
+    from drax.decode.decode_sets import BASELINE_DECODE_DEFAULTS, decode_conf
+
+    needed = {"train_config": 7, "decode_config": 8, "tables_config": 11, "study_config": 12, "compare_config": 13}
+    for key, number in needed.items():
+        if not stage <= number <= stop_stage:
+            continue
+        path = root / getattr(config, key)
+        if not path.is_file():
+            raise RecipeError(f"recipe key {key}: {path} does not exist (stage {number} reads it)")
+        conf = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(conf, dict):
+            raise RecipeError(f"recipe key {key}: {path} is not a YAML mapping of options")
+        if key == "decode_config":
+            train_path = root / config.train_config
+            train = (yaml.safe_load(train_path.read_text(encoding="utf-8")) or {}) if train_path.is_file() else {}
+            if train.get("model") == "espnet":
+                unknown = set(conf) - set(BASELINE_DECODE_DEFAULTS)
+                if unknown:
+                    raise RecipeError(f"{path}: unknown decode key(s) {sorted(unknown)} for a `model: espnet` "
+                                     f"baseline; valid keys: {', '.join(BASELINE_DECODE_DEFAULTS)}")
+            else:
+                try:
+                    decode_conf(conf)
+                except ValueError as e:
+                    raise RecipeError(f"{path}: {e}") from None
 
 
 def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = None, root: Path = Path(".")) -> dict:
@@ -301,6 +347,81 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
     exp/stage_times.json keeps the last time of every stage."""
     if stop_stage is None:
         stop_stage = max(stage, LAST_DEFAULT_STAGE)
+    last = STAGES[-1][0]
+    if not 1 <= stage <= stop_stage <= last:
+        raise RecipeError(f"--stage {stage} --stop_stage {stop_stage}: stages run from 1 to {last}, "
+                         "and --stage must not come after --stop_stage")
+    check_stage_configs(config, stage, stop_stage, root)
+    with recipe_lock(config, stage, stop_stage, root):
+        return _run_stages(config, stage, stop_stage, root)
+
+
+_held_locks: set[Path] = set()  # lock files this process holds (a study runs stage 7 inside stage 12)
+
+
+def _live_pids(pids: list[str]) -> list[str]:
+    live = []
+    for pid in dict.fromkeys(pids):
+        if pid == str(os.getpid()):  # a shared hold of ours that ended: not what blocks us
+            continue
+        try:
+            os.kill(int(pid), 0)
+            live.append(pid)
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:  # alive, another user's
+            live.append(pid)
+    return live
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, shared: bool, what: str):
+    """flock on `path` (shared or exclusive, never waiting), naming its holder's pid in the file.
+    Re-entrant within a process; released when the process ends, however it ends."""
+    path = Path(path).resolve()
+    if path in _held_locks:  # the outermost holder keeps it until it ends
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holders = ", ".join(_live_pids(os.pread(fd, 4096, 0).decode(errors="replace").split())) or "unknown"
+        os.close(fd)
+        raise RecipeError(f"another run (pid {holders}) is using {what}; wait for it to finish or stop it "
+                          "(two runs writing the same files overwrite each other's)") from None
+    if not shared:  # the only holder; shared holders add themselves
+        os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_END)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks.add(path)
+    try:
+        yield
+    finally:
+        _held_locks.discard(path)
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
+    """What a run of stages stage..stop_stage may share with another run in the same recipe directory:
+    data stages (1-6) need the directory to themselves; experiment stages only need the data to stay
+    as it is (a shared lock) and their own experiment (or study) to themselves, so two experiments
+    can train side by side."""
+    exp = Path(root) / "exp"
+    data = stage < FIRST_EXPERIMENT_STAGE
+    names = set()
+    for number in range(max(stage, FIRST_EXPERIMENT_STAGE), stop_stage + 1):
+        names.add(f"study.{Path(config.study_config).stem}" if number == 12 else config.tag)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(file_lock(exp / ".lock", shared=not data, what=str(Path(root).resolve())))
+        for name in sorted(names):
+            stack.enter_context(file_lock(exp / f".lock.{name}", shared=False, what=f"experiment {name}"))
+        yield
+
+
+def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> dict:
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
     times_file = r.exp / "stage_times.json"

@@ -4,8 +4,9 @@ budget, dev error against training CPU-seconds, one curve per variant.
     ./run.sh --stage 12                                          # conf/path_study.yaml (paper Sec. 5.4, Fig. 3)
     ./run.sh --stage 12 --study_config conf/efficiency_study.yaml  # learning efficiency
 
-A variant is the recipe's train config (or the variant's own `config`, e.g. conf/train_drax_ar.yaml
-for the autoregressive yardstick, decoded greedily) with `train` overrides: a top-level key is replaced, except
+A variant is the study's `base_config` (default: the recipe's train config) or the variant's own
+`config` (e.g. conf/train_drax_ar.yaml for the autoregressive yardstick, decoded greedily) with
+`train` overrides: a top-level key is replaced, except
 that a mapping (`model_conf`, `decoder_conf`, `optim_conf`, ...) is updated key by key, one level
 deep (so `model_conf: {path: uniform, scheduler_conf: {exponent: 2.0}}` keeps the other model_conf
 keys and replaces scheduler_conf as a whole). Every variant then gets the study's budget
@@ -36,7 +37,8 @@ logger = logging.getLogger("drax.recipe")
 
 STUDY_DEFAULTS = {
     "title": "Training study",
-    "variants": {},              # name -> {label: str, config: train config (default: the recipe's), train: {overrides}}
+    "base_config": None,         # train config the variants start from (default: the recipe's train_config)
+    "variants": {},              # name -> {label: str, config: train config (default: base_config), train: {overrides}}
     "decodes": {},               # name -> {label: str, decode: {sampler options}}: each variant's last checkpoint
     "max_epoch": 6,              # budget: max_epoch x num_iters_per_epoch steps for every variant
     "num_iters_per_epoch": 50,   # one dev evaluation per epoch
@@ -102,12 +104,12 @@ def dev_subset(set_dir: Path, utts_per_lang: int, seed: int) -> list[str]:
 
 def epoch_stats(asr_dir: Path) -> dict[int, dict]:
     """epoch -> {valid_loss_dfm, train_seconds} from the trainer's reporter in checkpoint.pth."""
-    import torch
+    from drax.asr.checkpoint import reporter_stats
 
     path = asr_dir / "checkpoint.pth"
     if not path.exists():
         return {}
-    stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
+    stats = reporter_stats(path)
     out = {}
     for epoch, s in stats.items():
         valid = s.get("valid", {}).get("loss_dfm")  # Drax's CE; the AR yardstick reports only `loss`
@@ -159,7 +161,9 @@ class Study:
         self.conf = study_conf(conf)
         self.name = name
         self.out_dir = recipe.exp / name
-        self.base = yaml.safe_load(Path(recipe.c.train_config).read_text(encoding="utf-8")) or {}
+        base_config = self.conf["base_config"]
+        base = recipe.root / base_config if base_config else Path(recipe.c.train_config)
+        self.base = yaml.safe_load(base.read_text(encoding="utf-8")) or {}
 
     def label(self, variant: str) -> str:
         return (self.conf["variants"][variant] or {}).get("label", variant)

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +100,11 @@ def probe_audio(path: str) -> tuple[float | None, str | None]:
     if info.frames == 0:
         return None, f"empty audio {path}"
     return info.frames / info.samplerate, None
+
+
+def untranscribed(audio: Iterable[Path], listed: set[str], transcripts: str) -> dict[str, str]:
+    """{id: reason} for audio files whose id (file stem) no transcript line names: skipped, not dropped."""
+    return {p.stem: f"audio without a transcript line ({transcripts})" for p in audio if p.stem not in listed}
 
 
 def write_set(out_dir: Path, utts: list[Utterance], skipped: dict[str, str], langs: list[str],

@@ -5,7 +5,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from drax.data.corpora.common import SPLITS, Native, numbered, read_transcripts, save_audio, synthetic_corpus, write_set
+from drax.data.corpora.common import (SPLITS, Native, numbered, read_transcripts, save_audio, synthetic_corpus,
+                                     untranscribed, write_set)
 from drax.data.kaldi_dir import Utterance, atomic_write_text
 
 LIBRISPEECH = Native("librispeech", "LIBRISPEECH", """\
@@ -33,6 +34,8 @@ def prepare_librispeech(data_root: Path, langs: list[str], jobs: int = 2, root: 
             # (scoring ignores case)
             utts += [Utterance(utt, spk, str(trans.parent / f"{utt}.flac"), text.lower(), "en")
                      for utt, text in texts.items()]
+        listed = {u.utt_id for u in utts} | set(skipped)
+        skipped.update(untranscribed((base / part).glob("*/*/*.flac"), listed, "<spk>-<chapter>.trans.txt"))
         sets.append(write_set(data_root / part.replace("-", "_"), utts, skipped, langs, jobs))
     return sets
 

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from drax.data.corpora.common import (SPLITS, CorpusError, Native, numbered, read_lines, read_transcripts, save_audio,
-                                      synthetic_corpus, write_set)
+                                     synthetic_corpus, untranscribed, write_set)
 from drax.data.kaldi_dir import Utterance, atomic_write_text
 
 MLS = Native("mls", "MLS", """\
@@ -36,6 +36,8 @@ def prepare_mls(data_root: Path, langs: list[str], jobs: int = 2, root: str = ""
             audio_ext = ".opus" if folder.name.endswith("_opus") else ".flac"
             texts, problems = read_transcripts(MLS.require(folder / split / "transcripts.txt"), _ID, sep="\t")
             skipped.update(problems)
+            skipped.update(untranscribed((folder / split / "audio").glob(f"*/*/*{audio_ext}"),
+                                         set(texts) | set(problems), f"{folder.name}/{split}/transcripts.txt"))
             if split == "train" and train_subset:
                 texts = _subset(texts, folder / "train" / "limited_supervision", train_subset, skipped)
             for utt, text in texts.items():

@@ -1,0 +1,76 @@
+"""ESPnet trainer checkpoints: saved atomically, read without unpickling arbitrary code, set aside when damaged.
+
+ESPnet's trainer writes output_dir/checkpoint.pth (model, optimizer, scheduler and reporter state)
+and <n>epoch.pth (model) with torch.save. `atomic_torch_save` makes each save a temporary file
+renamed into place; `load_trainer_checkpoint` reads one with `weights_only=True`, allowing just the
+few plain types the reporter stores.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+# what ESPnet's Reporter state holds besides tensors and builtins: numpy scalars and epoch times
+_REPORTER_TYPES = [np._core.multiarray.scalar, np.dtype, type(np.dtype("float64")), type(np.dtype("float32")),
+                   type(np.dtype("int64")), datetime.timedelta]
+# registered once for the process: the safe_globals context manager is not thread-safe (a study
+# reads checkpoints from several threads)
+torch.serialization.add_safe_globals(_REPORTER_TYPES)
+_plain_save = getattr(torch.save, "plain_save", torch.save)
+
+
+def atomic_torch_save(obj, f, *args, **kwargs):
+    """torch.save; to a path: through a temporary file in the same directory, then renamed."""
+    if not isinstance(f, (str, os.PathLike)):
+        return _plain_save(obj, f, *args, **kwargs)
+    path = Path(f)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        _plain_save(obj, tmp, *args, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+atomic_torch_save.plain_save = _plain_save
+
+
+def load_trainer_checkpoint(path: str | Path) -> dict:
+    """A checkpoint.pth as a dict, loaded with weights_only=True (no arbitrary code)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def reporter_stats(path: str | Path) -> dict:
+    """{epoch: {"train": {...}, "valid": {...}}} of a checkpoint.pth."""
+    return load_trainer_checkpoint(path)["reporter"]["stats"]
+
+
+def set_aside_damaged_checkpoint(output_dir: Path) -> Path | None:
+    """Move an unreadable output_dir/checkpoint.pth to checkpoint.pth.damaged; returns its new path."""
+    checkpoint = Path(output_dir) / "checkpoint.pth"
+    if not checkpoint.exists():
+        return None
+    try:  # torch.save writes a zip archive: check its structure and every member's CRC, unpickle nothing
+        with zipfile.ZipFile(checkpoint) as archive:
+            bad = archive.testzip()
+        if bad is None:
+            return None
+        problem = f"member {bad} fails its CRC"
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    aside = checkpoint.with_name("checkpoint.pth.damaged")
+    os.replace(checkpoint, aside)
+    logger.warning("%s cannot be read (%s); moved to %s, training starts again from epoch 1",
+                   checkpoint, problem, aside)
+    return aside

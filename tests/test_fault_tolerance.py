@@ -1,0 +1,137 @@
+"""Faults a long run meets: a kill while the trainer saves, a damaged checkpoint, a killed recipe engine."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+import yaml
+
+from drax.bin.tiny_train import config, make_data, train_args
+from drax.asr.checkpoint import atomic_torch_save, reporter_stats, set_aside_damaged_checkpoint
+from drax.bin.train import main as train_main
+
+
+class _Boom:
+    def __reduce__(self):
+        raise KeyboardInterrupt("interrupted mid-save")
+
+
+def test_interrupted_save_keeps_the_previous_file_whole(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    atomic_torch_save({"epoch": 1, "w": torch.arange(4.0)}, path)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"epoch": 2, "w": torch.zeros(1000), "late": _Boom()}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]  # no temp file left
+
+
+def test_sigkill_during_saves_never_leaves_an_unreadable_checkpoint(tmp_path):
+    """A process that saves a 32 MB checkpoint in a loop is killed at some moment: whatever it was
+    doing, checkpoint.pth loads (ESPnet's plain torch.save left a truncated file here)."""
+    path = tmp_path / "checkpoint.pth"
+    script = textwrap.dedent(f"""
+        import torch
+        from drax.asr.checkpoint import atomic_torch_save
+        state = {{"w": torch.randn(8_000_000)}}
+        for epoch in range(10_000):
+            state["epoch"] = epoch
+            atomic_torch_save(state, {str(path)!r})
+            print(epoch, flush=True)
+    """)
+    for delay in (0.05, 0.17, 0.31):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # one save finished
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert torch.load(path, weights_only=True)["w"].numel() == 8_000_000
+
+
+def test_damaged_checkpoint_is_set_aside_and_training_starts_again(tmp_path, caplog):
+    make_data(tmp_path, n_utts=4)
+    conf = config(max_epoch=1)
+    conf["num_iters_per_epoch"] = 5
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
+    args = train_args(tmp_path, tmp_path / "train.yaml")
+    train_main(args)
+    checkpoint = tmp_path / "asr" / "checkpoint.pth"
+    assert set_aside_damaged_checkpoint(tmp_path / "asr") is None  # a good one stays
+    checkpoint.write_bytes(b"")  # what a kill during ESPnet's own save left behind
+    conf["max_epoch"] = 2
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
+    train_main(args)  # used to raise EOFError on every re-run
+    assert (tmp_path / "asr" / "checkpoint.pth.damaged").read_bytes() == b""
+    assert "cannot be read" in caplog.text and "checkpoint.pth.damaged" in caplog.text
+    stats = reporter_stats(checkpoint)
+    assert sorted(stats) == [1, 2]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_killing_the_recipe_engine_takes_its_trainer_along(tmp_path):
+    """stage 7 runs the trainer through run_logged; SIGKILL on the recipe must not orphan it."""
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    engine = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from drax.recipe.stages import run_logged
+        run_logged([sys.executable, "-c", {child!r}], Path({str(tmp_path / "train.log")!r}))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", engine])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    trainer = int(pid_file.read_text())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(100):
+        if not _alive(trainer):
+            return
+        time.sleep(0.05)
+    os.kill(trainer, signal.SIGKILL)
+    pytest.fail("the trainer outlived the recipe engine that started it")
+
+
+def test_runs_in_one_recipe_directory_lock_what_they_write(tmp_path):
+    """Data stages need the recipe directory to themselves; two different experiments may train side
+    by side, the same experiment twice may not; the refusal names the holder; re-entrant in-process."""
+    from drax.recipe.config import RecipeError, load_recipe
+    from drax.recipe.stages import recipe_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from drax.recipe.config import load_recipe
+        from drax.recipe.stages import recipe_lock
+        with recipe_lock(load_recipe(None, {{"train_config": "conf/a.yaml"}}), 7, 10, Path({str(tmp_path)!r})):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    a, b = (load_recipe(None, {"train_config": f"conf/{n}.yaml"}) for n in "ab")
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with recipe_lock(b, 7, 10, tmp_path):  # another experiment: fine
+            pass
+        for conf, stage, what in ((a, 7, "experiment a"), (b, 1, str(tmp_path.resolve()))):
+            with pytest.raises(RecipeError, match=f"another run \\(pid {holder.pid}\\) is using {what}"):
+                with recipe_lock(conf, stage, 10, tmp_path):
+                    pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with recipe_lock(a, 1, 12, tmp_path):  # free again once the holder is gone, however it ended
+        with recipe_lock(a, 7, 7, tmp_path):  # and re-entrant within a process (stage 12 runs stage 7)
+            pass
