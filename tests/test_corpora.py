@@ -74,6 +74,17 @@ def test_librispeech(tmp_path, monkeypatch):
     assert skipped(tmp_path / "data" / "dev_clean") == {}
 
 
+def test_non_utf8_transcript_names_the_file_and_line(tmp_path, monkeypatch):
+    root = tmp_path / "LibriSpeech"
+    chapter = root / "dev-clean" / "84" / "121"
+    tone(chapter / "84-121-0000.flac")
+    tone(chapter / "84-121-0001.flac")
+    (chapter / "84-121.trans.txt").write_bytes("84-121-0000 GOOD\n84-121-0001 STRA\u00dfE\n".encode("latin-1"))
+    monkeypatch.setenv("LIBRISPEECH", str(root))
+    with pytest.raises(CorpusError, match=r"84-121.trans.txt:2: not UTF-8 .* iconv"):
+        prepare("librispeech", tmp_path / "data", ["en"], 1, {"parts": ["dev-clean"]})
+
+
 def test_mls_flac_and_opus_releases_and_limited_supervision(tmp_path):
     root = tmp_path / "mls"
     for seg, split in enumerate(("train", "dev", "test"), start=1):

@@ -120,22 +120,84 @@ def test_dump_and_filter_report_every_bad_utterance(messy_data_dir, tmp_path):
     assert set(read_kv_dict(str(dump / "feats.scp"))) == {"s1-good", "s1-rate"}
 
 
-def test_truncated_and_non_finite_audio_are_skipped_with_reasons(tmp_path):
-    audio = tmp_path / "audio"
+# utterance -> what stages 3 + 4 must do with it: kept (as is, or resampled / downmixed), or dropped
+# and listed with a reason containing the given words
+BAD_INPUT_MATRIX = {
+    "a-good": "kept", "a-8khz": "kept", "a-44khz": "kept", "a-stereo": "kept",
+    "a-unicode": "kept",  # every path holds a space and non-ASCII letters
+    "b-corrupt": "unreadable audio", "b-truncated": "truncated audio", "b-empty": "empty audio",
+    "b-nan": "NaN or infinite", "b-short": "shorter than", "b-long": "over 30 s", "b-missing": "missing audio",
+    "c-emptytext": "empty transcript", "c-latin1": "not UTF-8",
+}
+
+
+def test_bad_input_matrix_every_case_kept_or_listed_with_its_reason(tmp_path):
+    audio = tmp_path / "audio dir ü"
     audio.mkdir()
     whole = open(_wav(audio / "whole.wav", 2.0), "rb").read()
     (audio / "cut.wav").write_bytes(whole[: len(whole) // 3])  # what an interrupted copy leaves
+    (audio / "corrupt.wav").write_bytes(b"RIFF\x00\x00not really a wav")
+    sf.write(audio / "empty.wav", np.zeros(0, np.float32), 16000)
     sf.write(audio / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
-    _wav(audio / "short.wav", 0.01)  # 10 ms: used to kill the whole stage in the log-mel padding
-    utts = [Utterance(f"s1-{name}", "s1", str(audio / f"{name}.wav"), "some words", "en", 1.0)
-            for name in ("cut", "nan", "short", "whole")]
-    write_data_dir(str(tmp_path / "data"), utts)
-    summary = dump_features(tmp_path / "data", tmp_path / "dump", kind="logmel")
-    assert set(summary.skipped) == {"s1-cut", "s1-nan", "s1-short"}
-    assert "truncated audio" in summary.skipped["s1-cut"] and "NaN" in summary.skipped["s1-nan"]
-    assert "shorter than" in summary.skipped["s1-short"]
-    assert set(read_kv_dict(str(tmp_path / "dump" / "dumped.scp"))) == {"s1-whole"}
+    wavs = {"a-good": _wav(audio / "good.wav", 1.0), "a-8khz": _wav(audio / "8k.wav", 1.0, rate=8000),
+            "a-44khz": _wav(audio / "44k.wav", 1.0, rate=44100), "a-stereo": _wav(audio / "st.wav", 1.0, channels=2),
+            "a-unicode": _wav(audio / "ünï çødé.wav", 1.0),
+            "b-corrupt": str(audio / "corrupt.wav"), "b-truncated": str(audio / "cut.wav"),
+            "b-empty": str(audio / "empty.wav"), "b-nan": str(audio / "nan.wav"),
+            "b-short": _wav(audio / "short.wav", 0.01), "b-long": _wav(audio / "long.wav", 31.0),
+            "b-missing": str(audio / "nope.wav"),
+            "c-emptytext": _wav(audio / "et.wav", 1.0), "c-latin1": _wav(audio / "l1.wav", 1.0)}
+    utts = [Utterance(u, u.split("-")[0], w, "some words", "en", 1.0) for u, w in wavs.items()]
+    data = tmp_path / "data"
+    write_data_dir(str(data), utts, check_audio=False)
+    lines = [line for line in (data / "text").read_bytes().splitlines()]
+    lines = [b"c-emptytext " if x.startswith(b"c-emptytext") else
+             "c-latin1 Straße".encode("latin-1") if x.startswith(b"c-latin1") else x for x in lines]
+    (data / "text").write_bytes(b"\n".join(lines) + b"\n")
+
+    summary = dump_features(data, tmp_path / "dump", kind="logmel")
+    assert summary.fixed == {"resampled": 2, "downmixed": 1}
+    dropped = filter_set(data, tmp_path / "dump")
+    kept = set(read_kv_dict(str(tmp_path / "dump" / "feats.scp")))
+    listed = read_kv_dict(str(tmp_path / "dump" / "filtered"))
+    for utt in wavs:
+        want = BAD_INPUT_MATRIX[utt]
+        if want == "kept":
+            assert utt in kept and utt not in dropped, utt
+        else:
+            assert utt not in kept and want in dropped[utt] and want in listed[utt], (utt, dropped.get(utt))
+    assert kept | set(dropped) == set(wavs)  # nothing dropped without a reason
     assert not list((tmp_path / "dump").glob(".*tmp"))
+
+
+def test_feature_dump_interrupted_midway_leaves_nothing_and_the_rerun_equals_a_clean_run(tmp_path, monkeypatch):
+    import drax.data.features as F
+
+    utts = [Utterance(f"s1-u{i}", "s1", _wav(tmp_path / f"{i}.wav", 0.5 + i / 10), "words", "en", 1.0)
+            for i in range(6)]
+    write_data_dir(str(tmp_path / "data"), utts)
+    clean = tmp_path / "clean"
+    dump_features(tmp_path / "data", clean, kind="logmel", batch_size=2)
+    calls, log_mel = [], F.log_mel
+
+    def dies_on_the_fourth(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the kill, as Python sees a Ctrl-C
+        return log_mel(*args)
+
+    monkeypatch.setattr(F, "log_mel", dies_on_the_fourth)
+    dump = tmp_path / "dump"
+    with pytest.raises(KeyboardInterrupt):
+        dump_features(tmp_path / "data", dump, kind="logmel", batch_size=2)
+    assert list(dump.iterdir()) == []  # no half-written ark, no temp file
+    monkeypatch.setattr(F, "log_mel", log_mel)
+    dump_features(tmp_path / "data", dump, kind="logmel", batch_size=2)
+    import kaldiio
+    again = dict(kaldiio.load_scp(str(dump / "dumped.scp")))
+    for utt, mat in kaldiio.load_scp(str(clean / "dumped.scp")).items():
+        np.testing.assert_array_equal(again[utt], mat)
+    assert len(again) == 6
 
 
 def test_duplicate_ids_fail_naming_the_file_and_tabs_separate_ids(tmp_path):

@@ -59,10 +59,15 @@ class Native:
 # ---- reading ---------------------------------------------------------------------------------------
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of every non-blank line (blank lines carry nothing)."""
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
+    """(line number, line) of every non-blank line (blank lines carry nothing); a line that is not
+    UTF-8 is a CorpusError naming the file, the line and the fix."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the "
+                                  "file, e.g. iconv -f latin1 -t utf-8") from None
             if line.strip():
                 yield number, line
 
