@@ -135,3 +135,16 @@ def test_runs_in_one_recipe_directory_lock_what_they_write(tmp_path):
     with recipe_lock(a, 1, 12, tmp_path):  # free again once the holder is gone, however it ended
         with recipe_lock(a, 7, 7, tmp_path):  # and re-entrant within a process (stage 12 runs stage 7)
             pass
+
+
+def test_a_changed_training_sets_the_old_run_aside_without_deleting_earlier_ones(tmp_path):
+    from drax.recipe.stages import set_aside
+
+    runs = []
+    for i in range(3):
+        run = tmp_path / "asr_train"
+        run.mkdir()
+        (run / "checkpoint.pth").write_text(f"run {i}")
+        runs.append(set_aside(run))
+    assert [p.name for p in runs] == ["asr_train.prev", "asr_train.prev1", "asr_train.prev2"]
+    assert [(p / "checkpoint.pth").read_text() for p in runs] == ["run 0", "run 1", "run 2"]

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -146,15 +145,21 @@ def stage_shapes(r: Recipe):
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
 
 
+def set_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.prev`, `.prev1`, `.prev2`, ...: nothing set aside
+    earlier is ever overwritten."""
+    old, n = path.with_name(path.name + ".prev"), 1
+    while old.exists():
+        old, n = path.with_name(f"{path.name}.prev{n}"), n + 1
+    path.rename(old)
+    return old
+
+
 def stage_train(r: Recipe):
     # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
     stamp = r.asr_dir / "inputs.fingerprint"
     if r.asr_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != r.fingerprint):
-        old = r.asr_dir.with_name(r.asr_dir.name + ".prev")
-        if old.exists():
-            shutil.rmtree(old)
-        r.asr_dir.rename(old)
-        logger.warning("training inputs changed: previous run moved to %s", old)
+        logger.warning("training inputs changed: previous run moved to %s", set_aside(r.asr_dir))
     r.asr_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())

@@ -257,8 +257,9 @@ class Study:
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         lines = [
             f"# {c['title']}", "",
-            f"Written on {date.today()} ({os.cpu_count()} CPU cores) by `{command}`. Every variant: the recipe's "
-            f"model (`{self.r.c.train_config}`) with the overrides below, {c['max_epoch'] * c['num_iters_per_epoch']} "
+            f"Written on {date.today()} ({os.cpu_count()} CPU cores) by `{command}`. Every variant: "
+            f"`{c['base_config'] or self.r.c.train_config}` (or its own config) with the overrides of "
+            f"`{self.r.c.study_config}`, {c['max_epoch'] * c['num_iters_per_epoch']} "
             f"steps ({c['max_epoch']} epochs x {c['num_iters_per_epoch']}), {c['jobs']} trainings side by side with "
             f"{c['threads']} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
             f"utterances ({c['utts_per_lang']} per language), NFE {c['nfe']}, one sample at temperature "
