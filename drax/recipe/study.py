@@ -306,11 +306,12 @@ class Study:
         import matplotlib.pyplot as plt
 
         fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.18 * len(results)))
-        for res in results:
+        colors = plt.get_cmap("tab10" if len(results) <= 10 else "tab20").colors  # one colour per variant
+        for res, color in zip(results, colors * (1 + len(results) // len(colors))):
             secs = [p["cpu_seconds"] for p in res["curve"]]
-            ax_err.plot(secs, [p["cer"]["avg"] for p in res["curve"]], marker="o", label=res["label"])
+            ax_err.plot(secs, [p["cer"]["avg"] for p in res["curve"]], marker="o", color=color, label=res["label"])
             pts = [(p["cpu_seconds"], p["valid_loss_dfm"]) for p in res["curve"] if p["valid_loss_dfm"] is not None]
-            ax_loss.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=res["label"])
+            ax_loss.plot([s for s, _ in pts], [v for _, v in pts], marker="o", color=color, label=res["label"])
         ax_err.set(xlabel="training CPU-seconds", ylabel="dev CER (%)", title="dev CER (mean over languages)")
         ax_loss.set(xlabel="training CPU-seconds", ylabel="validation loss_dfm", title="validation loss (CE)")
         for ax in (ax_err, ax_loss):
