@@ -145,8 +145,9 @@ BASELINE_DECODE_DEFAULTS = {"method": "greedy", "beam_size": 5, "max_new_tokens"
                             "model_file": "valid.loss.best.pth"}
 
 
-def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
-    """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
+def baseline_decode_conf(conf: dict) -> dict:
+    """A `model: espnet` baseline's decode config with defaults filled in; unknown keys or methods are
+    an error naming them."""
     from drax.decode.autoregressive import ESPnetBaseline
 
     unknown = set(conf) - set(BASELINE_DECODE_DEFAULTS)
@@ -156,6 +157,14 @@ def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path
     conf = {**BASELINE_DECODE_DEFAULTS, **conf}
     if conf["method"] not in ESPnetBaseline.METHODS:
         raise ValueError(f"decode config method: unknown '{conf['method']}'; valid: {', '.join(ESPnetBaseline.METHODS)}")
+    return conf
+
+
+def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+    """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
+    from drax.decode.autoregressive import ESPnetBaseline
+
+    conf = baseline_decode_conf(conf)
     model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir)
     hyps, missing = {}, {}
     start = time.perf_counter()
