@@ -27,6 +27,9 @@ def test_interrupted_save_keeps_the_previous_file_whole(tmp_path):
         atomic_torch_save({"epoch": 2, "w": torch.zeros(1000), "late": _Boom()}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as torch.save's own file would be, not 0600
 
 
 def test_sigkill_during_saves_never_leaves_an_unreadable_checkpoint(tmp_path):

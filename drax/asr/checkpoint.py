@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from drax.data.kaldi_dir import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,8 @@ def atomic_torch_save(obj, f, *args, **kwargs):
     """torch.save; to a path: through a temporary file in the same directory, then renamed."""
     if not isinstance(f, (str, os.PathLike)):
         return _plain_save(obj, f, *args, **kwargs)
-    path = Path(f)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(f) as tmp:
         _plain_save(obj, tmp, *args, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 atomic_torch_save.plain_save = _plain_save

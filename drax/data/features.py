@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from drax.data import FEATURE_KINDS
 from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
 from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters, whisper_mel_bins
@@ -28,7 +29,6 @@ from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters, whisper_mel_bin
 logger = logging.getLogger(__name__)
 MAX_SECONDS = 30.0
 MIN_SECONDS = 0.05  # shorter holds no word, and is less than the log-mel window's reflect padding needs
-FEATURE_KINDS = ("logmel", "whisper_states")
 
 
 @dataclass

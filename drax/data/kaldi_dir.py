@@ -18,6 +18,7 @@ naming the file and line of the first problem.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -53,16 +54,16 @@ class Utterance:
 # Low-level "key value" files
 # ----------------------------------------------------------------------------------------------
 
-def atomic_write_text(path: str, content: str) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same directory + rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary path in ``path``'s directory to write to; renamed to ``path`` (with the usual
+    permissions) when the block ends without an exception, removed otherwise."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
@@ -71,6 +72,15 @@ def atomic_write_text(path: str, content: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str, content: str) -> None:
+    """Write ``content`` to ``path`` through a temporary file in the same directory + rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def format_kv(items: Iterable[tuple[str, str]]) -> str:

@@ -99,7 +99,7 @@ def check_recipe(config: RecipeConfig) -> None:
     """Types, ranges and choices of every key, before any stage does work; a RecipeError names the key,
     its value and what is valid."""
     from drax.data.corpora import CORPORA
-    from drax.data.features import FEATURE_KINDS
+    from drax.data import FEATURE_KINDS
     from drax.text.units import UNIT_KINDS
 
     for name, f in FIELDS.items():
