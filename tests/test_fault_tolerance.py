@@ -5,13 +5,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from drax.bin.tiny_train import config, make_data, train_args
 from drax.asr.checkpoint import atomic_torch_save, reporter_stats, set_aside_damaged_checkpoint
+from drax.bin.tiny_train import config, make_data, train_args
 from drax.bin.train import main as train_main
 
 
@@ -151,3 +152,104 @@ def test_a_changed_training_sets_the_old_run_aside_without_deleting_earlier_ones
         runs.append(set_aside(run))
     assert [p.name for p in runs] == ["asr_train.prev", "asr_train.prev1", "asr_train.prev2"]
     assert [(p / "checkpoint.pth").read_text() for p in runs] == ["run 0", "run 1", "run 2"]
+
+
+def _killed_at(script: str, cwd) -> None:
+    """Run `script` in a fresh interpreter that SIGKILLs itself where the script says."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+def _tiny_data_dir(path):
+    import numpy as np
+    import soundfile as sf
+
+    from drax.data.kaldi_dir import Utterance, write_data_dir
+
+    utts = []
+    for i in range(6):
+        wav = path / f"{i}.wav"
+        sf.write(wav, 0.1 * np.sin(np.arange(int(16000 * (0.5 + i / 10))) / 5.0), 16000)
+        utts.append(Utterance(f"s1-u{i}", "s1", str(wav), f"words {i}", "en", 0.5 + i / 10))
+    write_data_dir(str(path / "data"), utts)
+
+
+def _listing(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+@pytest.mark.parametrize("stage", ["features", "filter"])
+def test_sigkill_mid_stage_leaves_a_stale_temp_the_rerun_sweeps_and_equal_outputs(tmp_path, stage):
+    """Stages 3 and 4 killed (SIGKILL: no cleanup runs) in the middle of writing, then run again:
+    the re-run's outputs equal an uninterrupted run's and the killed writer's temp files are swept."""
+    from drax.data.features import dump_features
+    from drax.data.filtering import filter_set
+    from drax.fileio import remove_stale_temp_files
+
+    _tiny_data_dir(tmp_path)
+    clean, dump = tmp_path / "clean", tmp_path / "dump"
+    dump_features(tmp_path / "data", clean, kind="logmel", batch_size=2)
+    if stage == "features":  # killed while the fourth utterance's features are computed
+        _killed_at(f"""
+            import os, signal
+            import drax.data.features as F
+            calls, real = [], F.log_mel
+            def dies(*args):
+                calls.append(1)
+                if len(calls) == 4:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(*args)
+            F.log_mel = dies
+            F.dump_features({str(tmp_path / "data")!r}, {str(dump)!r}, kind="logmel", batch_size=2)
+        """, tmp_path)
+    else:  # killed between the filter's outputs: feats.scp renamed, text.raw not yet
+        filter_set(tmp_path / "data", clean)
+        dump_features(tmp_path / "data", dump, kind="logmel", batch_size=2)
+        _killed_at(f"""
+            import os, signal
+            real = os.replace
+            def dies(src, dst):
+                if str(dst).endswith("text.raw"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(src, dst)
+            os.replace = dies
+            from drax.data.filtering import filter_set
+            filter_set({str(tmp_path / "data")!r}, {str(dump)!r})
+        """, tmp_path)
+    stale = [p for p in dump.iterdir() if p.name.endswith(".tmp")]
+    assert stale  # what SIGKILL leaves: a temp file, never a half-written output
+    assert sorted(remove_stale_temp_files(dump)) == sorted(stale)
+    if stage == "features":
+        dump_features(tmp_path / "data", dump, kind="logmel", batch_size=2)
+    else:
+        filter_set(tmp_path / "data", dump)
+    assert _listing(dump) == _listing(clean)
+    for name in _listing(clean):
+        if name != "feats.ark":  # scp files name their own ark
+            assert (dump / name).read_text().replace(str(dump), "") == (clean / name).read_text().replace(
+                str(clean), ""), name
+    import kaldiio
+    again = dict(kaldiio.load_scp(str(dump / "dumped.scp")))
+    for utt, mat in kaldiio.load_scp(str(clean / "dumped.scp")).items():
+        assert (again[utt] == mat).all()
+
+
+def test_only_temp_files_of_finished_writers_are_swept(tmp_path):
+    from drax.fileio import atomic_write_text, remove_stale_temp_files, temp_dir, temp_path
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / f".text.{dead}.abc_12.tmp", tmp_path / "sub" / f".a.flac.{dead}.x9.tmp.flac"]
+    for p in stale:
+        p.write_text("half")
+    stale_dir = tmp_path / f".staging.{dead}.q1w2.tmp"
+    (stale_dir / "inner").mkdir(parents=True)
+    live = [Path(temp_path(tmp_path / "text")), Path(temp_dir(tmp_path, "staging"))]  # ours: still writing
+    kept = [tmp_path / "text.tmp", tmp_path / f".notes.{dead}.tmp"]  # not our naming: never touched
+    for p in kept:
+        p.write_text("user file")
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted(stale + [stale_dir])
+    assert all(p.exists() for p in live + kept) and not any(p.exists() for p in stale + [stale_dir])
+    atomic_write_text(tmp_path / "out.txt", "whole")
+    assert (tmp_path / "out.txt").read_text() == "whole"

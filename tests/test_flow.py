@@ -284,8 +284,17 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
         times.clear()
         out = sampler.sample(posterior, x0, nfe, temperature=1e-6, pinned=pinned, order="jacobi")
         assert torch.equal(out.tokens[:, :prompt + nfe], greedy[:, :prompt + nfe]), nfe
-        assert all(bool((t == 1.0).all()) for t in times) and len(times) == nfe
+        assert all(bool((t == 1.0).all()) for t in times) and len(times) == out.steps == nfe
     assert torch.equal(out.tokens, greedy)
+    # given more steps than it needs, it stops once a step changes nothing: one step after the last change
+    times.clear()
+    out = sampler.sample(posterior, x0, 10 * length, temperature=1e-6, pinned=pinned, order="jacobi")
+    assert torch.equal(out.tokens, greedy) and len(times) == out.steps <= length - prompt + 1
+    start = greedy.clone()
+    start[:, -1] = (greedy[:, -1] + 1) % vocab  # one step from the fixed point
+    out = sampler.sample(posterior, start, 10 * length, temperature=1e-6, pinned=pinned, order="jacobi")
+    assert torch.equal(out.tokens, greedy) and out.steps == 2
+    assert sampler.sample(posterior, x0, 5, temperature=1.0, pinned=pinned).steps == 5  # the paper's: all
     with pytest.raises(ValueError, match="no p_mid term"):
         EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
                                                    pmid_probs=torch.full((b, length, vocab), 1 / vocab))

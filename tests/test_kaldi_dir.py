@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from drax.data.kaldi_dir import (DataDirError, Utterance, read_data_dir, read_kv_dict,
-                                 validate_data_dir, write_data_dir)
+from drax.data.kaldi_dir import DataDirError, Utterance, read_data_dir, read_kv_dict, validate_data_dir, write_data_dir
 
 
 def _utts(tmp_path, n=4):

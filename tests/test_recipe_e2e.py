@@ -9,13 +9,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import kaldiio
+import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
+from drax.recipe.stages import file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
@@ -85,6 +90,27 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     again = run(recipe, *flags)
     assert len(re.findall(r"done before with the same inputs, skipped", again)) == 10
 
+    # SIGKILL in stage 8 just before a set's `missing` file is renamed into place (its `text` already
+    # is): the next run finds stage 8 not done, sweeps the temp file and decodes the same hypotheses
+    (recipe / "exp" / "stages" / "8_decode.train_drax.done").unlink()
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal
+        real = os.replace
+        def dies(src, dst):
+            if str(dst).endswith("/missing"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst)
+        os.replace = dies
+        from drax.bin.run_recipe import main
+        main(["--recipe", "conf/recipe.yaml", *{flags!r}, "--stage", "8", "--stop_stage", "8"])
+    """)], cwd=recipe, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert list((recipe / "exp").rglob(".missing.*.tmp"))
+    rerun = run(recipe, *flags)
+    assert "removed 1 temporary file(s)" in rerun and "stage 8 (decode): start" in rerun
+    assert "stage 7 (train): done before" in rerun and not list((recipe / "exp").rglob(".missing.*.tmp"))
+    assert read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text")) == hyps
+
     # stage 11: every decoding table and plot from the trained model, on a tiny grid
     (recipe / "conf" / "tables.yaml").write_text(yaml.safe_dump(dict(
         utts_per_lang=1, nfe=[2], candidates=[1, 2], temperatures=[0.01, 1.0], nfe_curve=[1, 2], pmid_nfe=2,
@@ -129,6 +155,19 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert (recipe / "exp" / "path_study" / "path_study.png").read_bytes()[:4] == b"\x89PNG"
     trained = yaml.safe_load((recipe / "exp" / "asr_path_study_audio_src" / "config.yaml").read_text())
     assert trained["model_conf"]["path"] == "audio_src" and trained["model_conf"]["scheduler"] == "polynomial"
+    # a re-run decodes only what changed: a checkpoint that is not the one a cached point was decoded from
+    evals = recipe / "exp" / "path_study" / "eval"
+    kept, changed = evals / "ar" / "epoch2.json", evals / "audio_src" / "epoch2.json"
+    kept_before, changed_before = kept.stat().st_mtime_ns, json.loads(changed.read_text())
+    checkpoint = recipe / "exp" / "asr_path_study_audio_src" / "2epoch.pth"
+    state = torch.load(checkpoint)
+    next(v for v in state.values() if v.is_floating_point()).add_(1.0)
+    torch.save(state, checkpoint)
+    run(recipe, *flags, "--stage", "12")
+    assert kept.stat().st_mtime_ns == kept_before
+    changed_after = json.loads(changed.read_text())
+    assert changed_after["request"]["checkpoint"] != changed_before["request"]["checkpoint"]
+    assert changed_after["request"]["checkpoint"] == file_digest(checkpoint)
 
     # stage 13: Table 1, Table 3 and the speed study from the tiny models
     (recipe / "conf" / "compare.yaml").write_text(yaml.safe_dump(dict(

@@ -171,7 +171,8 @@ def test_drax_drafter_pins_the_prefix_and_maps_vocabularies():
 def test_subword_map_splits_and_retokenises_like_the_units(whisper_base):
     """Compact Whisper units vs Whisper: a target token the units lack is split the way the units
     tokenise text, and drafted pieces come back as Whisper's own tokens."""
-    from drax.text.units import EOT as EOT_TOKEN, WhisperUnits, prompt_tokens
+    from drax.text.units import EOT as EOT_TOKEN
+    from drax.text.units import WhisperUnits, prompt_tokens
 
     units = WhisperUnits.build(whisper_base, ["the cat sat on the mat", "der Hund und die Katze"])
     tok = units.tokenizer  # Whisper's

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from drax.data import text_sources as ts
 from drax.data.kaldi_dir import read_data_dir, read_kv_dict, validate_data_dir
-from drax.data.synthetic import (SPLITS, generate_corpus, speaker_sets, to_spoken)
+from drax.data.synthetic import SPLITS, generate_corpus, speaker_sets, to_spoken
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (apt-get install espeak-ng)")

@@ -1,11 +1,11 @@
 """The learning-efficiency options of the Drax model (model_conf), each against its definition."""
 import pytest
 import torch
+from test_nets import PROMPT, batch, build
 
 from drax.asr.model import weighted_ce
 from drax.flow.path import build_path
 from drax.nets.length import LengthPredictor
-from test_nets import PROMPT, batch, build
 
 P = len(PROMPT)
 

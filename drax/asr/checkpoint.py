@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drax.data.kaldi_dir import atomic_path
+from drax.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from drax.data.synthetic import (DEFAULT_N_DEV, DEFAULT_N_TEST, DEFAULT_N_TRAIN, generate_corpus)
+from drax.data.synthetic import DEFAULT_N_DEV, DEFAULT_N_TEST, DEFAULT_N_TRAIN, generate_corpus
 from drax.data.text_sources import LANGS, SOURCES
 
 

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import torch
+from espnet2.tasks.asr import ASRTask
 
 import drax.asr.registry  # noqa: F401  (registers model: drax, decoder: dit, ...)
 from drax.asr.checkpoint import atomic_torch_save, set_aside_damaged_checkpoint
-from espnet2.tasks.asr import ASRTask
 
 
 def _output_dir(argv: list[str]) -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from drax.data.kaldi_dir import Utterance, read_data_dir, write_data_dir
+from drax.fileio import atomic_path
 
 
 def speed_perturb(src: Path, dst: Path, factors: list[float]) -> None:
@@ -23,9 +24,8 @@ def speed_perturb(src: Path, dst: Path, factors: list[float]) -> None:
             prefix = f"sp{factor}-"
             path = wav_dir / f"{prefix}{u.utt_id}.flac"
             if not path.exists():
-                tmp = path.with_suffix(".tmp.flac")
-                subprocess.run(["sox", u.wav, str(tmp), "speed", str(factor)], check=True, capture_output=True)
-                tmp.replace(path)
+                with atomic_path(path, suffix=".flac") as tmp:  # sox reads the format from the extension
+                    subprocess.run(["sox", u.wav, tmp, "speed", str(factor)], check=True, capture_output=True)
             out.append(Utterance(utt_id=prefix + u.utt_id, speaker=prefix + u.speaker, wav=str(path.resolve()),
                                  text=u.text, lang=u.lang,
                                  duration=None if u.duration is None else u.duration / float(factor)))

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from drax.data import FEATURE_KINDS
 from drax.data.filtering import DUMPED_SCP
-from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.data.kaldi_dir import format_kv, read_kv_dict
+from drax.fileio import atomic_path, atomic_write_text, temp_path
 from drax.nets.whisper import SAMPLE_RATE, log_mel, mel_filters, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,6 @@ def dump_features(
     # Longest first: batches of similar length waste little padding in the encoder.
     order = sorted(wavs, key=lambda u: (-durs.get(u, 0.0), u))
     summary = DumpSummary()
-    ark, scp = out_dir / f".feats.ark.{os.getpid()}.tmp", out_dir / f".feats.scp.{os.getpid()}.tmp"
     shapes: dict[str, str] = {}
     pending: list[tuple[str, torch.Tensor]] = []
 
@@ -134,31 +134,28 @@ def dump_features(
             summary.written += 1
         pending.clear()
 
-    try:
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-            for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
-                try:
-                    audio, fixes = load_audio(wavs[utt])
-                except ValueError as e:
-                    summary.skipped[utt] = str(e)
-                    continue
-                summary.fixed.update(fixes)
-                pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
-                if len(pending) >= batch_size:
-                    flush(writer)
-            flush(writer)
-    except BaseException:  # nothing half-written stays behind
-        ark.unlink(missing_ok=True)
-        scp.unlink(missing_ok=True)
-        raise
-
-    # scp lines point into the ark by byte offset; rename the ark, then write the sorted scp.
-    lines = dict(line.split(" ", 1) for line in scp.read_text(encoding="utf-8").splitlines())
     final_ark = out_dir / "feats.ark"
-    os.replace(ark, final_ark)
-    scp.unlink()
+    with atomic_path(final_ark) as ark:  # nothing half-written stays behind
+        scp = temp_path(out_dir / "feats.scp")
+        try:
+            with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+                for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
+                    try:
+                        audio, fixes = load_audio(wavs[utt])
+                    except ValueError as e:
+                        summary.skipped[utt] = str(e)
+                        continue
+                    summary.fixed.update(fixes)
+                    pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
+                    if len(pending) >= batch_size:
+                        flush(writer)
+                flush(writer)
+            # scp lines point into the ark by byte offset: the same offsets hold once the ark is renamed
+            lines = dict(line.split(" ", 1) for line in Path(scp).read_text(encoding="utf-8").splitlines())
+        finally:
+            os.unlink(scp)
     atomic_write_text(str(out_dir / DUMPED_SCP), format_kv(
-        (u, lines[u].replace(str(ark), str(final_ark))) for u in sorted(lines)))
+        (u, lines[u].replace(ark, str(final_ark))) for u in sorted(lines)))
     atomic_write_text(str(out_dir / "feats_shape"), format_kv((u, shapes[u]) for u in sorted(shapes)))
     atomic_write_text(str(out_dir / "skipped"), format_kv(sorted(summary.skipped.items())))
     if summary.skipped:

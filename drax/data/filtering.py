@@ -12,7 +12,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from drax.data.kaldi_dir import DataDirError, atomic_write_text, format_kv, read_kv_dict
+from drax.data.kaldi_dir import DataDirError, format_kv, read_kv_dict
+from drax.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

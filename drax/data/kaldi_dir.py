@@ -18,13 +18,13 @@ naming the file and line of the first problem.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from drax.fileio import temp_dir
 
 UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2lang", "utt2dur")
 ALL_FILES = UTT_FILES + ("spk2utt",)
@@ -53,35 +53,6 @@ class Utterance:
 # ----------------------------------------------------------------------------------------------
 # Low-level "key value" files
 # ----------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """A temporary path in ``path``'s directory to write to; renamed to ``path`` (with the usual
-    permissions) when the block ends without an exception, removed otherwise."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str, content: str) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same directory + rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-
 
 def format_kv(items: Iterable[tuple[str, str]]) -> str:
     """Kaldi "key value" lines (value may contain spaces; keys may not)."""
@@ -161,7 +132,7 @@ def write_data_dir(path: str, utts: Iterable[Utterance], validate: bool = True,
         files["utt2dur"] = format_kv((u.utt_id, f"{u.duration:.3f}") for u in utts)
 
     os.makedirs(path, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=path)
+    staging = temp_dir(path, "staging")
     try:
         for name, content in files.items():
             with open(os.path.join(staging, name), "w", encoding="utf-8", newline="\n") as f:

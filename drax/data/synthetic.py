@@ -67,8 +67,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from drax.data import text_sources
-from drax.data.kaldi_dir import Utterance, atomic_write_text, validate_data_dir, write_data_dir
+from drax.data.kaldi_dir import Utterance, validate_data_dir, write_data_dir
 from drax.data.text_sources import LANGS, dedup_key
+from drax.fileio import atomic_path, atomic_write_text, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -332,13 +333,8 @@ def _run_job(job: _Job) -> tuple[str, str, int, bool]:
     if len(audio) > job.max_samples:
         return job.utt_id, "too_long", len(audio), switch
     os.makedirs(os.path.dirname(job.path), exist_ok=True)
-    tmp = f"{job.path}.tmp{os.getpid()}"
-    try:
+    with atomic_path(job.path) as tmp:
         sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, job.path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return job.utt_id, "ok", len(audio), switch
 
 
@@ -525,11 +521,7 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
                     lang, len(pool), len(chosen["train"]), len(chosen["dev"]),
                     len(chosen["test"]), len(pools[lang]))
 
-    # leftovers of an interrupted run (files are written as <name>.flac.tmp<pid>, then renamed)
-    for root, _, files in os.walk(os.path.join(out_dir, "audio")):
-        for name in files:
-            if ".flac.tmp" in name:
-                os.unlink(os.path.join(root, name))
+    remove_stale_temp_files(os.path.join(out_dir, "audio"))  # what an interrupted run left
     max_samples = int(max_duration * SAMPLE_RATE)
     job_list = [_Job(u, spk.lang, spoken, spk.voice, spk.pitch, spk.speed, path, max_samples)
                 for split in SPLITS for (u, spk, _, spoken, path) in utt_rows[split]]

@@ -10,7 +10,8 @@ import logging
 import math
 from pathlib import Path
 
-from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.data.kaldi_dir import format_kv, read_kv_dict
+from drax.fileio import atomic_write_text
 from drax.text.units import PROMPT_TEMPLATE, UNIT_KINDS, BPEUnits, WhisperUnits, save_units
 
 logger = logging.getLogger(__name__)

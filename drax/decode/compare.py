@@ -43,10 +43,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.runtime import BINS, Seconds, bin_label
 from drax.decode.scoring import score
 from drax.decode.suite import md_table
+from drax.fileio import atomic_save_figure, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,8 @@ class Compare:
             put("AR greedy", utt, self.ar.text(self.ar.decode(enc, lang, "greedy", c["max_new_tokens"])))
             put(f"AR beam {c['beam_size']}", utt,
                 self.ar.text(self.ar.decode(enc, lang, "beam", c["max_new_tokens"], c["beam_size"])))
-            from drax.decode.autoregressive import greedy
             from drax.data.features import load_audio
+            from drax.decode.autoregressive import greedy
 
             wenc = self.whisper_encode(load_audio(self.wavs[utt])[0])
             ids = greedy(self.whisper_ar, wenc, self.whisper_prompt(lang), c["max_new_tokens"])
@@ -406,9 +407,9 @@ class Compare:
     # ---- Table 3 -------------------------------------------------------------------------------
     @torch.no_grad()
     def speculative_table(self) -> list[list]:
+        from drax.data.features import load_audio
         from drax.decode.autoregressive import ESPnetTransformerAR, greedy
         from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
-        from drax.data.features import load_audio
 
         c = self.c
         tokens = self.ar.token_list
@@ -577,12 +578,9 @@ class Compare:
 
         return plt, plt.subplots(figsize=(6.5, 4.2))
 
-    def _save(self, plt, fig, name):
+    def _save(self, fig, name: str) -> None:
         fig.tight_layout()
-        tmp = self.out_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, self.out_dir / name)
+        atomic_save_figure(fig, self.out_dir / name)
 
     def plot_sweep(self, sweep) -> None:
         plt, (fig, ax) = self._figure()
@@ -593,7 +591,7 @@ class Compare:
         ax.set(xlabel="output length (tokens)", ylabel="decoder time (ms, median)", xscale="log", yscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        self._save(plt, fig, "speed.png")
+        self._save(fig, "speed.png")
 
     def plot_fig2a(self, points) -> None:
         plt, (fig, ax) = self._figure()
@@ -604,4 +602,4 @@ class Compare:
         ax.set(xlabel="reference output length (tokens)", ylabel="RTFx (end to end, batch 1)", yscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-        self._save(plt, fig, "fig2a.png")
+        self._save(fig, "fig2a.png")

@@ -17,7 +17,8 @@ import kaldiio
 import numpy as np
 from tqdm import tqdm
 
-from drax.data.kaldi_dir import atomic_write_text, format_kv, read_kv_dict
+from drax.data.kaldi_dir import format_kv, read_kv_dict
+from drax.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.data.kaldi_dir import read_kv_dict
+from drax.fileio import atomic_write_text
 
 
 def _fmt(value) -> str:

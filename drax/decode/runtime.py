@@ -76,8 +76,7 @@ class AudioEncoder:
     trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from."""
 
     def __init__(self, model, whisper: str | None):
-        from drax.nets.whisper import (FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend,
-                                       whisper_mel_bins)
+        from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend, whisper_mel_bins
 
         self.model = model
         self.frontend = self.encoder = None

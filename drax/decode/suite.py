@@ -29,10 +29,11 @@ import kaldiio
 import torch
 from tqdm import tqdm
 
-from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.candidates import select, select_oracle
 from drax.decode.runtime import AudioEncoder, Seconds, Stopwatch, runtime_set
 from drax.decode.scoring import score
+from drax.fileio import atomic_save_figure, atomic_write_text
 from drax.text.units import load_units
 
 logger = logging.getLogger(__name__)
@@ -355,12 +356,9 @@ class Suite:
 
         return plt, plt.subplots(figsize=(6, 4))
 
-    def _save(self, plt, fig, name: str) -> None:
+    def _save(self, fig, name: str) -> None:
         fig.tight_layout()
-        tmp = self.out_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, self.out_dir / name)
+        atomic_save_figure(fig, self.out_dir / name)
 
     def plot_lines(self, name, xs, series: dict, xlabel, ylabel, log_x=False):
         plt, (fig, ax) = self._figure()
@@ -372,7 +370,7 @@ class Suite:
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7, ncol=3)
         ax.grid(alpha=0.3)
-        self._save(plt, fig, name)
+        self._save(fig, name)
 
     def plot_bars(self, name, groups, series: dict, ylabel):
         plt, (fig, ax) = self._figure()
@@ -382,7 +380,7 @@ class Suite:
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups)
         ax.set_ylabel(ylabel)
         ax.legend()
-        self._save(plt, fig, name)
+        self._save(fig, name)
 
     def plot_scatter(self, name, per_utt):
         plt, (fig, ax) = self._figure()
@@ -393,7 +391,7 @@ class Suite:
         ax.set_ylabel("RTFx (end to end, batch 1)")
         ax.legend()
         ax.grid(alpha=0.3)
-        self._save(plt, fig, name)
+        self._save(fig, name)
 
     def plot_pareto(self, errors: dict, rtfx: dict) -> None:
         """Figure 2b: error against RTF (%) = 100 / RTFx, the lower-left front highlighted."""
@@ -414,7 +412,7 @@ class Suite:
         ax.set_ylabel("average error (%)")
         ax.legend()
         ax.grid(alpha=0.3)
-        self._save(plt, fig, "pareto.png")
+        self._save(fig, "pareto.png")
 
     def add(self, name: str, title: str, note: str, body: str) -> None:
         text = f"## {title}\n\n{note}\n\n{body}" if note else f"## {title}\n\n{body}"

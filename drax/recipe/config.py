@@ -98,8 +98,8 @@ _RANGES = {"max_duration": (0.0, "> 0"), "max_output_length": (1, ">= 2"), "nj":
 def check_recipe(config: RecipeConfig) -> None:
     """Types, ranges and choices of every key, before any stage does work; a RecipeError names the key,
     its value and what is valid."""
-    from drax.data.corpora import CORPORA
     from drax.data import FEATURE_KINDS
+    from drax.data.corpora import CORPORA
     from drax.text.units import UNIT_KINDS
 
     for name, f in FIELDS.items():

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from drax.data.kaldi_dir import atomic_write_text
+from drax.fileio import atomic_write_text, remove_stale_temp_files
 from drax.recipe.config import RecipeConfig, RecipeError
 
 logger = logging.getLogger("drax.recipe")
@@ -423,6 +423,8 @@ def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
 def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> dict:
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
+    # a stage killed before its rename left a temp file; its own re-run writes the output again
+    remove_stale_temp_files(r.data, r.root / "dump", r.exp, r.root / "downloads")
     times_file = r.exp / "stage_times.json"
     previous = ""
     ran = {}

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from drax.data.kaldi_dir import atomic_write_text, read_kv_dict
+from drax.data.kaldi_dir import read_kv_dict
+from drax.fileio import atomic_save_figure, atomic_write_text
 
 logger = logging.getLogger("drax.recipe")
 
@@ -185,7 +186,7 @@ class Study:
         return Recipe(config, self.r.root)
 
     def train_and_evaluate(self, variant: str) -> dict:
-        from drax.recipe.stages import run_stages
+        from drax.recipe.stages import file_digest, run_stages
 
         r = self.recipe_for(variant)
         run_stages(r.c, 7, 7, r.root)  # skipped when done; resumes an interrupted training
@@ -196,13 +197,14 @@ class Study:
         curve, seconds = [], 0.0
         for epoch in range(1, self.conf["max_epoch"] + 1):
             model_file = r.asr_dir / f"{epoch}epoch.pth"
+            if not model_file.exists():
+                raise FileNotFoundError(f"{model_file} is missing: the training in {r.asr_dir} did not keep "
+                                        "every epoch (keep_nbest_models); delete that directory and run again")
             cached = eval_dir / f"epoch{epoch}.json"
-            request = {k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}
+            request = {"checkpoint": file_digest(model_file),  # a retrained variant is decoded again
+                       **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
-                if not model_file.exists():
-                    raise FileNotFoundError(f"{model_file} is missing: the training in {r.asr_dir} did not keep "
-                                            "every epoch (keep_nbest_models); delete that directory and run again")
                 errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
                                              utts, self.conf)
                 point = {"request": request, "epoch": epoch, "step": epoch * self.conf["num_iters_per_epoch"],
@@ -218,10 +220,11 @@ class Study:
         for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf["decodes"]).items():
             sampler = (spec or {}).get("decode", {})
             cached = eval_dir / f"last_{name}.json"
-            request = {"sampler": sampler, **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+            model_file = r.asr_dir / f"{self.conf['max_epoch']}epoch.pth"
+            request = {"checkpoint": file_digest(model_file), "sampler": sampler,
+                       **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
-                model_file = r.asr_dir / f"{self.conf['max_epoch']}epoch.pth"
                 point = {"request": request, **evaluate_checkpoint(
                     r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir, utts, self.conf, sampler)}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
@@ -281,8 +284,8 @@ class Study:
         if c["decodes"]:
             names = list(c["decodes"])
             labels = [(c["decodes"][n] or {}).get("label", n) for n in names]
-            lines += ["", f"Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
-                      f"the first column is the paper's sampler above):", "",
+            lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
+                      "the first column is the paper's sampler above):", "",
                       "| variant | paper sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
             for res in results:
                 if res["decodes"]:
@@ -319,7 +322,4 @@ class Study:
         handles, labels = ax_err.get_legend_handles_labels()
         fig.tight_layout(rect=(0, 0.045 * len(results), 1, 1))
         fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)  # below: no curve hidden
-        tmp = self.out_dir / f".{self.name}.tmp.png"
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, self.out_dir / f"{self.name}.png")
+        atomic_save_figure(fig, self.out_dir / f"{self.name}.png")

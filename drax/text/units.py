@@ -18,7 +18,7 @@ from typing import Iterable
 
 import yaml
 
-from drax.data.kaldi_dir import atomic_write_text
+from drax.fileio import atomic_write_text
 
 SPECIALS_HEAD = ["<blank>", "<unk>"]
 WHISPER_LANGS = ["en", "de", "es", "fr", "it", "pt", "zh", "ja"]

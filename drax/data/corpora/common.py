@@ -17,7 +17,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from drax.data.kaldi_dir import Utterance, atomic_write_text, format_kv, read_data_dir, write_data_dir
+from drax.data.kaldi_dir import Utterance, format_kv, read_data_dir, write_data_dir
+from drax.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

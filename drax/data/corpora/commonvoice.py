@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from drax.data.corpora.common import SPLITS, CorpusError, Native, save_audio, synthetic_corpus, write_set
-from drax.data.kaldi_dir import Utterance, atomic_write_text
+from drax.data.kaldi_dir import Utterance
+from drax.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,18 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from drax.data.corpora.common import (SPLITS, Native, numbered, read_transcripts, save_audio, synthetic_corpus,
-                                     untranscribed, write_set)
-from drax.data.kaldi_dir import Utterance, atomic_write_text
+from drax.data.corpora.common import (
+    SPLITS,
+    Native,
+    numbered,
+    read_transcripts,
+    save_audio,
+    synthetic_corpus,
+    untranscribed,
+    write_set,
+)
+from drax.data.kaldi_dir import Utterance
+from drax.fileio import atomic_write_text
 
 LIBRISPEECH = Native("librispeech", "LIBRISPEECH", """\
   $LIBRISPEECH/<part>/<spk>/<chapter>/<spk>-<chapter>-<nnnn>.flac

@@ -5,9 +5,20 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from drax.data.corpora.common import (SPLITS, CorpusError, Native, numbered, read_lines, read_transcripts, save_audio,
-                                     synthetic_corpus, untranscribed, write_set)
-from drax.data.kaldi_dir import Utterance, atomic_write_text
+from drax.data.corpora.common import (
+    SPLITS,
+    CorpusError,
+    Native,
+    numbered,
+    read_lines,
+    read_transcripts,
+    save_audio,
+    synthetic_corpus,
+    untranscribed,
+    write_set,
+)
+from drax.data.kaldi_dir import Utterance
+from drax.fileio import atomic_write_text
 
 MLS = Native("mls", "MLS", """\
   $MLS/mls_<language>/{train,dev,test}/transcripts.txt      (lines: <spk>_<book>_<seg> TAB text)

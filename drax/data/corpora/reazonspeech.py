@@ -12,7 +12,8 @@ import hashlib
 from pathlib import Path
 
 from drax.data.corpora.common import SPLITS, CorpusError, Native, read_lines, save_audio, synthetic_corpus, write_set
-from drax.data.kaldi_dir import Utterance, atomic_write_text
+from drax.data.kaldi_dir import Utterance
+from drax.fileio import atomic_write_text
 
 REAZONSPEECH = Native("reazonspeech", "REAZONSPEECH", """\
   $REAZONSPEECH/<table>.tsv   (lines: <name> TAB <transcription>; a header line "name<TAB>transcription" is allowed)
