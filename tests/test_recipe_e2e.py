@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
-from drax.recipe.stages import file_digest
+from drax.recipe.engine import file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
@@ -72,19 +72,21 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert list((asr / "tensorboard").rglob("events.out.tfevents*"))
 
     test_utts = set(read_kv_dict(str(dump / "test" / "text.raw")))
-    hyps = read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text"))
+    hyps = read_kv_dict(str(asr / "decode_drax" / "test" / "text"))
     assert set(hyps) == test_utts and len(test_utts) == 4
     whisper_hyps = read_kv_dict(str(recipe / "exp" / "whisper_zero_shot" / "test" / "text"))
     assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: [en]
-    results = (recipe / "RESULTS.md").read_text()
+    assert not (recipe / "RESULTS.md").exists()  # a run writes under exp/, never the recipe's committed files
+    results = (recipe / "exp" / "RESULTS.md").read_text()
+    assert "- git commit: `" in results and "- torch: `" in results
     assert re.search(r"\| Drax train_drax \(decode_drax\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
     assert re.search(r"\| Whisper whisper-base zero-shot \(greedy\) \| WER/CER \| \d+\.\d \| - \|", results), results
     assert "| total |" in results
-    alignments = (asr / "decode_decode_drax" / "test" / "alignments.txt").read_text()
+    alignments = (asr / "decode_drax" / "test" / "alignments.txt").read_text()
     assert all(u in alignments for u in test_utts)
 
     candidates = [json.loads(line) for line in
-                  (asr / "decode_decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
+                  (asr / "decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
     assert {c["utt"] for c in candidates} == test_utts and all(len(c["texts"]) == 3 for c in candidates)
 
     again = run(recipe, *flags)
@@ -109,7 +111,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     rerun = run(recipe, *flags)
     assert "removed 1 temporary file(s)" in rerun and "stage 8 (decode): start" in rerun
     assert "stage 7 (train): done before" in rerun and not list((recipe / "exp").rglob(".missing.*.tmp"))
-    assert read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text")) == hyps
+    assert read_kv_dict(str(asr / "decode_drax" / "test" / "text")) == hyps
 
     # stage 11: every decoding table and plot from the trained model, on a tiny grid
     (recipe / "conf" / "tables.yaml").write_text(yaml.safe_dump(dict(
@@ -132,9 +134,9 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
         (recipe / "conf" / f"train_{name}.yaml").write_text(yaml.safe_dump(conf))
         run(recipe, *flags, "--stage", "7", "--train_config", f"conf/train_{name}.yaml",
             "--decode_config", f"conf/decode_{decode}.yaml")
-        hyps = read_kv_dict(str(recipe / "exp" / f"asr_train_{name}" / f"decode_decode_{decode}" / "test" / "text"))
+        hyps = read_kv_dict(str(recipe / "exp" / f"asr_train_{name}" / f"decode_{decode}" / "test" / "text"))
         assert set(hyps) == test_utts
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     for label in ("ESPnet greedy train_ar", "ESPnet ctc train_ctc", "ESPnet greedy train_ar_small"):
         assert re.search(rf"\| {label} \(decode_\w+\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
 
@@ -187,7 +189,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     # RTFx, speed-up end to end and decoding only; the targets alone are the 1.0 references
     assert len(re.findall(r"\| none \(greedy\) \| 1\.0 \| - \| \d+\.\d \| 1\.0 \| 1\.0 \|", table3)) == 2, table3
     assert len(re.findall(r"\| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+/\d+ \|$", table3, re.M)) == 6, table3
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     assert "### Table 1: baselines side by side" in results and table3.splitlines()[-1] in results, results
     speed = (compare / "speed.md").read_text()
     assert "overtakes AR greedy" in speed
@@ -217,5 +219,5 @@ def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
     sizes = {name: len(read_kv_dict(str(recipe / "data" / name / "text")))
              for name in ("train_clean_100", "dev_clean", "test_clean", "test_other")}
     assert sizes == {"train_clean_100": 4, "dev_clean": 2, "test_clean": 2, "test_other": 2}
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"\| test_clean \| en \| 2 \| \d+\.\d \|\n\| test_other \| en \| 2 \| \d+\.\d \|", results), results

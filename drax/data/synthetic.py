@@ -67,13 +67,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from drax.data import text_sources
+from drax.data.audio import SAMPLE_RATE
 from drax.data.kaldi_dir import Utterance, validate_data_dir, write_data_dir
 from drax.data.text_sources import LANGS, dedup_key
 from drax.fileio import atomic_path, atomic_write_text, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 SYNTH_VERSION = 1  # bump when the synthesis pipeline changes (invalidates reused audio)
 SPLITS = ("train", "dev", "test")
 

@@ -338,7 +338,7 @@ def chatterbot_sentences(lang: str) -> tuple[str, ...]:
     """Dialogue lines of PyPI ``chatterbot-corpus`` (``chatterbot_corpus/data/<language>/*.yml``)."""
     _check_lang(lang)
     try:
-        import chatterbot_corpus  # noqa: F401
+        import chatterbot_corpus
     except ImportError as e:
         raise MissingSourceError("source 'chatterbot' needs PyPI package chatterbot-corpus "
                                  "(pip install chatterbot-corpus)") from e
@@ -584,9 +584,11 @@ def strip_roff(source: str) -> list[str]:
             parts = raw[1:].strip().split(None, 1)
             name = parts[0] if parts else ""
             if name in ("nf", "EX", "Bd", "TS", "de", "ig"):
-                end(); nofill = True
+                end()
+                nofill = True
             elif name in ("fi", "EE", "Ed", "TE", ".."):
-                end(); nofill = False
+                end()
+                nofill = False
             elif name in _FONT_MACROS:
                 cur.append(_TAINT)
             else:

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import jiwer
 
+from drax.studies.report import fmt
+
 CER_LANGS = {"zh", "ja"}
 
 
@@ -102,7 +104,6 @@ def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
 
 
 def markdown_table(title: str, scores: list[LangScore]) -> str:
-    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     pct = lambda n, s: fmt(100.0 * n / s.chars if s.chars else None)  # noqa: E731
     lines = [f"### {title}", "",
              "| lang | utts | WER (%) | CER (%) | sub / del / ins (CER points) | short hyps | repeating hyps | missing |",

@@ -15,7 +15,8 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 
-SAMPLE_RATE = 16000
+from drax.data.audio import SAMPLE_RATE
+
 N_FFT = 400
 HOP_LENGTH = 160
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper's 30 s window
