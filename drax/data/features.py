@@ -24,7 +24,7 @@ from drax.data.audio import load_audio
 from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import format_kv, read_kv_dict
 from drax.fileio import atomic_path, atomic_write_text, temp_path
-from drax.nets.whisper import log_mel, mel_filters, whisper_mel_bins
+from drax.nets.whisper import FrozenWhisperEncoder, log_mel, mel_filters, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ def dump_features(
     if whisper is not None:  # the model's mel count wins
         n_mels = whisper_mel_bins(whisper)
     if kind == "whisper_states":
-        from drax.nets.whisper import FrozenWhisperEncoder
 
         if whisper is None:
             raise ValueError("feature kind 'whisper_states' needs a Whisper model (dir or hub id)")

@@ -181,6 +181,7 @@ class WhisperAR:
         self.eot = eot
 
     def reset(self, memory: torch.Tensor) -> None:
+        # slow to import; only this path needs it
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         self.memory = memory

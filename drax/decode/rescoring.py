@@ -16,6 +16,7 @@ from drax.pretrained.whisper import resolve_whisper
 class WhisperRescorer:
     def __init__(self, whisper: str, device: str = "cpu"):
         """whisper: a Whisper model dir or hub id (the one the recipe's encoder comes from)."""
+        # slow to import; only this path needs it
         from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
 

@@ -18,6 +18,7 @@ CER_LANGS = {"zh", "ja"}
 
 @lru_cache(maxsize=None)
 def normalizer(lang: str):
+    # slow to import; only this path needs it
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
     if lang == "en":

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from espnet2.tasks.asr import ASRTask
+from espnet2.text.token_id_converter import TokenIDConverter
 
 import drax.asr.registry  # noqa: F401
 from drax.asr.model import DraxASRModel
@@ -43,7 +45,6 @@ class Decoded:
 
 def load_model(config: str | Path, model_file: str | Path | None, device: str = "cpu"):
     """Build the model from ESPnet's config.yaml and load its weights; mismatches are named."""
-    from espnet2.tasks.asr import ASRTask
 
     with open(config, encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
@@ -80,7 +81,6 @@ class Speech2Text:
         `options.rescorer`, else `rescorer` (the recipe's, whose encoder Drax uses).
         units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
         training config maps tokens back to text."""
-        from espnet2.text.token_id_converter import TokenIDConverter
 
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if not isinstance(self.model, DraxASRModel):

@@ -265,7 +265,7 @@ def add_timestamp_tokens(tokenizer_json: dict, vocab_size: int) -> dict:
 
 def whisper_config(model: Ct2Model, ct2_config: dict, tokenizer_json: dict):
     """transformers ``WhisperConfig`` for a CT2 Whisper: sizes from the tensors, ids from the tokenizer."""
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # slow to import; only this path needs it
 
     token = _token_ids(tokenizer_json)
     eot = token["<|endoftext|>"]
@@ -295,7 +295,7 @@ def whisper_config(model: Ct2Model, ct2_config: dict, tokenizer_json: dict):
 def whisper_generation_config(config, ct2_config: dict, tokenizer_json: dict):
     """The ``GenerationConfig`` that ``WhisperForConditionalGeneration.generate`` needs for
     ``language=``/``task=`` prompts and timestamp handling (as on the hub's Whisper repos)."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # slow to import; only this path needs it
 
     token = _token_ids(tokenizer_json)
     name = {i: t for t, i in token.items()}
@@ -323,6 +323,7 @@ def convert_ct2_whisper(ct2_dir: str | os.PathLike, out_dir: str | os.PathLike) 
     """Convert a faster-whisper/CT2 Whisper directory (``model.bin``, ``config.json``,
     ``tokenizer.json``) into a transformers Whisper directory ``out_dir`` (created, must not hold
     another model). Returns ``out_dir``."""
+    # slow to import; only this path needs it
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
     ct2_dir, out_dir = Path(ct2_dir), Path(out_dir)

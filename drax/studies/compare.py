@@ -258,78 +258,96 @@ class Compare:
     # ---- Table 1 / speed: runtime set ----------------------------------------------------------
     @torch.no_grad()
     def runtime(self, bins: dict[str, list[RuntimeUtt]]):
-        """system -> bin -> Seconds (parts encoder/decoder/scoring), and per-utterance points for Fig. 2a."""
+        """system -> bin -> Seconds (parts encoder/decoder/scoring), and per-utterance points for Fig. 2a.
 
-        c = self.c
+        Every utterance goes through each system in turn (one function each, below), seconds per part."""
         table: dict[str, dict[str, Seconds]] = {}
         points = []  # (system, n_tokens, end-to-end RTFx)
-        gen = torch.Generator().manual_seed(c.seed)
-
-        def add(system, label, utt, parts):
-            sec = table.setdefault(system, {}).setdefault(label, Seconds())
-            sec.audio += utt.duration
-            for part, v in parts.items():
-                sec.add(part, v)
-            points.append((system, utt.n_tokens, utt.duration / sum(parts.values())))
-
+        gen = torch.Generator().manual_seed(self.c.seed)
         for label, members in bins.items():
             for utt in tqdm(members, desc=f"runtime {label}", unit="utt"):
-                audio = torch.from_numpy(utt.audio)
                 with Timer() as t_enc:
-                    states, lens = self.audio_encoder(audio)
-                n = utt.n_tokens
-                with Timer() as t_ctc_enc:
-                    enc = self.ctc.encode(states[0])
-                with Timer() as t:
-                    self.ctc.decode(enc, utt.lang, "ctc", 0)
-                add("CTC greedy", label, utt, {"encoder": t_enc.seconds + t_ctc_enc.seconds, "decoder": t.seconds})
-                with Timer() as t_ar_enc:
-                    enc = self.ar.encode(states[0])
-                for method in ("greedy", "beam"):
-                    with Timer() as t:
-                        self.ar.decode(enc, utt.lang, method, n + 1, c.beam_size, min_new=n)
-                    name = "AR greedy" if method == "greedy" else f"AR beam {c.beam_size}"
-                    add(name, label, utt, {"encoder": t_enc.seconds + t_ar_enc.seconds, "decoder": t.seconds})
-                with Timer() as t_wenc:
-                    wenc = self.whisper_encode(utt.audio)
-                with Timer() as t:
-                    greedy(self.whisper_ar, wenc, self.whisper_prompt(utt.lang), n + 1, min_new=n)
-                add("Whisper zero-shot greedy", label, utt, {"encoder": t_wenc.seconds, "decoder": t.seconds})
+                    states, lens = self.audio_encoder(torch.from_numpy(utt.audio))
+                timed = [*self.time_ctc(utt, states, t_enc.seconds), *self.time_ar(utt, states, t_enc.seconds),
+                         *self.time_whisper(utt)]
                 for name, s2t in self.drax.items():
-                    model, tag = s2t.model, getattr(self.c, name)
-                    length = self.drax_length(model, utt.duration)
-                    prompt = torch.tensor([model.prompt_ids(utt.lang)])
-                    for nfe, k in self.drax_configs():
-                        temp = c.temperature if k == 1 else c.candidate_temperature
-                        with Timer() as t:
-                            out = model.generate_encoded(
-                                states, lens, DecodingOptions(nfe=nfe, temperature=temp, num_candidates=k,
-                                                              output_length=length), prompt=prompt, generator=gen)
-                            texts = [s2t.to_hypothesis(x).text for x in out.tokens[0]]
-                        parts = {"encoder": t_enc.seconds, "decoder": t.seconds}
-                        if k == 1:
-                            add(f"Drax {tag} {nfe}/1", label, utt, parts)
-                            continue
-                        for s in ("mbr", "ar"):
-                            with Timer() as t_s:
-                                scores = (s2t.ar_rescorer().score(states[0], texts, utt.lang).tolist()
-                                          if s == "ar" else None)
-                                select(s, texts, utt.lang, scores)
-                            add(f"Drax {tag} {nfe}/{k} {s.upper()}", label, utt, {**parts, "scoring": t_s.seconds})
-                # decoder-only speed study: Drax (baseline size) at every NFE
-                model = self.drax["drax"].model
-                length = self.drax_length(model, utt.duration)
-                prompt = torch.tensor([model.prompt_ids(utt.lang)])
-                for nfe in c.speed_nfe:
-                    with Timer() as t:
-                        model.generate_encoded(states, lens, DecodingOptions(
-                            nfe=nfe, temperature=c.temperature, output_length=length), prompt=prompt, generator=gen)
-                    table.setdefault(f"speed Drax {nfe}/1", {}).setdefault(label, Seconds())
-                    sec = table[f"speed Drax {nfe}/1"][label]
+                    timed += self.time_drax(utt, states, lens, t_enc.seconds, s2t, getattr(self.c, name), gen)
+                for system, parts in timed:
+                    sec = table.setdefault(system, {}).setdefault(label, Seconds())
                     sec.audio += utt.duration
-                    sec.add("encoder", t_enc.seconds)
-                    sec.add("decoder", t.seconds)
+                    for part, v in parts.items():
+                        sec.add(part, v)
+                    points.append((system, utt.n_tokens, utt.duration / sum(parts.values())))
+                for system, parts in self.time_drax_speed(utt, states, lens, t_enc.seconds, gen):
+                    sec = table.setdefault(system, {}).setdefault(label, Seconds())
+                    sec.audio += utt.duration
+                    for part, v in parts.items():
+                        sec.add(part, v)
         return table, points
+
+    def time_ctc(self, utt: RuntimeUtt, states, encoder_seconds: float) -> list[tuple[str, dict]]:
+        with Timer() as t_enc:
+            enc = self.ctc.encode(states[0])
+        with Timer() as t:
+            self.ctc.decode(enc, utt.lang, "ctc", 0)
+        return [("CTC greedy", {"encoder": encoder_seconds + t_enc.seconds, "decoder": t.seconds})]
+
+    def time_ar(self, utt: RuntimeUtt, states, encoder_seconds: float) -> list[tuple[str, dict]]:
+        """AR greedy and beam, made to produce the reference's number of tokens."""
+        n, out = utt.n_tokens, []
+        with Timer() as t_enc:
+            enc = self.ar.encode(states[0])
+        for method in ("greedy", "beam"):
+            with Timer() as t:
+                self.ar.decode(enc, utt.lang, method, n + 1, self.c.beam_size, min_new=n)
+            name = "AR greedy" if method == "greedy" else f"AR beam {self.c.beam_size}"
+            out.append((name, {"encoder": encoder_seconds + t_enc.seconds, "decoder": t.seconds}))
+        return out
+
+    def time_whisper(self, utt: RuntimeUtt) -> list[tuple[str, dict]]:
+        """Whisper's own encoder (30 s window) and greedy decoder, the reference's number of tokens."""
+        with Timer() as t_enc:
+            wenc = self.whisper_encode(utt.audio)
+        with Timer() as t:
+            greedy(self.whisper_ar, wenc, self.whisper_prompt(utt.lang), utt.n_tokens + 1, min_new=utt.n_tokens)
+        return [("Whisper zero-shot greedy", {"encoder": t_enc.seconds, "decoder": t.seconds})]
+
+    def time_drax(self, utt: RuntimeUtt, states, lens, encoder_seconds: float, s2t, tag: str,
+                  gen: torch.Generator) -> list[tuple[str, dict]]:
+        """Drax at each (NFE, candidates) of the table, several candidates scored by MBR and Whisper."""
+        model, c, out = s2t.model, self.c, []
+        length = self.drax_length(model, utt.duration)
+        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        for nfe, k in self.drax_configs():
+            temp = c.temperature if k == 1 else c.candidate_temperature
+            with Timer() as t:
+                sampled = model.generate_encoded(
+                    states, lens, DecodingOptions(nfe=nfe, temperature=temp, num_candidates=k, output_length=length),
+                    prompt=prompt, generator=gen)
+                texts = [s2t.to_hypothesis(x).text for x in sampled.tokens[0]]
+            parts = {"encoder": encoder_seconds, "decoder": t.seconds}
+            if k == 1:
+                out.append((f"Drax {tag} {nfe}/1", parts))
+                continue
+            for s in ("mbr", "ar"):
+                with Timer() as t_s:
+                    scores = s2t.ar_rescorer().score(states[0], texts, utt.lang).tolist() if s == "ar" else None
+                    select(s, texts, utt.lang, scores)
+                out.append((f"Drax {tag} {nfe}/{k} {s.upper()}", {**parts, "scoring": t_s.seconds}))
+        return out
+
+    def time_drax_speed(self, utt: RuntimeUtt, states, lens, encoder_seconds: float,
+                        gen: torch.Generator) -> list[tuple[str, dict]]:
+        """The decoder-only speed study: Drax (the baselines' size) at every NFE of `speed_nfe`."""
+        model, out = self.drax["drax"].model, []
+        length = self.drax_length(model, utt.duration)
+        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        for nfe in self.c.speed_nfe:
+            with Timer() as t:
+                model.generate_encoded(states, lens, DecodingOptions(
+                    nfe=nfe, temperature=self.c.temperature, output_length=length), prompt=prompt, generator=gen)
+            out.append((f"speed Drax {nfe}/1", {"encoder": encoder_seconds, "decoder": t.seconds}))
+        return out
 
     @torch.no_grad()
     def sweep(self, bins) -> dict[str, dict[int, float]]:
@@ -545,10 +563,10 @@ class Compare:
             + md_table(["configuration", "utterances / s"], [[k, v] for k, v in throughput.items()]))
 
     def _figure(self):
-        import matplotlib
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
         return plt, plt.subplots(figsize=(6.5, 4.2))
 

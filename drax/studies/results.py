@@ -11,6 +11,9 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
+import espnet
+import torch
+
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text
 from drax.studies.report import fmt
@@ -79,8 +82,6 @@ def _comparison(r, name: str) -> list[str]:
 
 def environment(root: Path) -> list[str]:
     """ESPnet's RESULTS header: when, where and with what the results were made."""
-    import espnet
-    import torch
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

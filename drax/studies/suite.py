@@ -331,10 +331,10 @@ class Suite:
 
     # ---- plots and output ----------------------------------------------------------------------
     def _figure(self):
-        import matplotlib
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
         return plt, plt.subplots(figsize=(6, 4))
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import kaldiio
+import torch
 import yaml
 
 from drax.asr.checkpoint import reporter_stats
@@ -125,7 +127,6 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
     """{'wer': lang -> WER (CER for zh/ja), 'cer': lang -> CER} of one checkpoint on `utts`, each with 'avg'.
 
     sampler: options replacing the study's nfe / temperature (and the paper's sampler), SAMPLER_KEYS."""
-    import kaldiio
 
 
     options = DecodingOptions(**{"nfe": conf.nfe, "temperature": conf.temperature, "seed": conf.seed,
@@ -232,8 +233,6 @@ class Study:
                 "n_dev_utts": len(utts)}
 
     def run(self, command: str = "") -> Path:
-        import torch
-
         torch.set_num_threads(self.conf.threads)
         threads = str(self.conf.threads)
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -301,12 +300,14 @@ class Study:
         return "\n".join(lines) + "\n"
 
     def plot(self, results: list[dict]) -> None:
-        import matplotlib  # heavy, only needed here
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
-        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.18 * len(results)))
+        ncol = 1 if len(results) <= 6 else 2
+        legend_inches = 0.2 + 0.19 * -(-len(results) // ncol)  # below the plots: no curve hidden
+        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + legend_inches))
         colors = plt.get_cmap("tab10" if len(results) <= 10 else "tab20").colors  # one colour per variant
         for res, color in zip(results, colors * (1 + len(results) // len(colors))):
             secs = [p["cpu_seconds"] for p in res["curve"]]
@@ -318,6 +319,6 @@ class Study:
         for ax in (ax_err, ax_loss):
             ax.grid(alpha=0.3)
         handles, labels = ax_err.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.045 * len(results), 1, 1))
-        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)  # below: no curve hidden
+        fig.tight_layout(rect=(0, legend_inches / (4.2 + legend_inches), 1, 1))
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=ncol, frameon=False)
         atomic_save_figure(fig, self.out_dir / f"{self.name}.png")
