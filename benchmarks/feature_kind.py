@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import DEFAULT_CONFIG, build_model, load_config, synthetic_batch, time_steps
 
 

@@ -14,7 +14,6 @@ import argparse
 import statistics
 
 import torch
-
 from common import build_model, load_config, synthetic_batch, time_steps
 
 

@@ -302,6 +302,27 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     out = sampler.sample(posterior, start, 10 * length, temperature=1e-6, pinned=pinned, order="jacobi")
     assert torch.equal(out.tokens, greedy) and out.steps == 2
     assert sampler.sample(posterior, x0, 5, temperature=1.0, pinned=pinned).steps == 5  # the paper's: all
+
+    # what follows the first end token is no part of the transcript: noise there does not keep it going
+    end, noise = 7, torch.Generator().manual_seed(3)
+
+    def count_to_end(x, t):  # causal: the token after v is v + 1, up to the end token; noise after it
+        after_end = (x == end).int().cumsum(1) > 0
+        logits = 20.0 * torch.nn.functional.one_hot((x + 1).clamp(max=end), end + 1).float()
+        noisy = 10 * torch.randn(logits.shape, generator=noise)
+        logits = torch.where(after_end[..., None], noisy, logits)
+        return torch.cat([logits[:, :1], logits[:, :-1]], 1)  # position j reads j - 1
+
+    starts = torch.tensor([[0, 1], [2, 3], [4, 5], [1, 5]])
+    x0 = torch.cat([starts, torch.randint(end, (4, 10), generator=noise)], 1)
+    pinned = torch.zeros_like(x0, dtype=torch.bool)
+    pinned[:, :2] = True
+    ends = [2 + end - 1 - int(row[1]) for row in starts]  # where each row's end token lands
+    out = sampler.sample(count_to_end, x0, 100, temperature=1e-6, pinned=pinned, order="jacobi", end_token=end)
+    assert out.steps == max(e - 2 for e in ends) + 2  # one step per token of the longest row, one to see it settle
+    for row, e in enumerate(ends):
+        assert out.tokens[row, 2: e + 1].tolist() == list(range(int(starts[row, 1]) + 1, end + 1)), row
+    assert sampler.sample(count_to_end, x0, 30, temperature=1e-6, pinned=pinned, order="jacobi").steps == 30
     with pytest.raises(ValueError, match="no p_mid term"):
         EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
                                                    pmid_probs=torch.full((b, length, vocab), 1 / vocab))

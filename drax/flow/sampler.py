@@ -23,8 +23,10 @@ t = 1 (the denoiser read as "this state is clean"): Jacobi iteration of the whol
 term. With a causal denoiser (`decoder_conf.attention_block: 1`) the prediction of position j depends
 on the positions before it only, so after k steps the first k free positions hold exactly what
 greedy left-to-right decoding at t = 1 would, and the rest what the model predicts from that prefix.
-It stops at the first step that changes no position (a fixed point, which stays one), so `nfe` is its
-most steps; `SampleOutput.steps` says how many it took.
+It stops at the first step that changes nothing that matters (a fixed point, which stays one): no
+position at all, or, given `end_token`, no position up to each row's first end token (what follows
+it is not part of the transcript, and with a causal denoiser cannot change what comes before). So
+`nfe` is its most steps; `SampleOutput.steps` says how many it took.
 """
 from __future__ import annotations
 
@@ -68,12 +70,14 @@ class EulerSampler:
         return_trajectory: bool = False,
         generator: torch.Generator | None = None,
         order: str = "random",
+        end_token: int | None = None,
     ) -> SampleOutput:
         """Integrate from x_init (B, L) at t = 0 to t = 1 in exactly `nfe` posterior calls.
 
         pinned: (B, L) bool, positions copied from x_init at every step.
         pmid_probs: (B, L, V) probabilities of p_mid; used only if the scheduler has a middle component.
         order: "random" (independent jumps, the paper's), "confidence" or "jacobi" (see the module docstring).
+        end_token: the jacobi order's fixed point looks at each row up to its first end token only.
         """
         if int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer (got {nfe})")
@@ -128,8 +132,19 @@ class EulerSampler:
             if pinned is not None:
                 new = torch.where(pinned, x_init, new)
             out.steps = k + 1
-            if order == "jacobi" and torch.equal(new, x):
+            if order == "jacobi" and _settled(x, new, end_token):
+                x = new
                 break
             x = new
         out.tokens = x
         return out
+
+
+def _settled(old: torch.Tensor, new: torch.Tensor, end_token: int | None) -> bool:
+    """No row changed (up to and including its first `end_token`, which it must hold, when given)."""
+    if end_token is None:
+        return torch.equal(old, new)
+    is_end = new == end_token
+    first = torch.where(is_end.any(1), is_end.int().argmax(1), new.shape[1])  # (B,): no end -> whole row
+    upto = torch.arange(new.shape[1], device=new.device)[None] <= first[:, None]
+    return bool(is_end.any(1).all() and ((old == new) | ~upto).all())
