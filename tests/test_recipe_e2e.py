@@ -167,6 +167,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     state = torch.load(checkpoint)
     next(v for v in state.values() if v.is_floating_point()).add_(1.0)
     torch.save(state, checkpoint)
+    study["title"] = "the study, renamed"  # a changed study config runs stage 12 again
+    (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(study))
     run(recipe, *flags, "--stage", "12")
     assert kept.stat().st_mtime_ns == kept_before
     changed_after = json.loads(changed.read_text())

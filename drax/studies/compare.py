@@ -33,7 +33,7 @@ import platform
 import random
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -493,7 +493,7 @@ class Compare:
         self.plot_fig2a(points)
         head = (f"# Baselines, speculative decoding and speed\n\nWritten on {date.today()} ({platform.machine()}, "
                 f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}) by `{command}`. Accuracy subset: "
-                f"{c.utts_per_lang} utterances per language of `{self.set_dir.name}`.\n\nConfig: `{json.dumps(c)}`\n")
+                f"{c.utts_per_lang} utterances per language of `{self.set_dir.name}`.\n\nConfig: `{json.dumps(asdict(c))}`\n")
         path = self.out_dir / "compare.md"
         atomic_write_text(str(path), "\n".join([head, *self.sections]))
         return path

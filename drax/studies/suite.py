@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -413,7 +413,7 @@ class Suite:
         self.pmid_samples()
         head = (f"# Decoding tables\n\nWritten on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores)"
                 + (f" by `{command}`" if command else "") + f". Subset: {self.conf.utts_per_lang} utterances per "
-                "language. Figure 2b: `pareto.png`.\n\nConfig: `" + json.dumps(self.conf) + "`\n")
+                "language. Figure 2b: `pareto.png`.\n\nConfig: `" + json.dumps(asdict(self.conf)) + "`\n")
         path = self.out_dir / "tables.md"
         atomic_write_text(str(path), "\n".join([head, *self.sections]))
         return path
