@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+
 from common import DEFAULT_CONFIG, build_model, load_config, synthetic_batch, time_steps
 
 

@@ -14,6 +14,7 @@ import argparse
 import statistics
 
 import torch
+
 from common import build_model, load_config, synthetic_batch, time_steps
 
 

@@ -1,8 +1,9 @@
 """Files a reader never sees half-written: write to a temporary file in the same directory, then rename.
 
-Temporary names are ``.<name>.<pid>.<random>.tmp[<ext>]`` (directories: ``.<name>.<pid>.<random>.tmp``). A writer that is killed before its rename
-(SIGKILL, power loss) cannot remove its own; :func:`remove_stale_temp_files` deletes those whose
-process is gone, which the recipe engine does before it runs any stage.
+Temporary names are ``.<name>.<pid>.<random>.tmp[<ext>]`` (directories: ``.<name>.<pid>.<random>.tmp``).
+A writer that is killed before its rename (SIGKILL, power loss) cannot remove its own;
+:func:`remove_stale_temp_files` deletes those whose process is gone, which the recipe engine does
+before it runs any stage.
 """
 from __future__ import annotations
 

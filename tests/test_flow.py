@@ -156,16 +156,23 @@ def test_sampler_pins_prompt_and_records_trajectory():
     assert all(torch.equal(s[:, :2], x0[:, :2]) for s in out.trajectory)
 
 
-def test_sampler_with_pmid_term_lands_on_oracle():
-    vocab, length = 20, 16
-    x1 = torch.randint(vocab, (3, length))
-    pmid = torch.full((3, length, vocab), 1.0 / vocab)
+def test_sampler_with_pmid_term_visits_pmid_and_lands_on_oracle():
+    """x1 holds tokens 0-9, x0 tokens 10-14 and p_mid puts all its mass on token 19: an intermediate
+    state holding 19 can only come from a jump to a p_mid draw (the velocity's alpha_mid term)."""
+    vocab, length, mid = 20, 16, 19
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.randint(10, (3, length), generator=gen)
+    x0 = torch.randint(10, 15, (3, length), generator=gen)
+    pmid = torch.nn.functional.one_hot(torch.full((3, length), mid), vocab).float()
     out = EulerSampler(TriMixtureScheduler()).sample(
-        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50,
-        torch.randint(vocab, (3, length)), 8, pmid_probs=pmid, return_trajectory=True)
-    assert torch.equal(out.tokens, x1)
-    # with the p_mid term the intermediate states visit p_mid draws, not only x1 or x0
-    assert len(out.trajectory) == 8
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 8, pmid_probs=pmid,
+        return_trajectory=True, generator=gen)
+    assert torch.equal(out.tokens, x1) and len(out.trajectory) == 8
+    assert any((state == mid).any() for state in out.trajectory[1:])
+    without = EulerSampler(TriMixtureScheduler()).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 8, return_trajectory=True,
+        generator=gen)
+    assert not any((state == mid).any() for state in without.trajectory)  # no p_mid term, no p_mid token
 
 
 @pytest.mark.parametrize("bad", [{"p": 0}, {"q": -1.0}])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import drax.asr.registry  # noqa: F401
+from drax.decode.options import DecodingOptions
 from drax.nets.dit import DiTDecoder
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper import FrozenWhisperEncoder, WhisperLogMelFrontend, load_whisper_encoder
@@ -205,8 +206,8 @@ def test_every_path_trains_and_generates(path):
     if path in ("audio_mid", "mask_mid", "audio_src"):
         assert model.pmid.head.weight.grad.abs().sum() > 0
     model.eval()
-    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=torch.tensor([model.prompt_ids("de")] * 2),
-                         nfe=3, num_candidates=4, elbo=True)
+    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), DecodingOptions(nfe=3, num_candidates=4),
+                         prompt=torch.tensor([model.prompt_ids("de")] * 2), elbo=True)
     assert out.tokens.shape == (2, 4, 10)
     assert (out.tokens[:, :, :4] == torch.tensor(model.prompt_ids("de"))).all()
     assert out.elbo.shape == (2, 4) and (out.elbo <= 0).all()
@@ -216,8 +217,8 @@ def test_pmid_in_velocity_and_free_language_slot():
     model = build().eval()
     prompt = torch.tensor([model.prompt_ids(None)] * 2)
     assert prompt[0, 1] == -1
-    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), prompt=prompt, nfe=4, use_pmid=True,
-                         return_trajectory=True)
+    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), DecodingOptions(nfe=4, use_pmid=True),
+                         prompt=prompt, return_trajectory=True)
     assert len(out.samples.trajectory) == 4
     assert (out.tokens[:, 0, 0] == model.token_list.index("<|startoftranscript|>")).all()
 
@@ -279,8 +280,9 @@ def test_save_load_identical_outputs_and_vocab_mismatch(tmp_path):
     torch.save(model.state_dict(), tmp_path / "model.pth")
     loaded, _ = load_model(tmp_path / "config.yaml", tmp_path / "model.pth")
     speech, lens = torch.randn(2, 11, 8), torch.tensor([11, 9])
-    a = model.generate(speech, lens, nfe=4, temperature=0.5, generator=torch.Generator().manual_seed(1))
-    b = loaded.generate(speech, lens, nfe=4, temperature=0.5, generator=torch.Generator().manual_seed(1))
+    options = DecodingOptions(nfe=4, temperature=0.5)
+    a = model.generate(speech, lens, options, generator=torch.Generator().manual_seed(1))
+    b = loaded.generate(speech, lens, options, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a.tokens, b.tokens)
     conf["token_list"] = list(TOKENS) + ["<extra>"]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(conf))

@@ -16,11 +16,12 @@ import textwrap
 from pathlib import Path
 
 import kaldiio
+import pytest
 import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
-from drax.recipe.stages import file_digest
+from drax.recipe.engine import file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
@@ -43,6 +44,7 @@ def run(recipe: Path, *args: str) -> str:
     return proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     recipe = tmp_path / "mini"
     shutil.copytree(MINI / "conf", recipe / "conf")
@@ -72,19 +74,21 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert list((asr / "tensorboard").rglob("events.out.tfevents*"))
 
     test_utts = set(read_kv_dict(str(dump / "test" / "text.raw")))
-    hyps = read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text"))
+    hyps = read_kv_dict(str(asr / "decode_drax" / "test" / "text"))
     assert set(hyps) == test_utts and len(test_utts) == 4
     whisper_hyps = read_kv_dict(str(recipe / "exp" / "whisper_zero_shot" / "test" / "text"))
     assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: [en]
-    results = (recipe / "RESULTS.md").read_text()
+    assert not (recipe / "RESULTS.md").exists()  # a run writes under exp/, never the recipe's committed files
+    results = (recipe / "exp" / "RESULTS.md").read_text()
+    assert "- git commit: `" in results and "- torch: `" in results
     assert re.search(r"\| Drax train_drax \(decode_drax\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
     assert re.search(r"\| Whisper whisper-base zero-shot \(greedy\) \| WER/CER \| \d+\.\d \| - \|", results), results
     assert "| total |" in results
-    alignments = (asr / "decode_decode_drax" / "test" / "alignments.txt").read_text()
+    alignments = (asr / "decode_drax" / "test" / "alignments.txt").read_text()
     assert all(u in alignments for u in test_utts)
 
     candidates = [json.loads(line) for line in
-                  (asr / "decode_decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
+                  (asr / "decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
     assert {c["utt"] for c in candidates} == test_utts and all(len(c["texts"]) == 3 for c in candidates)
 
     again = run(recipe, *flags)
@@ -109,7 +113,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     rerun = run(recipe, *flags)
     assert "removed 1 temporary file(s)" in rerun and "stage 8 (decode): start" in rerun
     assert "stage 7 (train): done before" in rerun and not list((recipe / "exp").rglob(".missing.*.tmp"))
-    assert read_kv_dict(str(asr / "decode_decode_drax" / "test" / "text")) == hyps
+    assert read_kv_dict(str(asr / "decode_drax" / "test" / "text")) == hyps
 
     # stage 11: every decoding table and plot from the trained model, on a tiny grid
     (recipe / "conf" / "tables.yaml").write_text(yaml.safe_dump(dict(
@@ -132,9 +136,9 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
         (recipe / "conf" / f"train_{name}.yaml").write_text(yaml.safe_dump(conf))
         run(recipe, *flags, "--stage", "7", "--train_config", f"conf/train_{name}.yaml",
             "--decode_config", f"conf/decode_{decode}.yaml")
-        hyps = read_kv_dict(str(recipe / "exp" / f"asr_train_{name}" / f"decode_decode_{decode}" / "test" / "text"))
+        hyps = read_kv_dict(str(recipe / "exp" / f"asr_train_{name}" / f"decode_{decode}" / "test" / "text"))
         assert set(hyps) == test_utts
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     for label in ("ESPnet greedy train_ar", "ESPnet ctc train_ctc", "ESPnet greedy train_ar_small"):
         assert re.search(rf"\| {label} \(decode_\w+\) \| WER/CER \| \d+\.\d \| \d+\.\d \|", results), results
 
@@ -163,6 +167,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     state = torch.load(checkpoint)
     next(v for v in state.values() if v.is_floating_point()).add_(1.0)
     torch.save(state, checkpoint)
+    study["title"] = "the study, renamed"  # a changed study config runs stage 12 again
+    (recipe / "conf" / "path_study.yaml").write_text(yaml.safe_dump(study))
     run(recipe, *flags, "--stage", "12")
     assert kept.stat().st_mtime_ns == kept_before
     changed_after = json.loads(changed.read_text())
@@ -187,7 +193,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     # RTFx, speed-up end to end and decoding only; the targets alone are the 1.0 references
     assert len(re.findall(r"\| none \(greedy\) \| 1\.0 \| - \| \d+\.\d \| 1\.0 \| 1\.0 \|", table3)) == 2, table3
     assert len(re.findall(r"\| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+/\d+ \|$", table3, re.M)) == 6, table3
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     assert "### Table 1: baselines side by side" in results and table3.splitlines()[-1] in results, results
     speed = (compare / "speed.md").read_text()
     assert "overtakes AR greedy" in speed
@@ -197,6 +203,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
         assert (compare / png).read_bytes()[:4] == b"\x89PNG", png
 
 
+@pytest.mark.slow
 def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
     """egs/librispeech end to end on espeak-ng speech laid out as LibriSpeech (corpus_conf.synthetic):
     the tree, the corpus's own data prep, two test sets and the table over both."""
@@ -217,5 +224,5 @@ def test_corpus_recipe_on_a_synthetic_native_tree(tmp_path, whisper_base):
     sizes = {name: len(read_kv_dict(str(recipe / "data" / name / "text")))
              for name in ("train_clean_100", "dev_clean", "test_clean", "test_other")}
     assert sizes == {"train_clean_100": 4, "dev_clean": 2, "test_clean": 2, "test_other": 2}
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"\| test_clean \| en \| 2 \| \d+\.\d \|\n\| test_other \| en \| 2 \| \d+\.\d \|", results), results

@@ -217,7 +217,8 @@ def test_unusable_features_are_named_and_bad_decode_options_refused(tmp_path):
     import kaldiio
 
     from drax.decode.decode_sets import load_features
-    from drax.decode.speech2text import Speech2Text
+    from drax.decode.options import DecodingOptions
+    from drax.options import load_options
 
     mats = {"a-good": np.ones((5, 4), np.float32), "b-empty": np.zeros((0, 4), np.float32),
             "c-nan": np.full((5, 4), np.nan, np.float32), "d-wide": np.ones((5, 6), np.float32)}
@@ -227,11 +228,14 @@ def test_unusable_features_are_named_and_bad_decode_options_refused(tmp_path):
     for utt, message in (("b-empty", "empty features"), ("c-nan", "NaN"), ("d-wide", "dimension 6, the model reads 4")):
         with pytest.raises(ValueError, match=message):
             load_features(scp[utt], 4)
-    # checked before any model is loaded (the config path does not even exist)
-    for option, message in (({"num_candidates": 0}, "num_candidates must be an integer >= 1"),
-                            ({"nfe": 0}, "nfe must be"), ({"temperature": -1.0}, "temperature must be")):
+    # checked when the options are made, before any model is loaded
+    for option, message in (({"num_candidates": 0}, "num_candidates: 0 must be >= 1"),
+                            ({"nfe": 0}, "nfe: 0 must be >= 1"), ({"temperature": -1.0}, "temperature: -1.0 must be"),
+                            ({"nfe": 2.5}, "nfe: 2.5 is not an int"), ({"output_length": "twelve"}, "is not an int"),
+                            ({"jump_order": "best"}, "jump_order: unknown choice 'best'; valid: random"),
+                            ({"scoring": "vote"}, "scoring: unknown choice 'vote'")):
         with pytest.raises(ValueError, match=message):
-            Speech2Text(tmp_path / "missing.yaml", **option)
+            load_options(DecodingOptions, option, "decode config")
 
 
 def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):

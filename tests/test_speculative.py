@@ -194,10 +194,10 @@ def test_subword_map_splits_and_retokenises_like_the_units(whisper_base):
 
 def test_beam_search_with_a_forced_length_returns_it_when_the_model_wants_to_stop():
     """ESPnet's minlen only drops hypotheses that end early (all of them, on a real model, so the search
-    returned nothing); no_end_before makes the end token impossible before the forced length."""
+    returned nothing); NoEndBefore makes the end token impossible before the forced length."""
     from espnet.nets.beam_search import BeamSearch
 
-    from drax.decode.autoregressive import no_end_before
+    from drax.decode.baselines import NoEndBefore
 
     dec = espnet_decoder(0)
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_beam_search_with_a_forced_length_returns_it_when_the_model_wants_to_sto
                           token_list=tokens, pre_beam_score_key="full", hyp_primer=prefix)(memory, **ratios)
 
     assert search({"decoder": dec}, {"decoder": 1.0}, maxlenratio=-(n + 1.0))[0].yseq.tolist() == prefix + [EOT]
-    best = search({"decoder": dec, "min_length": no_end_before(EOT, len(prefix) + n, VOCAB)},
+    best = search({"decoder": dec, "min_length": NoEndBefore(EOT, len(prefix) + n, VOCAB)},
                   {"decoder": 1.0, "min_length": 1.0}, maxlenratio=-(n + 1.0))[0]
     generated = best.yseq[len(prefix):].tolist()
     assert EOT not in generated[:n] and len(generated) >= n

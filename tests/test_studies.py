@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from drax.decode.compare import compare_conf, joined_runtime_set
-from drax.decode.runtime import BINS, bin_label
-from drax.recipe.study import study_conf, variant_train_config
+from drax.options import load_options
+from drax.studies.compare import CompareConfig, joined_runtime_set
+from drax.studies.runtime import BINS, bin_label
+from drax.studies.training import StudyConfig, variant_train_config
 
 MINI = Path(__file__).resolve().parents[1] / "egs" / "mini" / "conf"
 
@@ -18,9 +19,9 @@ def test_each_variant_changes_only_its_overrides_and_the_budget():
             "model_conf": {"path": "audio_mid", "scheduler": "tri_mixture", "scheduler_conf": {"p": 2.0},
                            "prompt_prob": 0.1},
             "max_epoch": 6, "num_iters_per_epoch": 100, "keep_nbest_models": 1, "optim": "adamw"}
-    conf = study_conf({**yaml.safe_load((MINI / "path_study.yaml").read_text()),
-                       "max_epoch": 3, "num_iters_per_epoch": 20})
-    for name, spec in conf["variants"].items():
+    conf = load_options(StudyConfig, {**yaml.safe_load((MINI / "path_study.yaml").read_text()),
+                                      "max_epoch": 3, "num_iters_per_epoch": 20}, "study config")
+    for name, spec in conf.variants.items():
         out = variant_train_config(base, spec["train"], conf)
         want = spec["train"]["model_conf"]
         assert out["model_conf"]["path"] == want["path"] and out["model_conf"]["scheduler"] == want["scheduler"]
@@ -30,7 +31,7 @@ def test_each_variant_changes_only_its_overrides_and_the_budget():
     assert base["model_conf"]["path"] == "audio_mid" and base["max_epoch"] == 6  # the base is not modified
     # every path of the path study reaches the target at the same rate, kappa_1(t) = t^2
     exps = {spec["train"]["model_conf"]["scheduler"]: spec["train"]["model_conf"]["scheduler_conf"]
-            for spec in conf["variants"].values()}
+            for spec in conf.variants.values()}
     assert exps["polynomial"]["exponent"] == exps["tri_mixture"]["p"] == 2.0
     assert variant_train_config(base, {"optim": "sgd", "batch_size": 8}, conf)["optim"] == "sgd"
 
@@ -40,27 +41,27 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
     from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""
     from types import SimpleNamespace
 
-    from drax.recipe.study import Study
+    from drax.studies.training import Study
 
     recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
     paper = yaml.safe_load((MINI / "train_drax_paper.yaml").read_text())
     for name in ("efficiency_study", "path_study"):
         conf = yaml.safe_load((MINI / f"{name}.yaml").read_text())
         assert conf["base_config"] == "conf/train_drax_paper.yaml"
-        assert Study(recipe, conf, name).base == paper
+        assert Study(recipe, conf, name, train=print).base == paper
     conf.pop("base_config")
-    assert Study(recipe, conf, "path_study").base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
+    assert Study(recipe, conf, "path_study", train=print).base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
 
 
 def test_study_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"unknown study config key\(s\) \['epochs'\]"):
-        study_conf({"epochs": 3, "variants": {"a": {}}})
+        load_options(StudyConfig, {"epochs": 3, "variants": {"a": {}}}, "study config")
     with pytest.raises(ValueError, match="`variants` is empty"):
-        study_conf({})
+        load_options(StudyConfig, {}, "study config")
     with pytest.raises(ValueError, match=r"variants.mine: unknown key\(s\) \['model_conf'\]"):
-        study_conf({"variants": {"mine": {"model_conf": {}}}})
+        load_options(StudyConfig, {"variants": {"mine": {"model_conf": {}}}}, "study config")
     with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):
-        compare_conf({"tables": 1})
+        load_options(CompareConfig, {"tables": 1}, "compare config")
 
 
 class CharUnits:

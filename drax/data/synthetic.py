@@ -65,15 +65,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import soundfile as sf
+import soxr
+from tqdm import tqdm
 
 from drax.data import text_sources
+from drax.data.audio import SAMPLE_RATE
 from drax.data.kaldi_dir import Utterance, validate_data_dir, write_data_dir
 from drax.data.text_sources import LANGS, dedup_key
 from drax.fileio import atomic_path, atomic_write_text, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 SYNTH_VERSION = 1  # bump when the synthesis pipeline changes (invalidates reused audio)
 SPLITS = ("train", "dev", "test")
 
@@ -191,7 +194,7 @@ def to_spoken(text: str, lang: str) -> str | None:
         return " ".join(out).replace(" ,", ",").replace(" .", ".")
     if lang == "ja":
         _require("pyopenjtalk", "pyopenjtalk-plus")
-        import pyopenjtalk
+        import pyopenjtalk  # optional source, checked where used
 
         with _quiet():
             njd = pyopenjtalk.run_frontend(text)
@@ -267,7 +270,6 @@ def synthesize(spoken: str, voice: str, pitch: int, speed: int, timeout: float =
     The phonemes (``-x``) show language switches as ``(en)``...``(de)``: for zh/ja that means
     espeak fell back to spelling ("Chinese letter"), see :func:`_run_job`.
     """
-    import soxr
 
     # -x --phonout=/dev/stderr: the phoneme transcription goes to stderr, the WAV to stdout
     cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-b", "1", "-x",
@@ -320,7 +322,6 @@ def _run_job(job: _Job) -> tuple[str, str, int, bool]:
     ``lang_switch`` tells whether espeak switched language for some word (Latin-script
     languages: a loanword read with English rules; kept). Reused files report False.
     """
-    import soundfile as sf
 
     if os.path.exists(job.path):
         return job.utt_id, "reused", sf.info(job.path).frames, False
@@ -340,7 +341,6 @@ def _run_job(job: _Job) -> tuple[str, str, int, bool]:
 
 def _run_jobs(jobs: Sequence[_Job], n_proc: int, progress: bool
               ) -> dict[str, tuple[str, int, bool]]:
-    from tqdm import tqdm
 
     results: dict[str, tuple[str, int, bool]] = {}
     bar = tqdm(total=len(jobs), desc="synthesising", unit="utt", disable=not progress,

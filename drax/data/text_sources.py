@@ -48,6 +48,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 
+import yaml
+
 logger = logging.getLogger(__name__)
 
 LANGS: tuple[str, ...] = ("en", "de", "es", "fr", "it", "pt", "zh", "ja")
@@ -338,11 +340,10 @@ def chatterbot_sentences(lang: str) -> tuple[str, ...]:
     """Dialogue lines of PyPI ``chatterbot-corpus`` (``chatterbot_corpus/data/<language>/*.yml``)."""
     _check_lang(lang)
     try:
-        import chatterbot_corpus  # noqa: F401
+        import chatterbot_corpus  # optional source, checked where used
     except ImportError as e:
         raise MissingSourceError("source 'chatterbot' needs PyPI package chatterbot-corpus "
                                  "(pip install chatterbot-corpus)") from e
-    import yaml
 
     base = os.path.join(os.path.dirname(chatterbot_corpus.__file__), "data", _CHATTERBOT_DIRS[lang])
     out: list[str] = []
@@ -474,7 +475,7 @@ def django_sentences(lang: str) -> tuple[str, ...]:
     """Translated UI strings of Django's locale .po files (English: the msgids)."""
     _check_lang(lang)
     try:
-        import django
+        import django  # optional source, checked where used
     except ImportError as e:
         raise MissingSourceError("source 'django' needs PyPI package django (pip install django)") from e
     root = os.path.dirname(django.__file__)
@@ -584,9 +585,11 @@ def strip_roff(source: str) -> list[str]:
             parts = raw[1:].strip().split(None, 1)
             name = parts[0] if parts else ""
             if name in ("nf", "EX", "Bd", "TS", "de", "ig"):
-                end(); nofill = True
+                end()
+                nofill = True
             elif name in ("fi", "EE", "Ed", "TE", ".."):
-                end(); nofill = False
+                end()
+                nofill = False
             elif name in _FONT_MACROS:
                 cur.append(_TAINT)
             else:
@@ -654,7 +657,7 @@ def pydoc_sentences(lang: str) -> tuple[str, ...]:
     if lang != "en":
         return ()
     try:
-        from pydoc_data.topics import topics
+        from pydoc_data.topics import topics  # optional source, checked where used
     except ImportError as e:  # some distributions split it off
         raise MissingSourceError("source 'pydoc' needs Python's pydoc_data module "
                                  "(e.g. Debian package libpython3-stdlib)") from e
@@ -752,7 +755,7 @@ def wordfreq_sequences(lang: str, n: int, seed: int = 0, min_words: int = 3, max
     """
     _check_lang(lang)
     try:
-        import wordfreq
+        import wordfreq  # optional source, checked where used
     except ImportError as e:
         raise MissingSourceError("random word sequences need PyPI package wordfreq "
                                  "(pip install wordfreq)") from e

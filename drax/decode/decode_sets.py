@@ -11,21 +11,23 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 from tqdm import tqdm
 
+from drax.data.audio import load_audio
 from drax.data.kaldi_dir import format_kv, read_kv_dict
+from drax.decode.baselines import ESPnetBaseline
+from drax.decode.options import BaselineDecodingOptions, DecodingOptions
+from drax.decode.scoring import markdown_table, score
+from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_write_text
+from drax.pretrained.whisper import load_whisper, transcribe
 
 logger = logging.getLogger(__name__)
-
-DECODE_DEFAULTS = {"nfe": 16, "temperature": 0.01, "num_candidates": 1, "scoring": "mbr", "rescorer": None,
-                   "use_pmid": False, "output_length": None, "seed": 0, "batch_size": 16,
-                   "model_file": "valid.loss.best.pth", "jump_order": "random", "sampling_exponent": 1.0}
-
 
 def _set_info(set_dir: Path):
     feats = read_kv_dict(str(set_dir / "feats.scp"))
@@ -46,7 +48,7 @@ def load_features(entry: str, dim: int | None) -> np.ndarray:
     """The feature matrix (T, D) of a feats.scp entry; ValueError naming what is wrong with it."""
     try:
         mat = kaldiio.load_mat(entry)
-    except Exception as e:  # noqa: BLE001  (kaldiio raises several types for a damaged ark)
+    except Exception as e:  # kaldiio raises several types for a damaged ark
         raise ValueError(f"unreadable features: {e}") from None
     if mat.ndim != 2 or mat.shape[0] == 0:
         raise ValueError(f"empty features (shape {mat.shape})")
@@ -75,39 +77,26 @@ def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: di
             yield batch, arrays, [utt2lang[u] for u in batch]
 
 
-def decode_conf(conf: dict) -> dict:
-    """The decode config with defaults filled in; unknown keys are an error naming them."""
-    unknown = set(conf) - set(DECODE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown decode config key(s) {sorted(unknown)}; valid keys: {', '.join(DECODE_DEFAULTS)}")
-    return {**DECODE_DEFAULTS, **conf}
-
-
-def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict,
+def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
                 whisper_dir: str | None = None) -> dict:
     """Decode dump/<set> (features as dumped) with the trained Drax model.
 
     whisper_dir: the recipe's Whisper, the default `rescorer` of `scoring: ar`. With several
     candidates, all of them (with scores, and the pick) go to candidates.jsonl.
     """
-    from drax.decode.speech2text import Speech2Text
 
-    conf = decode_conf(conf)
-    s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], nfe=conf["nfe"],
-                      temperature=conf["temperature"], num_candidates=conf["num_candidates"],
-                      scoring=conf["scoring"], rescorer=conf["rescorer"] or whisper_dir,
-                      use_pmid=conf["use_pmid"], output_length=conf["output_length"], seed=conf["seed"],
-                      units_dir=units_dir, jump_order=conf["jump_order"], sampling_exponent=conf["sampling_exponent"])
+    s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, rescorer=whisper_dir)
     hyps, missing, candidates = {}, {}, []
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, conf["batch_size"], getattr(s2t.args, "input_size", None), missing, "drax"):
+    for batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                                                missing, "drax"):
         for utt, decoded in zip(batch, s2t.batch(arrays, langs)):
             hyps[utt] = decoded.best.text
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
                                    "scores": [h.scores for h in decoded.candidates],
                                    "pick": decoded.picks[decoded.scoring]})
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **asdict(options)}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
@@ -115,65 +104,41 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, co
     return hyps
 
 
-AR_DECODE_KEYS = ("batch_size", "model_file", "output_length")
-
-
-def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions) -> dict:
     """Decode dump/<set> with the `model: drax_ar` yardstick: greedy with a key/value cache, prompt given.
 
     It reads the recipe's Drax decode config: `batch_size`, `model_file` and `output_length` (here
     the longest sequence; default: the trained model_conf.max_length) apply; Drax's sampling keys
     (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
     """
-    from drax.decode.speech2text import ARSpeech2Text
 
-    conf = {k: v for k, v in decode_conf(conf).items() if k in AR_DECODE_KEYS}
-    s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir,
-                        max_length=conf["output_length"])
+    s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir,
+                        max_length=options.output_length)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, conf["batch_size"], getattr(s2t.args, "input_size", None), missing,
-                                                "drax_ar"):
+    for batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                                                missing, "drax_ar"):
         hyps.update(zip(batch, s2t.batch(arrays, langs)))
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
-              "system": "AR yardstick", "method": "greedy (KV cache)", **conf,
-              "output_length": conf["output_length"] or s2t.model.max_length}
+              "system": "AR yardstick", "method": "greedy (KV cache)", "batch_size": options.batch_size,
+              "model_file": options.model_file, "output_length": options.output_length or s2t.model.max_length}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
 
 
-BASELINE_DECODE_DEFAULTS = {"method": "greedy", "beam_size": 5, "max_new_tokens": 128,
-                            "model_file": "valid.loss.best.pth"}
-
-
-def baseline_decode_conf(conf: dict) -> dict:
-    """A `model: espnet` baseline's decode config with defaults filled in; unknown keys or methods are
-    an error naming them."""
-    from drax.decode.autoregressive import ESPnetBaseline
-
-    unknown = set(conf) - set(BASELINE_DECODE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown decode config key(s) {sorted(unknown)} for a `model: espnet` baseline; "
-                         f"valid keys: {', '.join(BASELINE_DECODE_DEFAULTS)}")
-    conf = {**BASELINE_DECODE_DEFAULTS, **conf}
-    if conf["method"] not in ESPnetBaseline.METHODS:
-        raise ValueError(f"decode config method: unknown '{conf['method']}'; valid: {', '.join(ESPnetBaseline.METHODS)}")
-    return conf
-
-
-def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, conf: dict) -> dict:
+def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
+                    options: BaselineDecodingOptions) -> dict:
     """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
-    from drax.decode.autoregressive import ESPnetBaseline
 
-    conf = baseline_decode_conf(conf)
-    model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / conf["model_file"], units_dir)
+    model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing, conf["method"]):
+    for batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing,
+                                                options.method):
         enc = model.encode(arrays[0])
-        hyps[batch[0]] = model.text(model.decode(enc, langs[0], conf["method"], conf["max_new_tokens"],
-                                                 conf["beam_size"]))
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **conf}
+        hyps[batch[0]] = model.text(model.decode(enc, langs[0], options.method, options.max_new_tokens,
+                                                 options.beam_size))
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **asdict(options)}
     _write_outputs(out_dir, hyps, missing, timing)
     return hyps
 
@@ -193,8 +158,6 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
     if reuse and done.exists() and json.loads(done.read_text()).get("request") == request:
         logger.info("%s: Whisper zero-shot already decoded for these utterances, reused", out_dir)
         return read_kv_dict(str(out_dir / "text"))
-    from drax.data.features import load_audio
-    from drax.pretrained.whisper import load_whisper, transcribe
 
     model, processor = load_whisper(whisper_dir)
     model.eval()
@@ -224,7 +187,6 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
 
 def score_dir(decode_dir: Path, set_dir: Path) -> None:
     """Score decode_dir/text against dump/<set>/text.raw, per language."""
-    from drax.decode.scoring import markdown_table, score
 
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     timing = json.loads((decode_dir / "timing.json").read_text())

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from drax.pretrained.whisper import resolve_whisper
+
 
 class WhisperRescorer:
     def __init__(self, whisper: str, device: str = "cpu"):
         """whisper: a Whisper model dir or hub id (the one the recipe's encoder comes from)."""
+        # slow to import; only this path needs it
         from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
-        from drax.pretrained.whisper import resolve_whisper
 
         source = resolve_whisper(whisper, key="decode_conf.rescorer")
         self.model = WhisperForConditionalGeneration.from_pretrained(source).to(device).eval()

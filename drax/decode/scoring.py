@@ -11,11 +11,14 @@ from functools import lru_cache
 
 import jiwer
 
+from drax.studies.report import fmt
+
 CER_LANGS = {"zh", "ja"}
 
 
 @lru_cache(maxsize=None)
 def normalizer(lang: str):
+    # slow to import; only this path needs it
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
     if lang == "en":
@@ -102,7 +105,6 @@ def score(refs: dict[str, str], hyps: dict[str, str], utt2lang: dict[str, str]):
 
 
 def markdown_table(title: str, scores: list[LangScore]) -> str:
-    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     pct = lambda n, s: fmt(100.0 * n / s.chars if s.chars else None)  # noqa: E731
     lines = [f"### {title}", "",
              "| lang | utts | WER (%) | CER (%) | sub / del / ins (CER points) | short hyps | repeating hyps | missing |",

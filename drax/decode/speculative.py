@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from drax.decode.autoregressive import IncrementalDecoder
+from drax.decode.options import DecodingOptions
 
 
 class Drafter(Protocol):
@@ -160,8 +161,7 @@ class DraxDrafter:
                  output_length: int | None = None, seed: int = 0, skip: int = 0):
         """skip: leading target tokens Drax's layout does not have (an ESPnet target's <sos>)."""
         self.model, self.map, self.skip = model, token_map, skip
-        self.nfe, self.temperature = nfe, temperature
-        self.length = output_length or model.output_length
+        self.options = DecodingOptions(nfe=nfe, temperature=temperature, output_length=output_length or model.output_length)
         self.generator = torch.Generator().manual_seed(seed)
 
     def reset(self, memory: torch.Tensor, lang: str | None) -> None:
@@ -170,11 +170,10 @@ class DraxDrafter:
 
     def draft(self, sequence: list[int], block: int) -> list[int]:
         pinned = self.map.to_source(sequence[self.skip:])
-        if pinned is None or len(pinned) >= self.length or block <= 0:
+        if pinned is None or len(pinned) >= self.options.output_length or block <= 0:
             return []
-        out = self.model.generate(None, None, encoded=self.encoded, prompt=torch.tensor([pinned]), nfe=self.nfe,
-                                  temperature=self.temperature, output_length=self.length,
-                                  generator=self.generator, audio_memory=self.audio_memory)
+        out = self.model.generate_encoded(*self.encoded, self.options, prompt=torch.tensor([pinned]),
+                                          generator=self.generator, audio_memory=self.audio_memory)
         proposed = out.tokens[0, 0, len(pinned): len(pinned) + block].tolist()
         if self.model.eot_id in proposed:
             proposed = proposed[: proposed.index(self.model.eot_id) + 1]

@@ -1,6 +1,6 @@
 """Speech2Text for Drax models trained with ESPnet (config.yaml + model .pth), ESPnet-style.
 
-    s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.best.pth", nfe=16)
+    s2t = Speech2Text("exp/asr/config.yaml", "exp/asr/valid.loss.best.pth", DecodingOptions(nfe=16))
     hyp = s2t(speech, lang="en")           # one utterance: waveform (samples,) or features (T, D)
 
 ARSpeech2Text does the same for Drax's AR yardstick (`model: drax_ar`): greedy, key/value cache.
@@ -14,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from espnet2.tasks.asr import ASRTask
+from espnet2.text.token_id_converter import TokenIDConverter
 
 import drax.asr.registry  # noqa: F401
 from drax.asr.model import DraxASRModel
-from drax.decode.candidates import SCORINGS, select
+from drax.decode.candidates import select
+from drax.decode.options import DecodingOptions
+from drax.decode.rescoring import WhisperRescorer
+from drax.text.units import load_units
 
 
 @dataclass
@@ -40,7 +45,6 @@ class Decoded:
 
 def load_model(config: str | Path, model_file: str | Path | None, device: str = "cpu"):
     """Build the model from ESPnet's config.yaml and load its weights; mismatches are named."""
-    from espnet2.tasks.asr import ASRTask
 
     with open(config, encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
@@ -69,64 +73,44 @@ def pad_batch(speech: list, device: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Speech2Text:
-    def __init__(
-        self,
-        asr_train_config: str | Path,
-        asr_model_file: str | Path | None = None,
-        device: str = "cpu",
-        nfe: int = 16,
-        temperature: float = 0.01,
-        num_candidates: int = 1,
-        scoring: str = "mbr",
-        rescorer: str | None = None,
-        use_pmid: bool = False,
-        output_length: int | None = None,
-        seed: int = 0,
-        units_dir: str | Path | None = None,
-        jump_order: str = "random",
-        sampling_exponent: float = 1.0,
-    ):
-        """scoring: how one of num_candidates is chosen (drax/decode/candidates.py); `ar` rescores
-        with the Whisper model `rescorer` (the one the encoder comes from).
-        output_length: L at inference (default: the trained one, or the predicted length with a
-        fitted canvas).
-        jump_order, sampling_exponent: the sampler's options (DraxASRModel.generate); the paper's
-        sampler is "random" with exponent 1.
+    def __init__(self, asr_train_config: str | Path, asr_model_file: str | Path | None = None,
+                 options: DecodingOptions = DecodingOptions(), units_dir: str | Path | None = None,
+                 device: str = "cpu", rescorer: str | None = None):
+        """options: how to decode (drax/decode/options.py); `options.scoring` chooses one of
+        `options.num_candidates` (drax/decode/candidates.py), `ar` rescoring with the Whisper model
+        `options.rescorer`, else `rescorer` (the recipe's, whose encoder Drax uses).
         units_dir: the recipe's output units (dump/units); without it ESPnet's tokenizer of the
         training config maps tokens back to text."""
-        from espnet2.text.token_id_converter import TokenIDConverter
 
-        if scoring not in SCORINGS:
-            raise ValueError(f"unknown scoring '{scoring}'; valid: {', '.join(SCORINGS)}")
-        for key, value, low in (("nfe", nfe, 1), ("num_candidates", num_candidates, 1)):
-            if not (isinstance(value, int) and value >= low):
-                raise ValueError(f"decode option {key} must be an integer >= {low} (got {value!r})")
-        if not (isinstance(temperature, (int, float)) and temperature >= 0):
-            raise ValueError(f"decode option temperature must be a number >= 0 (got {temperature!r})")
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if not isinstance(self.model, DraxASRModel):
             raise ValueError(f"{asr_train_config} is not a Drax model (model: {self.args.model})")
-        shortest = self.model.prompt_length + 1
-        if output_length is not None and not (isinstance(output_length, int) and output_length >= shortest):
-            raise ValueError(f"decode option output_length must be null or an integer >= {shortest} (the prompt "
-                             f"and one token; got {output_length!r})")
-        self.device = device
-        self.nfe, self.temperature, self.output_length = nfe, temperature, output_length
-        self.num_candidates, self.scoring, self.use_pmid = num_candidates, scoring, use_pmid
-        self.jump_order, self.sampling_exponent = jump_order, sampling_exponent
-        self.rescorer, self.rescorer_source = None, rescorer
-        if scoring == "ar" and num_candidates > 1:
-            self.ar_rescorer()  # load now: a wrong path fails before decoding starts
-        self.generator = torch.Generator(device).manual_seed(seed)
+        self.device, self.rescorer, self.rescorer_source = device, None, options.rescorer or rescorer
+        self.options = options
+        self.generator = torch.Generator(device).manual_seed(options.seed)
         self.converter = TokenIDConverter(self.args.token_list)
         if units_dir is not None:
-            from drax.text.units import load_units
 
             self.detokenize = load_units(units_dir).decode
         else:
             from espnet2.text.build_tokenizer import build_tokenizer  # imports g2p (nltk) modules
 
             self.detokenize = build_tokenizer(self.args.token_type, getattr(self.args, "bpemodel", None)).tokens2text
+
+    @property
+    def options(self) -> DecodingOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: DecodingOptions) -> None:
+        """New options for the next batches (a study sweeps them on one loaded model)."""
+        shortest = self.model.prompt_length + 1
+        if options.output_length is not None and options.output_length < shortest:
+            raise ValueError(f"decode option output_length must be null or an integer >= {shortest} (the prompt "
+                             f"and one token; got {options.output_length!r})")
+        self._options = options
+        if options.scoring == "ar" and options.num_candidates > 1:
+            self.ar_rescorer()  # load now: a wrong path fails before decoding starts
 
     @torch.no_grad()
     def batch(self, speech: list, langs: list[str | None] | None = None,
@@ -144,16 +128,11 @@ class Speech2Text:
     def decode_encoded(self, encoded: tuple[torch.Tensor, torch.Tensor], langs: list[str | None],
                        scorings: tuple[str, ...] | None = None) -> list[Decoded]:
         """As `batch`, from encoder output (states (B, T, D), lengths (B,))."""
-        scorings = tuple(scorings or (self.scoring,))
-        choose = self.num_candidates > 1
-        out = self.model.generate(
-            None, None, encoded=encoded,
-            prompt=torch.tensor([self.model.prompt_ids(lang) for lang in langs]),
-            nfe=self.nfe, temperature=self.temperature, num_candidates=self.num_candidates,
-            use_pmid=self.use_pmid, output_length=self.output_length, generator=self.generator,
-            elbo=choose and "elbo" in scorings, jump_order=self.jump_order,
-            sampling_exponent=self.sampling_exponent,
-        )
+        scorings = tuple(scorings or (self.options.scoring,))
+        choose = self.options.num_candidates > 1
+        out = self.model.generate_encoded(
+            *encoded, self.options, prompt=torch.tensor([self.model.prompt_ids(lang) for lang in langs]),
+            generator=self.generator, elbo=choose and "elbo" in scorings)
         results = []
         for b, (cands, lang) in enumerate(zip(out.tokens, langs)):
             hyps = [self.to_hypothesis(c) for c in cands]
@@ -177,7 +156,6 @@ class Speech2Text:
         if self.rescorer is None:
             if not self.rescorer_source:
                 raise ValueError("scoring 'ar' needs a rescorer (a Whisper model dir or hub id)")
-            from drax.decode.rescoring import WhisperRescorer
 
             self.rescorer = WhisperRescorer(self.rescorer_source, self.device)
         return self.rescorer
@@ -196,7 +174,6 @@ class ARSpeech2Text:
     def __init__(self, asr_train_config: str | Path, asr_model_file: str | Path, units_dir: str | Path,
                  device: str = "cpu", max_length: int | None = None):
         """max_length: positions, prompt and end included (default: the trained model_conf.max_length)."""
-        from drax.text.units import load_units
 
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if self.args.model != "drax_ar":

@@ -15,7 +15,9 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 
-SAMPLE_RATE = 16000
+from drax.data.audio import SAMPLE_RATE
+from drax.pretrained.whisper import resolve_whisper
+
 N_FFT = 400
 HOP_LENGTH = 160
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper's 30 s window
@@ -23,7 +25,7 @@ CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper's 30 s window
 
 def mel_filters(n_mels: int) -> torch.Tensor:
     """Whisper's Slaney-scale mel filterbank (n_mels, N_FFT // 2 + 1), from transformers."""
-    from transformers.audio_utils import mel_filter_bank
+    from transformers.audio_utils import mel_filter_bank  # slow to import; only this path needs it
 
     fb = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
                          max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney",
@@ -68,9 +70,8 @@ class WhisperLogMelFrontend(AbsFrontend):
 
 def whisper_mel_bins(name_or_dir: str) -> int:
     """Mel bins a Whisper model takes (80 for most sizes, 128 for large-v3), from its config alone."""
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # slow to import; only this path needs it
 
-    from drax.pretrained.whisper import resolve_whisper
 
     return WhisperConfig.from_pretrained(resolve_whisper(name_or_dir)).num_mel_bins
 
@@ -80,16 +81,15 @@ def load_whisper_encoder(name_or_dir: str):
 
     From a local dir only the encoder's tensors are read (a large-v3 decoder is ~0.9 GB we do not need).
     """
-    from transformers import WhisperConfig, WhisperModel
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    from transformers import WhisperConfig, WhisperModel  # slow to import; only this path needs it
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder  # slow to import; only this path needs it
 
-    from drax.pretrained.whisper import resolve_whisper
 
     source = resolve_whisper(name_or_dir, key="encoder_conf.model")
     path = Path(source)
     if not path.is_dir():
         return WhisperModel.from_pretrained(source).encoder
-    from safetensors import safe_open
+    from safetensors import safe_open  # slow to import; only this path needs it
 
     config = WhisperConfig.from_pretrained(path)
     files = sorted(path.glob("*.safetensors"))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from drax.pretrained.whisper import resolve_whisper
+
 logger = logging.getLogger(__name__)
 
 KEY = "decoder_conf.init_from_whisper"
@@ -30,20 +32,19 @@ KEY = "decoder_conf.init_from_whisper"
 
 def read_whisper_state(name_or_dir: str) -> tuple[object, dict[str, torch.Tensor]]:
     """(WhisperConfig, tensors of model.decoder.* and model.encoder.layer_norm.*) in float32."""
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # slow to import; only this path needs it
 
-    from drax.pretrained.whisper import resolve_whisper
 
     source = resolve_whisper(name_or_dir, key=KEY)
     path = Path(source)
     wanted = ("model.decoder.", "model.encoder.layer_norm.")
     if not path.is_dir():
-        from transformers import WhisperForConditionalGeneration
+        from transformers import WhisperForConditionalGeneration  # slow to import; only this path needs it
 
         model = WhisperForConditionalGeneration.from_pretrained(source)
         state = {k: v for k, v in model.state_dict().items() if k.startswith(wanted)}
         return model.config, {k: v.float() for k, v in state.items()}
-    from safetensors import safe_open
+    from safetensors import safe_open  # slow to import; only this path needs it
 
     files = sorted(path.glob("*.safetensors"))
     if not files:
@@ -59,9 +60,8 @@ def read_whisper_state(name_or_dir: str) -> tuple[object, dict[str, torch.Tensor
 
 def whisper_token_ids(source: str, token_list: list[str]) -> list[int | None]:
     """Whisper id of every entry of the token list (None where Whisper has no such token)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # slow to import; only this path needs it
 
-    from drax.pretrained.whisper import resolve_whisper
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_whisper(source, key=KEY))
     vocab = tokenizer.get_vocab()

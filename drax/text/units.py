@@ -33,7 +33,7 @@ def prompt_tokens(langs: Iterable[str]) -> list[str]:
 
 def byte_alphabet() -> list[str]:
     """The 256 printable characters GPT-2/Whisper byte-level BPE uses for raw bytes."""
-    from tokenizers.pre_tokenizers import ByteLevel
+    from tokenizers.pre_tokenizers import ByteLevel  # slow to import; only this path needs it
 
     return sorted(ByteLevel.alphabet())
 
@@ -42,7 +42,7 @@ class WhisperUnits:
     kind = "whisper"
 
     def __init__(self, tokenizer_dir: str | Path, units: list[str]):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # slow to import; only this path needs it
 
         self.tokenizer_dir = str(tokenizer_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
@@ -91,7 +91,7 @@ class BPEUnits:
     kind = "bpe"
 
     def __init__(self, model_file: str | Path):
-        import sentencepiece as spm
+        import sentencepiece as spm  # only BPE units need it
 
         self.model_file = str(model_file)
         self.sp = spm.SentencePieceProcessor(model_file=self.model_file)
@@ -100,7 +100,7 @@ class BPEUnits:
 
     @classmethod
     def build(cls, out_dir: str | Path, texts: Iterable[str], vocab_size: int = 1000) -> "BPEUnits":
-        import sentencepiece as spm
+        import sentencepiece as spm  # only BPE units need it
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ __all__ = ["CORPORA", "CorpusError", "prepare", "stage_inputs"]
 
 def prepare_synthetic(data_root: Path, langs: list[str], jobs: int = 2, **conf) -> list[str]:
     """The offline synthetic multilingual corpus (espeak-ng), generated under <data_root>/synthetic."""
-    from drax.data.synthetic import generate_corpus
+    from drax.data.synthetic import generate_corpus  # espeak-ng stand-ins only when asked for
 
     corpus_dir = data_root / "synthetic"
     generate_corpus(str(corpus_dir), langs=langs, jobs=jobs, **conf)

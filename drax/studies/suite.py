@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import platform
-import random
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -29,81 +29,66 @@ import kaldiio
 import torch
 from tqdm import tqdm
 
+from drax.data.audio import load_audio
 from drax.data.kaldi_dir import read_kv_dict
-from drax.decode.candidates import select, select_oracle
-from drax.decode.runtime import AudioEncoder, Seconds, Stopwatch, runtime_set
+from drax.decode.candidates import SCORINGS, select, select_oracle
+from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
+from drax.decode.speech2text import Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.flow.elbo import trajectory_elbo
+from drax.options import check_range, load_options
+from drax.studies.report import Timer, fmt, md_table, per_language_subset
+from drax.studies.runtime import AudioEncoder, Seconds, runtime_set
 from drax.text.units import load_units
 
 logger = logging.getLogger(__name__)
 
-SUITE_DEFAULTS = {
-    "utts_per_lang": 10,        # subset of the test set for every table but the runtime one
-    "batch_size": 8,            # utterances per sampling batch (x candidates)
-    "seed": 0,
-    "nfe": [4, 8, 16],          # grid rows (Table 4/8) and runtime configurations
-    "candidates": [1, 8, 16],
-    "scorings": ["mode", "mbr", "ar", "elbo"],
-    "temperature": 0.01,        # single-sample decoding (App. C.3)
-    "candidate_temperature": 0.1,  # sampling several candidates (Table 4 caption)
-    "temperatures": [0.01, 0.1, 0.3, 0.5, 1.0],
-    "nfe_curve": [1, 2, 4, 8, 16, 32],
-    "pmid_nfe": 16,
-    "runtime_per_bin": 4,       # utterances drawn from each 5 s duration bin
-    "example_utt": None,        # Table 10's utterance (default: the subset's first English one)
-    "pmid_utts": 3,
-    "pmid_samples": 4,
-    "model_file": "valid.loss.best.pth",
-}
 
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Stage 11 (conf/tables.yaml): what the decoding tables decode, and on how much."""
 
-def suite_conf(conf: dict) -> dict:
-    unknown = set(conf) - set(SUITE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown tables config key(s) {sorted(unknown)}; valid keys: {', '.join(SUITE_DEFAULTS)}")
-    conf = {**SUITE_DEFAULTS, **conf}
-    from drax.decode.candidates import SCORINGS
+    utts_per_lang: int = 10  # subset of the test set for every table but the runtime one
+    batch_size: int = 8  # utterances per sampling batch (x candidates)
+    seed: int = 0
+    nfe: list = field(default_factory=lambda: [4, 8, 16])  # grid rows (Table 4/8) and runtime configurations
+    candidates: list = field(default_factory=lambda: [1, 8, 16])
+    scorings: list = field(default_factory=lambda: ["mode", "mbr", "ar", "elbo"])
+    temperature: float = 0.01  # single-sample decoding (App. C.3)
+    candidate_temperature: float = 0.1  # sampling several candidates (Table 4 caption)
+    temperatures: list = field(default_factory=lambda: [0.01, 0.1, 0.3, 0.5, 1.0])
+    nfe_curve: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    pmid_nfe: int = 16
+    runtime_per_bin: int = 4  # utterances drawn from each 5 s duration bin
+    example_utt: str | None = None  # Table 10's utterance (default: the subset's first English one)
+    pmid_utts: int = 3
+    pmid_samples: int = 4
+    model_file: str = "valid.loss.best.pth"
 
-    bad = set(conf["scorings"]) - set(SCORINGS)
-    if bad:
-        raise ValueError(f"tables config scorings: unknown {sorted(bad)}; valid: {', '.join(SCORINGS)}")
-    return conf
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    cell = lambda c: c.replace("|", "\\|") if isinstance(c, str) else _fmt(c)  # noqa: E731
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    def __post_init__(self):
+        for scoring in self.scorings:
+            check_range("tables config", "scorings", scoring, choices=SCORINGS)
 
 
 class Suite:
     def __init__(self, asr_dir: Path, set_dir: Path, data_dir: Path, units_dir: Path, whisper: str | None,
                  out_dir: Path, conf: dict):
-        from drax.decode.speech2text import Speech2Text
 
-        self.conf = suite_conf(conf)
+        self.conf = load_options(SuiteConfig, conf, "tables config")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.whisper = whisper
-        self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf["model_file"],
-                               rescorer=whisper, units_dir=units_dir)
+        self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf.model_file,
+                               units_dir=units_dir, rescorer=whisper)
         self.model = self.s2t.model
         self.units = load_units(units_dir)
         self.feats = read_kv_dict(str(set_dir / "feats.scp"))
         self.refs = read_kv_dict(str(set_dir / "text.raw"))
         self.langs = read_kv_dict(str(set_dir / "utt2lang"))
         self.data_dir = Path(data_dir)
-        rng = random.Random(self.conf["seed"])
-        self.subset = []
-        for lang in sorted(set(self.langs[u] for u in self.feats)):
-            utts = sorted(u for u in self.feats if self.langs[u] == lang and u in self.refs)
-            self.subset += sorted(rng.sample(utts, min(self.conf["utts_per_lang"], len(utts))))
+        self.subset = per_language_subset([u for u in self.feats if u in self.refs], self.langs,
+                                          self.conf.utts_per_lang, self.conf.seed)
         self.sections: list[str] = []
 
     # ---- decoding and scoring ------------------------------------------------------------------
@@ -111,9 +96,9 @@ class Suite:
                scorings: tuple[str, ...] = ("mode",)) -> dict:
         """utt -> Decoded for the subset, seeded identically for every configuration."""
         s2t = self.s2t
-        s2t.nfe, s2t.num_candidates, s2t.temperature, s2t.use_pmid = nfe, candidates, temperature, use_pmid
-        s2t.generator.manual_seed(self.conf["seed"])
-        out, size = {}, self.conf["batch_size"]
+        s2t.options = DecodingOptions(nfe=nfe, num_candidates=candidates, temperature=temperature, use_pmid=use_pmid)
+        s2t.generator.manual_seed(self.conf.seed)
+        out, size = {}, self.conf.batch_size
         desc = f"nfe {nfe} x {candidates} t={temperature}{' +pmid' if use_pmid else ''}"
         for i in tqdm(range(0, len(self.subset), size), desc=desc, unit="batch", leave=False):
             utts = self.subset[i: i + size]
@@ -155,22 +140,22 @@ class Suite:
     def grid(self, rtfx: dict | None) -> dict:
         """Table 4/8. Several candidate counts share one sampling run: the first k of k_max samples."""
         c = self.conf
-        scorings = [*c["scorings"], "oracle"]
+        scorings = [*c.scorings, "oracle"]
         errors = {}
-        for nfe in c["nfe"]:
-            single = self.decode(nfe, 1, c["temperature"])
+        for nfe in c.nfe:
+            single = self.decode(nfe, 1, c.temperature)
             for s in scorings:
                 errors[(nfe, 1, s)] = self.errors(self.pick(single, s, 1))["avg"]
-            multi = [k for k in c["candidates"] if k > 1]
+            multi = [k for k in c.candidates if k > 1]
             if multi:
-                decoded = self.decode(nfe, max(multi), c["candidate_temperature"], scorings=tuple(c["scorings"]))
+                decoded = self.decode(nfe, max(multi), c.candidate_temperature, scorings=tuple(c.scorings))
                 for k in multi:
                     for s in scorings:
                         errors[(nfe, k, s)] = self.errors(self.pick(decoded, s, k))["avg"]
         header = ["NFE", "candidates"] + [f"{s} {m}" for s in scorings for m in ("err", "RTFx")]
         rows = []
-        for nfe in c["nfe"]:
-            for k in c["candidates"]:
+        for nfe in c.nfe:
+            for k in c.candidates:
                 row = [str(nfe), str(k)]
                 for s in scorings:
                     speed = None if rtfx is None or s == "oracle" else rtfx.get((nfe, k, s))
@@ -178,7 +163,7 @@ class Suite:
                 rows.append(row)
         self.add("grid", "Table 4/8: NFE x candidates x scoring",
                  f"Average error (%) over languages on {len(self.subset)} utterances; one sample at temperature "
-                 f"{c['temperature']}, several at {c['candidate_temperature']}; oracle = the candidate closest to "
+                 f"{c.temperature}, several at {c.candidate_temperature}; oracle = the candidate closest to "
                  "the reference (an upper bound). RTFx: end to end, batch size 1, on the runtime set.",
                  md_table(header, rows))
         return errors
@@ -186,22 +171,22 @@ class Suite:
     def temperature(self) -> None:
         """Table 9."""
         c = self.conf
-        per = {t: self.single(16, t) for t in c["temperatures"]}
+        per = {t: self.single(16, t) for t in c.temperatures}
         langs = list(next(iter(per.values())))
-        rows = [[f"{t:g}"] + [per[t][lang] for lang in langs] for t in c["temperatures"]]
+        rows = [[f"{t:g}"] + [per[t][lang] for lang in langs] for t in c.temperatures]
         self.add("temperature", "Table 9: sampling temperature", "Error (%) per language, NFE 16, one sample.",
                  md_table(["temperature", *langs], rows))
 
     def nfe_curve(self) -> None:
         """Figure 8."""
         c = self.conf
-        per = {n: self.single(n, c["temperature"]) for n in c["nfe_curve"]}
+        per = {n: self.single(n, c.temperature) for n in c.nfe_curve}
         langs = list(next(iter(per.values())))
-        rows = [[str(n)] + [per[n][lang] for lang in langs] for n in c["nfe_curve"]]
-        self.plot_lines("nfe.png", c["nfe_curve"], {lang: [per[n][lang] for n in c["nfe_curve"]] for lang in langs},
+        rows = [[str(n)] + [per[n][lang] for lang in langs] for n in c.nfe_curve]
+        self.plot_lines("nfe.png", c.nfe_curve, {lang: [per[n][lang] for n in c.nfe_curve] for lang in langs},
                         "NFE", "error (%)", log_x=True)
         self.add("nfe", "Figure 8: error against NFE", "One sample, temperature "
-                 f"{c['temperature']}. Plot: `nfe.png`.", md_table(["NFE", *langs], rows))
+                 f"{c.temperature}. Plot: `nfe.png`.", md_table(["NFE", *langs], rows))
 
     def pmid(self) -> None:
         """Figure 9."""
@@ -209,13 +194,13 @@ class Suite:
         if self.model.pmid is None:
             self.add("pmid", "Figure 9: p_mid at inference", "", "This model's path has no audio p_mid.\n")
             return
-        without = self.single(c["pmid_nfe"], c["temperature"])
-        with_ = self.single(c["pmid_nfe"], c["temperature"], use_pmid=True)
+        without = self.single(c.pmid_nfe, c.temperature)
+        with_ = self.single(c.pmid_nfe, c.temperature, use_pmid=True)
         langs = list(without)
         self.plot_bars("pmid.png", langs, {"without p_mid": [without[x] for x in langs],
                                            "with p_mid": [with_[x] for x in langs]}, "error (%)")
         self.add("pmid", "Figure 9: p_mid in the sampler's velocity",
-                 f"NFE {c['pmid_nfe']}, one sample; with p_mid the sampler uses the training scheduler's "
+                 f"NFE {c.pmid_nfe}, one sample; with p_mid the sampler uses the training scheduler's "
                  "alpha_mid term (App. D.6). Plot: `pmid.png`.",
                  md_table(["sampling", *langs], [["without p_mid", *[without[x] for x in langs]],
                                                  ["with p_mid", *[with_[x] for x in langs]]]))
@@ -226,12 +211,13 @@ class Suite:
     def generation_path(self) -> None:
         """Table 10: the state at every step; '—' where a position still holds its initial noise."""
         c = self.conf
-        utt = c["example_utt"] or next((u for u in self.subset if self.langs[u] == "en"), self.subset[0])
+        utt = c.example_utt or next((u for u in self.subset if self.langs[u] == "en"), self.subset[0])
         feats = torch.from_numpy(kaldiio.load_mat(self.feats[utt]).copy())[None]
-        gen = torch.Generator().manual_seed(c["seed"])
+        gen = torch.Generator().manual_seed(c.seed)
         out = self.model.generate(feats, torch.tensor([feats.shape[1]]),
-                                  prompt=torch.tensor([self.model.prompt_ids(self.langs[utt])]), nfe=16,
-                                  temperature=c["temperature"], generator=gen, return_trajectory=True)
+                                  DecodingOptions(nfe=16, temperature=c.temperature),
+                                  prompt=torch.tensor([self.model.prompt_ids(self.langs[utt])]), generator=gen,
+                                  return_trajectory=True)
         p = self.model.prompt_length
         final = out.samples.tokens[0]
         text_len = len(self.model.strip(final))
@@ -245,7 +231,7 @@ class Suite:
             label = f"t = {out.samples.times[k]:.3f}" if k < len(out.samples.times) else "final"
             rows.append([label] + ["—" if s and k > 0 else f"`{x.strip() or '␣'}`" for x, s in zip(cells, same)])
         self.add("generation_path", "Table 10: generation path",
-                 f"Utterance `{utt}` ({self.langs[utt]}), NFE 16, temperature {c['temperature']}. Reference: "
+                 f"Utterance `{utt}` ({self.langs[utt]}), NFE 16, temperature {c.temperature}. Reference: "
                  f"{self.refs[utt]}. Each row is the state fed to the model at that step (the first row is the "
                  "uniform noise); '—' marks tokens unchanged from the noise.",
                  md_table(["step", *[str(i) for i in range(width)]], rows))
@@ -255,15 +241,15 @@ class Suite:
         c = self.conf
         if self.model.pmid is None:
             return
-        gen = torch.Generator().manual_seed(c["seed"])
+        gen = torch.Generator().manual_seed(c.seed)
         rows = []
-        for utt in self.subset[:: max(1, len(self.subset) // c["pmid_utts"])][: c["pmid_utts"]]:
+        for utt in self.subset[:: max(1, len(self.subset) // c.pmid_utts)][: c.pmid_utts]:
             feats = torch.from_numpy(kaldiio.load_mat(self.feats[utt]).copy())[None]
             enc, lens = self.model.encode(feats, torch.tensor([feats.shape[1]]))
             with torch.no_grad():
                 probs = self.model.pmid(enc, lens).softmax(-1)[0]
             rows.append([f"`{utt}` reference", self.refs[utt]])
-            for i in range(c["pmid_samples"]):
+            for i in range(c.pmid_samples):
                 ids = torch.multinomial(probs, 1, generator=gen)[:, 0]
                 ids[: self.model.prompt_length] = torch.tensor(self.model.prompt_ids(self.langs[utt]))
                 text = self.s2t.detokenize(self.s2t.converter.ids2tokens(self.model.strip(ids)))
@@ -275,39 +261,33 @@ class Suite:
     # ---- runtime -------------------------------------------------------------------------------
     def runtime(self) -> dict:
         """RTFx per (NFE, candidates, scoring), batch size 1, from the waveform; Figure 2a."""
-        from drax.data.features import load_audio
-        from drax.flow.elbo import trajectory_elbo
 
         c = self.conf
         durations = {u: float(v) for u, v in read_kv_dict(str(self.data_dir / "utt2dur")).items() if u in self.feats}
-        bins = runtime_set(durations, c["runtime_per_bin"], seed=c["seed"])
+        bins = runtime_set(durations, c.runtime_per_bin, seed=c.seed)
         utts = [u for members in bins.values() for u in members]
         wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
         encoder = AudioEncoder(self.model, self.whisper)
         seconds: dict = {}
         per_utt = []  # (reference tokens, nfe, RTFx) for k = 1
-        gen = torch.Generator().manual_seed(c["seed"])
+        gen = torch.Generator().manual_seed(c.seed)
         model = self.model
         for utt in tqdm(utts, desc="runtime", unit="utt"):
             audio = torch.from_numpy(load_audio(wavs[utt])[0])
-            enc_time = Seconds()
-            with Stopwatch(enc_time)("encoder"):
+            with Timer() as t_enc:
                 encoded = encoder(audio)
             lang = self.langs[utt]
             prompt = torch.tensor([model.prompt_ids(lang)])
-            for nfe in c["nfe"]:
-                for k in c["candidates"]:
-                    temp = c["temperature"] if k == 1 else c["candidate_temperature"]
-                    sec = Seconds(audio=durations[utt])
-                    watch = Stopwatch(sec)
-                    with watch("decoder"):
-                        out = model.generate(None, None, encoded=encoded, prompt=prompt, nfe=nfe, temperature=temp,
-                                             num_candidates=k, generator=gen, return_trajectory=k > 1)
+            for nfe in c.nfe:
+                for k in c.candidates:
+                    temp = c.temperature if k == 1 else c.candidate_temperature
+                    with Timer() as t_dec:
+                        out = model.generate_encoded(*encoded, DecodingOptions(nfe=nfe, temperature=temp,
+                                                                               num_candidates=k),
+                                                     prompt=prompt, generator=gen, return_trajectory=k > 1)
                         hyps = [self.s2t.to_hypothesis(t) for t in out.tokens[0]]
-                    for s in (c["scorings"] if k > 1 else ["mode"]):
-                        part = Seconds(audio=durations[utt], parts={"encoder": enc_time.parts["encoder"],
-                                                                    "decoder": sec.parts["decoder"]})
-                        with Stopwatch(part)("scoring"):
+                    for s in (c.scorings if k > 1 else ["mode"]):
+                        with Timer() as t_score:
                             texts, scores = [h.text for h in hyps], None
                             if s == "ar":
                                 scores = self.s2t.ar_rescorer().score(encoded[0][0], texts, lang).tolist()
@@ -319,7 +299,9 @@ class Suite:
                                                          out.samples.trajectory, out.samples.times,
                                                          out.samples.tokens, free).tolist()
                             select(s, texts, lang, scores)
-                        for key in ([(nfe, k, s)] if k > 1 else [(nfe, 1, x) for x in c["scorings"]]):
+                        part = Seconds(audio=durations[utt], parts={"encoder": t_enc.seconds, "decoder": t_dec.seconds,
+                                                                    "scoring": t_score.seconds})
+                        for key in ([(nfe, k, s)] if k > 1 else [(nfe, 1, x) for x in c.scorings]):
                             total = seconds.setdefault(key, Seconds())
                             total.audio += part.audio
                             for name, v in part.parts.items():
@@ -327,11 +309,11 @@ class Suite:
                         if k == 1:
                             per_utt.append((len(self.units.encode(self.refs[utt])), nfe, part.rtfx(), durations[utt]))
         table5 = [[label, str(len(members)),
-                   _fmt(sum(durations[u] for u in members) / len(members)) if members else "-"]
+                   fmt(sum(durations[u] for u in members) / len(members)) if members else "-"]
                   for label, members in bins.items()]
         rows = []
         for (nfe, k, s), sec in sorted(seconds.items()):
-            if k == 1 and s != c["scorings"][0]:
+            if k == 1 and s != c.scorings[0]:
                 continue
             rows.append([str(nfe), str(k), s if k > 1 else "-", sec.rtfx("encoder"), sec.rtfx("decoder"),
                          sec.rtfx("scoring") if "scoring" in sec.parts else None, sec.rtfx()])
@@ -349,10 +331,10 @@ class Suite:
 
     # ---- plots and output ----------------------------------------------------------------------
     def _figure(self):
-        import matplotlib
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
         return plt, plt.subplots(figsize=(6, 4))
 
@@ -430,8 +412,8 @@ class Suite:
         self.generation_path()
         self.pmid_samples()
         head = (f"# Decoding tables\n\nWritten on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores)"
-                + (f" by `{command}`" if command else "") + f". Subset: {self.conf['utts_per_lang']} utterances per "
-                "language. Figure 2b: `pareto.png`.\n\nConfig: `" + json.dumps(self.conf) + "`\n")
+                + (f" by `{command}`" if command else "") + f". Subset: {self.conf.utts_per_lang} utterances per "
+                "language. Figure 2b: `pareto.png`.\n\nConfig: `" + json.dumps(asdict(self.conf)) + "`\n")
         path = self.out_dir / "tables.md"
         atomic_write_text(str(path), "\n".join([head, *self.sections]))
         return path

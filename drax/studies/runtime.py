@@ -8,10 +8,11 @@ RTFx of a part = total audio seconds / total seconds of that part over the set.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 
 import torch
+
+from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend, whisper_mel_bins
 
 BINS = (0, 5, 10, 15, 20, 25, 30)
 
@@ -52,32 +53,11 @@ class Seconds:
         return self.audio / spent if spent > 0 else float("inf")
 
 
-class Stopwatch:
-    """`with watch("decoder"): ...` adds the block's wall time to that part."""
-
-    def __init__(self, seconds: Seconds):
-        self.seconds = seconds
-
-    def __call__(self, part: str):
-        watch = self
-
-        class _Block:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                watch.seconds.add(part, time.perf_counter() - self.start)
-
-        return _Block()
-
-
 class AudioEncoder:
     """Waveform -> encoder states for timing: the model's own front-end + encoder, or, for a model
     trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from."""
 
     def __init__(self, model, whisper: str | None):
-        from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend, whisper_mel_bins
-
         self.model = model
         self.frontend = self.encoder = None
         if isinstance(model.encoder, PrecomputedEncoder):

@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import date
 from pathlib import Path
 
+import espnet
+import torch
+
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.1f}"
+from drax.studies.report import fmt
 
 
 def _systems(r, name: str) -> list[tuple[str, Path]]:
@@ -29,7 +30,7 @@ def _systems(r, name: str) -> list[tuple[str, Path]]:
         # the `model: espnet` baselines record their method; the AR yardstick its system and method
         method = timing.get("method")
         kind = f"{timing.get('system', 'ESPnet')} {method}" if method else "Drax"
-        systems.append((f"{kind} {exp_tag} ({decode.parent.name[len('decode_'):]})", decode))
+        systems.append((f"{kind} {exp_tag} ({decode.parent.name})", decode))
     zero_shot = r.exp / "whisper_zero_shot" / name
     if zero_shot.exists():
         systems.append((f"Whisper {Path(r.c.whisper).name} zero-shot (greedy)", zero_shot))
@@ -45,8 +46,8 @@ def _table(systems) -> list[str]:
     for label, per in rows.items():
         cells = [per.get(lang) for lang in langs]
         main = [None if c is None else c["wer"] if c["wer"] is not None else c["cer"] for c in cells]
-        lines.append(f"| {label} | WER/CER | " + " | ".join(_fmt(v) for v in main) + " |")
-        lines.append(f"| {label} | CER | " + " | ".join(_fmt(None if c is None else c["cer"]) for c in cells) + " |")
+        lines.append(f"| {label} | WER/CER | " + " | ".join(fmt(v) for v in main) + " |")
+        lines.append(f"| {label} | CER | " + " | ".join(fmt(None if c is None else c["cer"]) for c in cells) + " |")
     return lines
 
 
@@ -61,7 +62,7 @@ def _summary(r) -> list[str]:
             cells = [systems.get(label, {}).get(lang) for label in labels]
             n_utts = max(c["n_utts"] for c in cells if c)
             main = [None if c is None else c["wer"] if c["wer"] is not None else c["cer"] for c in cells]
-            lines.append(f"| {name} | {lang} | {n_utts} | " + " | ".join(_fmt(v) for v in main) + " |")
+            lines.append(f"| {name} | {lang} | {n_utts} | " + " | ".join(fmt(v) for v in main) + " |")
     return lines
 
 
@@ -79,9 +80,24 @@ def _comparison(r, name: str) -> list[str]:
     return lines
 
 
+def environment(root: Path) -> list[str]:
+    """ESPnet's RESULTS header: when, where and with what the results were made."""
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True)
+    revision = commit.stdout.strip() + (" (with local changes)" if dirty.stdout.strip() else "") or "unknown"
+    return ["## Environments", "",
+            f"- date: `{date.today()}`",
+            f"- python: `{platform.python_version()}`, machine: `{platform.machine()}`, {os.cpu_count()} CPU cores",
+            f"- torch: `{torch.__version__}`, espnet: `{espnet.__version__}`",
+            f"- git commit: `{revision}`", ""]
+
+
 def write_results(r, path: Path) -> None:
-    lines = ["# RESULTS", "",
-             f"Written by stage 10 on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores).", "",
+    """RESULTS.md of the recipe's experiments (stage 10 writes exp/RESULTS.md; a recipe's committed
+    RESULTS.md is a reference run copied from there)."""
+    lines = ["# RESULTS", "", *environment(r.root),
              "WER/CER: WER (%) for space-delimited languages (Whisper normalisers), CER (%) for zh/ja. "
              "CER: character error rate (%) for every language.", ""]
     if len(r.c.test_sets) > 1:

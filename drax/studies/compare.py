@@ -32,9 +32,8 @@ import os
 import platform
 import random
 import statistics
-import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -43,46 +42,52 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from drax.data.audio import load_audio
 from drax.data.kaldi_dir import read_kv_dict
-from drax.decode.runtime import BINS, Seconds, bin_label
+from drax.decode.autoregressive import ESPnetTransformerAR, WhisperAR, greedy
+from drax.decode.baselines import ESPnetBaseline
+from drax.decode.candidates import select
+from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
-from drax.decode.suite import md_table
+from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
+from drax.decode.speech2text import Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.options import load_options
+from drax.pretrained.whisper import load_whisper
+from drax.studies.report import Timer, md_table, per_language_subset
+from drax.studies.runtime import BINS, AudioEncoder, Seconds, bin_label
+from drax.text.units import load_units
 
 logger = logging.getLogger(__name__)
 
-COMPARE_DEFAULTS = {
-    "drax": "train_drax_scratch",      # Drax with a decoder of the baselines' size (tag of its experiment)
-    "drax_pretrained": "train_drax",   # Drax with a Whisper-initialised decoder (optional: null)
-    "ar": "train_ar",                  # `model: espnet` attention decoder
-    "ctc": "train_ctc",                # `model: espnet` CTC
-    "ar_small": "train_ar_small",      # the small AR drafter
-    "model_file": "valid.loss.best.pth",
-    "utts_per_lang": 10,               # accuracy subset of the test set
-    "runtime_per_bin": 2,              # runtime-set utterances per 5 s bin (joined test sentences)
-    "drax_rows": [[4, 1], [8, 1], [16, 1]],
-    "candidates": [8, 16],             # NFE x candidates for MBR and AR rescoring
-    "temperature": 0.01,
-    "candidate_temperature": 0.1,
-    "beam_size": 5,
-    "max_new_tokens": 128,
-    "speed_nfe": [2, 4, 8, 16],
-    "sweep_lengths": [8, 16, 32, 64, 128, 192],
-    "sweep_repeats": 3,
-    "throughput_batch": 16,
-    "draft_nfe": 2,
-    "draft_temperature": 0.01,
-    "draft_block": 16,                 # Drax proposes up to this many tokens per step
-    "ar_draft_blocks": [5, 10],
-    "seed": 0,
-}
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """Stage 13 (conf/compare.yaml): the experiments compared, and the accuracy and speed protocols."""
 
-def compare_conf(conf: dict) -> dict:
-    unknown = set(conf) - set(COMPARE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown compare config key(s) {sorted(unknown)}; valid keys: {', '.join(COMPARE_DEFAULTS)}")
-    return {**COMPARE_DEFAULTS, **conf}
+    drax: str = "train_drax_scratch"  # Drax with a decoder of the baselines' size (tag of its experiment)
+    drax_pretrained: str | None = "train_drax"  # Drax with a Whisper-initialised decoder (optional: null)
+    ar: str = "train_ar"  # `model: espnet` attention decoder
+    ctc: str = "train_ctc"  # `model: espnet` CTC
+    ar_small: str = "train_ar_small"  # the small AR drafter
+    model_file: str = "valid.loss.best.pth"
+    utts_per_lang: int = 10  # accuracy subset of the test set
+    runtime_per_bin: int = 2  # runtime-set utterances per 5 s bin (joined test sentences)
+    drax_rows: list = field(default_factory=lambda: [[4, 1], [8, 1], [16, 1]])
+    candidates: list = field(default_factory=lambda: [8, 16])  # NFE x candidates for MBR and AR rescoring
+    temperature: float = 0.01
+    candidate_temperature: float = 0.1
+    beam_size: int = 5
+    max_new_tokens: int = 128
+    speed_nfe: list = field(default_factory=lambda: [2, 4, 8, 16])
+    sweep_lengths: list = field(default_factory=lambda: [8, 16, 32, 64, 128, 192])
+    sweep_repeats: int = 3
+    throughput_batch: int = 16
+    draft_nfe: int = 2
+    draft_temperature: float = 0.01
+    draft_block: int = 16  # Drax proposes up to this many tokens per step
+    ar_draft_blocks: list = field(default_factory=lambda: [5, 10])
+    seed: int = 0
 
 
 @dataclass
@@ -98,7 +103,6 @@ class RuntimeUtt:
 def joined_runtime_set(data_dir: Path, set_dir: Path, units, per_bin: int, seed: int = 0) -> dict[str, list[RuntimeUtt]]:
     """bin label -> utterances whose durations fall in the bin, each made of consecutive same-language
     test utterances (one for the short bins), languages taken in turn."""
-    from drax.data.features import load_audio
 
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     refs = read_kv_dict(str(set_dir / "text.raw"))
@@ -144,40 +148,22 @@ def errors_of(hyps: dict[str, str], refs: dict[str, str], langs: dict[str, str])
     return per
 
 
-class Timer:
-    def __init__(self):
-        self.seconds = 0.0
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
-
-
 class Compare:
     def __init__(self, recipe, test_set: str, conf: dict):
-        from drax.decode.autoregressive import ESPnetBaseline, WhisperAR
-        from drax.decode.runtime import AudioEncoder
-        from drax.decode.speech2text import Speech2Text
-        from drax.pretrained.whisper import load_whisper
-        from drax.text.units import load_units
-
-        self.r, self.c = recipe, compare_conf(conf)
+        self.r, self.c = recipe, load_options(CompareConfig, conf, "compare config")
         self.set_dir, self.data_dir = recipe.dump / test_set, recipe.data / test_set
         self.out_dir = recipe.exp / "compare" / test_set
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.units = load_units(recipe.units_dir)
         whisper = recipe.whisper_dir()
-        exp = lambda key: recipe.exp / f"asr_{self.c[key]}"  # noqa: E731
-        self.drax = {"drax": Speech2Text(exp("drax") / "config.yaml", exp("drax") / self.c["model_file"],
-                                         rescorer=whisper, units_dir=recipe.units_dir)}
-        if self.c["drax_pretrained"]:
+        exp = lambda key: recipe.exp / f"asr_{getattr(self.c, key)}"  # noqa: E731
+        self.drax = {"drax": Speech2Text(exp("drax") / "config.yaml", exp("drax") / self.c.model_file,
+                                         units_dir=recipe.units_dir, rescorer=whisper)}
+        if self.c.drax_pretrained:
             self.drax["drax_pretrained"] = Speech2Text(exp("drax_pretrained") / "config.yaml",
-                                                       exp("drax_pretrained") / self.c["model_file"],
-                                                       rescorer=whisper, units_dir=recipe.units_dir)
-        base = lambda key: ESPnetBaseline(exp(key) / "config.yaml", exp(key) / self.c["model_file"], recipe.units_dir)  # noqa: E731
+                                                       exp("drax_pretrained") / self.c.model_file,
+                                                       units_dir=recipe.units_dir, rescorer=whisper)
+        base = lambda key: ESPnetBaseline(exp(key) / "config.yaml", exp(key) / self.c.model_file, recipe.units_dir)  # noqa: E731
         self.ar, self.ctc, self.ar_small = base("ar"), base("ctc"), base("ar_small")
         self.whisper_model, self.processor = load_whisper(whisper)
         self.whisper_model.eval()
@@ -188,11 +174,8 @@ class Compare:
         self.refs = read_kv_dict(str(self.set_dir / "text.raw"))
         self.langs = read_kv_dict(str(self.set_dir / "utt2lang"))
         self.wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
-        rng = random.Random(self.c["seed"])
-        self.subset = []
-        for lang in sorted(set(self.langs[u] for u in self.feats)):
-            utts = sorted(u for u in self.feats if self.langs[u] == lang and u in self.refs)
-            self.subset += sorted(rng.sample(utts, min(self.c["utts_per_lang"], len(utts))))
+        self.subset = per_language_subset([u for u in self.feats if u in self.refs], self.langs,
+                                          self.c.utts_per_lang, self.c.seed)
         self.tokens_per_second = self.fit_token_rate()
         self.sections: list[str] = []
 
@@ -239,21 +222,19 @@ class Compare:
             lang, states = self.langs[utt], self.states(utt)
             put("CTC greedy", utt, self.ctc.text(self.ctc.decode(self.ctc.encode(states[0]), lang, "ctc", 0)))
             enc = self.ar.encode(states[0])
-            put("AR greedy", utt, self.ar.text(self.ar.decode(enc, lang, "greedy", c["max_new_tokens"])))
-            put(f"AR beam {c['beam_size']}", utt,
-                self.ar.text(self.ar.decode(enc, lang, "beam", c["max_new_tokens"], c["beam_size"])))
-            from drax.data.features import load_audio
-            from drax.decode.autoregressive import greedy
+            put("AR greedy", utt, self.ar.text(self.ar.decode(enc, lang, "greedy", c.max_new_tokens)))
+            put(f"AR beam {c.beam_size}", utt,
+                self.ar.text(self.ar.decode(enc, lang, "beam", c.max_new_tokens, c.beam_size)))
 
             wenc = self.whisper_encode(load_audio(self.wavs[utt])[0])
-            ids = greedy(self.whisper_ar, wenc, self.whisper_prompt(lang), c["max_new_tokens"])
+            ids = greedy(self.whisper_ar, wenc, self.whisper_prompt(lang), c.max_new_tokens)
             put("Whisper zero-shot greedy", utt, self.whisper_text(ids[:-1] if ids[-1] == self.whisper_ar.eot else ids))
         for name, s2t in self.drax.items():
-            tag = self.c[name]
+            tag = getattr(self.c, name)
             for nfe, k in self.drax_configs():
-                s2t.nfe, s2t.num_candidates = nfe, k
-                s2t.temperature = c["temperature"] if k == 1 else c["candidate_temperature"]
-                s2t.generator.manual_seed(c["seed"])
+                s2t.options = DecodingOptions(nfe=nfe, num_candidates=k,
+                                              temperature=c.temperature if k == 1 else c.candidate_temperature)
+                s2t.generator.manual_seed(c.seed)
                 for i in range(0, len(self.subset), 8):
                     utts = self.subset[i: i + 8]
                     decoded = s2t.decode_encoded(self.encoded(utts), [self.langs[u] for u in utts],
@@ -267,7 +248,7 @@ class Compare:
         return {system: errors_of(h, self.refs, self.langs) for system, h in hyps.items()}
 
     def drax_configs(self) -> list[tuple[int, int]]:
-        return [tuple(row) for row in self.c["drax_rows"]] + [(self.c["candidates"][0], self.c["candidates"][1])]
+        return [tuple(row) for row in self.c.drax_rows] + [(self.c.candidates[0], self.c.candidates[1])]
 
     def encoded(self, utts: list[str]):
         arrays = [torch.from_numpy(kaldiio.load_mat(self.feats[u]).copy()) for u in utts]
@@ -277,85 +258,100 @@ class Compare:
     # ---- Table 1 / speed: runtime set ----------------------------------------------------------
     @torch.no_grad()
     def runtime(self, bins: dict[str, list[RuntimeUtt]]):
-        """system -> bin -> Seconds (parts encoder/decoder/scoring), and per-utterance points for Fig. 2a."""
-        from drax.decode.autoregressive import greedy
-        from drax.decode.candidates import select
+        """system -> bin -> Seconds (parts encoder/decoder/scoring), and per-utterance points for Fig. 2a.
 
-        c = self.c
+        Every utterance goes through each system in turn (one function each, below), seconds per part."""
         table: dict[str, dict[str, Seconds]] = {}
         points = []  # (system, n_tokens, end-to-end RTFx)
-        gen = torch.Generator().manual_seed(c["seed"])
-
-        def add(system, label, utt, parts):
-            sec = table.setdefault(system, {}).setdefault(label, Seconds())
-            sec.audio += utt.duration
-            for part, v in parts.items():
-                sec.add(part, v)
-            points.append((system, utt.n_tokens, utt.duration / sum(parts.values())))
-
+        gen = torch.Generator().manual_seed(self.c.seed)
         for label, members in bins.items():
             for utt in tqdm(members, desc=f"runtime {label}", unit="utt"):
-                audio = torch.from_numpy(utt.audio)
                 with Timer() as t_enc:
-                    states, lens = self.audio_encoder(audio)
-                n = utt.n_tokens
-                with Timer() as t_ctc_enc:
-                    enc = self.ctc.encode(states[0])
-                with Timer() as t:
-                    self.ctc.decode(enc, utt.lang, "ctc", 0)
-                add("CTC greedy", label, utt, {"encoder": t_enc.seconds + t_ctc_enc.seconds, "decoder": t.seconds})
-                with Timer() as t_ar_enc:
-                    enc = self.ar.encode(states[0])
-                for method in ("greedy", "beam"):
-                    with Timer() as t:
-                        self.ar.decode(enc, utt.lang, method, n + 1, c["beam_size"], min_new=n)
-                    name = "AR greedy" if method == "greedy" else f"AR beam {c['beam_size']}"
-                    add(name, label, utt, {"encoder": t_enc.seconds + t_ar_enc.seconds, "decoder": t.seconds})
-                with Timer() as t_wenc:
-                    wenc = self.whisper_encode(utt.audio)
-                with Timer() as t:
-                    greedy(self.whisper_ar, wenc, self.whisper_prompt(utt.lang), n + 1, min_new=n)
-                add("Whisper zero-shot greedy", label, utt, {"encoder": t_wenc.seconds, "decoder": t.seconds})
+                    states, lens = self.audio_encoder(torch.from_numpy(utt.audio))
+                timed = [*self.time_ctc(utt, states, t_enc.seconds), *self.time_ar(utt, states, t_enc.seconds),
+                         *self.time_whisper(utt)]
                 for name, s2t in self.drax.items():
-                    model, tag = s2t.model, self.c[name]
-                    length = self.drax_length(model, utt.duration)
-                    prompt = torch.tensor([model.prompt_ids(utt.lang)])
-                    for nfe, k in self.drax_configs():
-                        temp = c["temperature"] if k == 1 else c["candidate_temperature"]
-                        with Timer() as t:
-                            out = model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
-                                                 temperature=temp, num_candidates=k, output_length=length,
-                                                 generator=gen)
-                            texts = [s2t.to_hypothesis(x).text for x in out.tokens[0]]
-                        parts = {"encoder": t_enc.seconds, "decoder": t.seconds}
-                        if k == 1:
-                            add(f"Drax {tag} {nfe}/1", label, utt, parts)
-                            continue
-                        for s in ("mbr", "ar"):
-                            with Timer() as t_s:
-                                scores = (s2t.ar_rescorer().score(states[0], texts, utt.lang).tolist()
-                                          if s == "ar" else None)
-                                select(s, texts, utt.lang, scores)
-                            add(f"Drax {tag} {nfe}/{k} {s.upper()}", label, utt, {**parts, "scoring": t_s.seconds})
-                # decoder-only speed study: Drax (baseline size) at every NFE
-                model = self.drax["drax"].model
-                length = self.drax_length(model, utt.duration)
-                prompt = torch.tensor([model.prompt_ids(utt.lang)])
-                for nfe in c["speed_nfe"]:
-                    with Timer() as t:
-                        model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
-                                       temperature=c["temperature"], output_length=length, generator=gen)
-                    table.setdefault(f"speed Drax {nfe}/1", {}).setdefault(label, Seconds())
-                    sec = table[f"speed Drax {nfe}/1"][label]
+                    timed += self.time_drax(utt, states, lens, t_enc.seconds, s2t, getattr(self.c, name), gen)
+                for system, parts in timed:
+                    sec = table.setdefault(system, {}).setdefault(label, Seconds())
                     sec.audio += utt.duration
-                    sec.add("encoder", t_enc.seconds)
-                    sec.add("decoder", t.seconds)
+                    for part, v in parts.items():
+                        sec.add(part, v)
+                    points.append((system, utt.n_tokens, utt.duration / sum(parts.values())))
+                for system, parts in self.time_drax_speed(utt, states, lens, t_enc.seconds, gen):
+                    sec = table.setdefault(system, {}).setdefault(label, Seconds())
+                    sec.audio += utt.duration
+                    for part, v in parts.items():
+                        sec.add(part, v)
         return table, points
+
+    def time_ctc(self, utt: RuntimeUtt, states, encoder_seconds: float) -> list[tuple[str, dict]]:
+        with Timer() as t_enc:
+            enc = self.ctc.encode(states[0])
+        with Timer() as t:
+            self.ctc.decode(enc, utt.lang, "ctc", 0)
+        return [("CTC greedy", {"encoder": encoder_seconds + t_enc.seconds, "decoder": t.seconds})]
+
+    def time_ar(self, utt: RuntimeUtt, states, encoder_seconds: float) -> list[tuple[str, dict]]:
+        """AR greedy and beam, made to produce the reference's number of tokens."""
+        n, out = utt.n_tokens, []
+        with Timer() as t_enc:
+            enc = self.ar.encode(states[0])
+        for method in ("greedy", "beam"):
+            with Timer() as t:
+                self.ar.decode(enc, utt.lang, method, n + 1, self.c.beam_size, min_new=n)
+            name = "AR greedy" if method == "greedy" else f"AR beam {self.c.beam_size}"
+            out.append((name, {"encoder": encoder_seconds + t_enc.seconds, "decoder": t.seconds}))
+        return out
+
+    def time_whisper(self, utt: RuntimeUtt) -> list[tuple[str, dict]]:
+        """Whisper's own encoder (30 s window) and greedy decoder, the reference's number of tokens."""
+        with Timer() as t_enc:
+            wenc = self.whisper_encode(utt.audio)
+        with Timer() as t:
+            greedy(self.whisper_ar, wenc, self.whisper_prompt(utt.lang), utt.n_tokens + 1, min_new=utt.n_tokens)
+        return [("Whisper zero-shot greedy", {"encoder": t_enc.seconds, "decoder": t.seconds})]
+
+    def time_drax(self, utt: RuntimeUtt, states, lens, encoder_seconds: float, s2t, tag: str,
+                  gen: torch.Generator) -> list[tuple[str, dict]]:
+        """Drax at each (NFE, candidates) of the table, several candidates scored by MBR and Whisper."""
+        model, c, out = s2t.model, self.c, []
+        length = self.drax_length(model, utt.duration)
+        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        for nfe, k in self.drax_configs():
+            temp = c.temperature if k == 1 else c.candidate_temperature
+            with Timer() as t:
+                sampled = model.generate_encoded(
+                    states, lens, DecodingOptions(nfe=nfe, temperature=temp, num_candidates=k, output_length=length),
+                    prompt=prompt, generator=gen)
+                texts = [s2t.to_hypothesis(x).text for x in sampled.tokens[0]]
+            parts = {"encoder": encoder_seconds, "decoder": t.seconds}
+            if k == 1:
+                out.append((f"Drax {tag} {nfe}/1", parts))
+                continue
+            for s in ("mbr", "ar"):
+                with Timer() as t_s:
+                    scores = s2t.ar_rescorer().score(states[0], texts, utt.lang).tolist() if s == "ar" else None
+                    select(s, texts, utt.lang, scores)
+                out.append((f"Drax {tag} {nfe}/{k} {s.upper()}", {**parts, "scoring": t_s.seconds}))
+        return out
+
+    def time_drax_speed(self, utt: RuntimeUtt, states, lens, encoder_seconds: float,
+                        gen: torch.Generator) -> list[tuple[str, dict]]:
+        """The decoder-only speed study: Drax (the baselines' size) at every NFE of `speed_nfe`."""
+        model, out = self.drax["drax"].model, []
+        length = self.drax_length(model, utt.duration)
+        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        for nfe in self.c.speed_nfe:
+            with Timer() as t:
+                model.generate_encoded(states, lens, DecodingOptions(
+                    nfe=nfe, temperature=self.c.temperature, output_length=length), prompt=prompt, generator=gen)
+            out.append((f"speed Drax {nfe}/1", {"encoder": encoder_seconds, "decoder": t.seconds}))
+        return out
 
     @torch.no_grad()
     def sweep(self, bins) -> dict[str, dict[int, float]]:
         """Median decoder seconds to produce n tokens on the longest runtime utterance's states."""
-        from drax.decode.autoregressive import greedy
 
         longest = max((u for members in bins.values() for u in members), key=lambda u: u.duration)
         states, lens = self.audio_encoder(torch.from_numpy(longest.audio))
@@ -365,16 +361,16 @@ class Compare:
         ar_prefix = [self.ar.model.sos] + self.ar.prompt(longest.lang)
         gen = torch.Generator().manual_seed(0)
         out: dict[str, dict[int, float]] = {}
-        for n in tqdm(self.c["sweep_lengths"], desc="length sweep", unit="length"):
+        for n in tqdm(self.c.sweep_lengths, desc="length sweep", unit="length"):
             runs = {}
-            for _ in range(self.c["sweep_repeats"]):
+            for _ in range(self.c.sweep_repeats):
                 with Timer() as t:
                     greedy(self.ar.ar, enc, ar_prefix, n, min_new=n)
                 runs.setdefault("AR greedy", []).append(t.seconds)
-                for nfe in self.c["speed_nfe"]:
+                for nfe in self.c.speed_nfe:
                     with Timer() as t:
-                        model.generate(None, None, encoded=(states, lens), prompt=prompt, nfe=nfe,
-                                       output_length=model.prompt_length + n, generator=gen)
+                        model.generate_encoded(states, lens, DecodingOptions(
+                            nfe=nfe, output_length=model.prompt_length + n), prompt=prompt, generator=gen)
                     runs.setdefault(f"Drax {nfe}/1", []).append(t.seconds)
             for name, secs in runs.items():
                 out.setdefault(name, {})[n] = statistics.median(secs)
@@ -385,32 +381,28 @@ class Compare:
     def throughput(self) -> dict[str, float]:
         """Utterances per second on the accuracy subset: Drax and AR greedy at batch `throughput_batch` vs batch 1."""
         c, model, out = self.c, self.drax["drax"].model, {}
-        size = c["throughput_batch"]
+        size = c.throughput_batch
         utts = self.subset
-        for nfe in c["speed_nfe"]:
+        for nfe in c.speed_nfe:
             for batch in (1, size):
                 with Timer() as t:
                     for i in range(0, len(utts), batch):
                         chunk = utts[i: i + batch]
                         prompt = torch.tensor([model.prompt_ids(self.langs[u]) for u in chunk])
-                        model.generate(None, None, encoded=self.encoded(chunk), prompt=prompt, nfe=nfe,
-                                       temperature=c["temperature"])
+                        model.generate_encoded(*self.encoded(chunk), DecodingOptions(
+                            nfe=nfe, temperature=c.temperature), prompt=prompt)
                 out[f"Drax {nfe}/1, batch {batch}"] = len(utts) / t.seconds
         for batch in (1, size):
             with Timer() as t:
                 for i in range(0, len(utts), batch):
                     chunk = utts[i: i + batch]
-                    self.ar.greedy_batch(*self.encoded(chunk), [self.langs[u] for u in chunk], c["max_new_tokens"])
+                    self.ar.greedy_batch(*self.encoded(chunk), [self.langs[u] for u in chunk], c.max_new_tokens)
             out[f"AR greedy, batch {batch}"] = len(utts) / t.seconds
         return out
 
     # ---- Table 3 -------------------------------------------------------------------------------
     @torch.no_grad()
     def speculative_table(self) -> list[list]:
-        from drax.data.features import load_audio
-        from drax.decode.autoregressive import ESPnetTransformerAR, greedy
-        from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
-
         c = self.c
         tokens = self.ar.token_list
         whisper_target = self.units.kind == "whisper"  # drafters and Whisper share its byte-level BPE
@@ -422,13 +414,13 @@ class Compare:
         small = ESPnetTransformerAR(self.ar_small.model.decoder, self.ar_small.model.eos)
         # (target, drafter label, Drax drafter, small AR's block): every Drax drafts for the AR baseline
         # (same units); the Whisper-initialised one (else the other) for Whisper
-        drax_models = [(c[key], self.drax[key].model) for key in ("drax", "drax_pretrained") if key in self.drax]
-        configs = [("AR baseline", f"Drax {tag} (NFE {c['draft_nfe']})", model, None) for tag, model in drax_models]
-        configs += [("AR baseline", f"small AR, {k} tokens", None, k) for k in c["ar_draft_blocks"]]
+        drax_models = [(getattr(c, key), self.drax[key].model) for key in ("drax", "drax_pretrained") if key in self.drax]
+        configs = [("AR baseline", f"Drax {tag} (NFE {c.draft_nfe})", model, None) for tag, model in drax_models]
+        configs += [("AR baseline", f"small AR, {k} tokens", None, k) for k in c.ar_draft_blocks]
         if whisper_target:
             tag, model = drax_models[-1]
-            configs += [("Whisper", f"Drax {tag} (NFE {c['draft_nfe']})", model, None)]
-            configs += [("Whisper", f"small AR, {k} tokens", None, k) for k in c["ar_draft_blocks"]]
+            configs += [("Whisper", f"Drax {tag} (NFE {c.draft_nfe})", model, None)]
+            configs += [("Whisper", f"small AR, {k} tokens", None, k) for k in c.ar_draft_blocks]
         stats: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (target, drafter) -> running sums
         for utt in tqdm(self.subset, desc="speculative", unit="utt"):
             lang, states = self.langs[utt], self.states(utt)
@@ -445,7 +437,7 @@ class Compare:
             refs = {}
             for name, (target, mem, prefix, enc_s) in targets.items():
                 with Timer() as t:
-                    refs[name] = greedy(target, mem, prefix, c["max_new_tokens"])
+                    refs[name] = greedy(target, mem, prefix, c.max_new_tokens)
                 stats[(name, "none (greedy)")].update(audio=seconds_of_audio, seconds=enc_s + t.seconds,
                                                       decoding=t.seconds, steps=len(refs[name]),
                                                       tokens=len(refs[name]), same=1, n=1)
@@ -453,15 +445,15 @@ class Compare:
                 target, mem, prefix, enc_s = targets[target_name]
                 token_map = identity if target_name == "AR baseline" else to_whisper
                 if model is not None:
-                    drafter = DraxDrafter(model, token_map, nfe=c["draft_nfe"], temperature=c["draft_temperature"],
+                    drafter = DraxDrafter(model, token_map, nfe=c.draft_nfe, temperature=c.draft_temperature,
                                           output_length=self.drax_length(model, seconds_of_audio),
                                           skip=1 if target_name == "AR baseline" else 0)
-                    draft_mem, size = states, c["draft_block"]
+                    draft_mem, size = states, c.draft_block
                 else:
                     lead = [] if target_name == "AR baseline" else [self.ar_small.model.sos]
                     drafter, draft_mem, size = ARDrafter(small, token_map, lead), small_mem, block
                 with Timer() as t:
-                    res = speculative(target, drafter, mem, prefix, c["max_new_tokens"], size, lang=lang,
+                    res = speculative(target, drafter, mem, prefix, c.max_new_tokens, size, lang=lang,
                                       draft_memory=draft_mem)
                 stats[(target_name, drafter_name)].update(
                     audio=seconds_of_audio, seconds=enc_s + t.seconds, decoding=t.seconds,
@@ -481,7 +473,7 @@ class Compare:
     def run(self, command: str = "") -> Path:
         c = self.c
         errors = self.accuracy()
-        bins = joined_runtime_set(self.data_dir, self.set_dir, self.units, c["runtime_per_bin"], c["seed"])
+        bins = joined_runtime_set(self.data_dir, self.set_dir, self.units, c.runtime_per_bin, c.seed)
         table, points = self.runtime(bins)
         sweep = self.sweep(bins)
         throughput = self.throughput()
@@ -501,7 +493,7 @@ class Compare:
         self.plot_fig2a(points)
         head = (f"# Baselines, speculative decoding and speed\n\nWritten on {date.today()} ({platform.machine()}, "
                 f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}) by `{command}`. Accuracy subset: "
-                f"{c['utts_per_lang']} utterances per language of `{self.set_dir.name}`.\n\nConfig: `{json.dumps(c)}`\n")
+                f"{c.utts_per_lang} utterances per language of `{self.set_dir.name}`.\n\nConfig: `{json.dumps(asdict(c))}`\n")
         path = self.out_dir / "compare.md"
         atomic_write_text(str(path), "\n".join([head, *self.sections]))
         return path
@@ -522,20 +514,20 @@ class Compare:
                     total.add(part, v)
             rows.append([system] + [per.get(lang) for lang in langs] + [per["avg"], total.rtfx("decoder"), total.rtfx()])
         sizes = ", ".join(f"{label}: {len(m)}" for label, m in bins.items())
-        caps = [f"`{self.c[name]}` decodes at most {s2t.model.decoder.positions.num_embeddings} positions (learned "
+        caps = [f"`{getattr(self.c, name)}` decodes at most {s2t.model.decoder.positions.num_embeddings} positions (learned "
                 "positions), fewer than the longest runtime utterances need, so its RTFx there is optimistic"
                 for name, s2t in self.drax.items() if s2t.model.decoder.positions is not None]
         self.add("table1", "Table 1: baselines side by side", (
             f"Error (WER %, CER % for zh/ja) on {len(self.subset)} test utterances; RTFx (decoder only and end to "
             f"end from the waveform, batch 1) on the runtime set ({sizes} utterances per bin). CTC and AR models: "
-            f"the recipe's `{self.c['ctc']}` and `{self.c['ar']}` (same size as `{self.c['drax']}`); Whisper: the "
+            f"the recipe's `{self.c.ctc}` and `{self.c.ar}` (same size as `{self.c.drax}`); Whisper: the "
             "recipe's pretrained model, raw greedy (no token suppression). Drax n/k: NFE n, k candidates."
             + "".join(f" {cap}." for cap in caps)),
             md_table(["system", *langs, "avg", "decoder RTFx", "RTFx"], rows))
 
     def write_speed(self, table, sweep, throughput, bins) -> None:
         labels = [label for label, members in bins.items() if members]
-        systems = ["AR greedy", *[f"speed Drax {nfe}/1" for nfe in self.c["speed_nfe"]]]
+        systems = ["AR greedy", *[f"speed Drax {nfe}/1" for nfe in self.c.speed_nfe]]
         dec_rows = [[s.replace("speed ", "")] + [table[s][lb].rtfx("decoder") if lb in table.get(s, {}) else None
                                                  for lb in labels] for s in systems]
         e2e_rows = [[s.replace("speed ", "")] + [table[s][lb].rtfx() if lb in table.get(s, {}) else None
@@ -557,12 +549,12 @@ class Compare:
             ratio = table["speed Drax 4/1"][last].rtfx("decoder") / table["AR greedy"][last].rtfx("decoder")
         self.plot_sweep(sweep)
         self.add("speed", "Speed on this CPU: Drax vs AR greedy (same decoder size)", (
-            f"Decoder-only and end-to-end RTFx per duration bin on the runtime set (batch 1; Drax `{self.c['drax']}` "
+            f"Decoder-only and end-to-end RTFx per duration bin on the runtime set (batch 1; Drax `{self.c.drax}` "
             f"with its output length fitted to the duration at {self.tokens_per_second:.2f} tokens/s, AR "
-            f"`{self.c['ar']}` producing the reference number of tokens). Drax 4/1 / AR greedy decoder RTFx on the "
+            f"`{self.c.ar}` producing the reference number of tokens). Drax 4/1 / AR greedy decoder RTFx on the "
             f"last bin ({last}): {'-' if ratio is None else f'{ratio:.2f}x'}.\n\nLength sweep on the states of a "
             f"{getattr(self, 'sweep_duration', 0):.1f} s utterance: median decoder milliseconds to produce n tokens "
-            f"({self.c['sweep_repeats']} runs; `speed.png`), and the output length from which Drax is faster than AR "
+            f"({self.c.sweep_repeats} runs; `speed.png`), and the output length from which Drax is faster than AR "
             "greedy at every longer length.\n\nThroughput (utterances/s on the accuracy subset, from dumped states)."),
             "Decoder RTFx:\n\n" + md_table(["system", *labels], dec_rows) + "\nEnd-to-end RTFx:\n\n"
             + md_table(["system", *labels], e2e_rows) + "\nLength sweep (ms):\n\n"
@@ -571,10 +563,10 @@ class Compare:
             + md_table(["configuration", "utterances / s"], [[k, v] for k, v in throughput.items()]))
 
     def _figure(self):
-        import matplotlib
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
         return plt, plt.subplots(figsize=(6.5, 4.2))
 

@@ -24,59 +24,69 @@ import dataclasses
 import json
 import logging
 import os
-import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import kaldiio
+import torch
 import yaml
 
+from drax.asr.checkpoint import reporter_stats
 from drax.data.kaldi_dir import read_kv_dict
+from drax.decode.options import DecodingOptions
+from drax.decode.scoring import score
+from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.options import load_options
+from drax.recipe.engine import Recipe, file_digest
+from drax.studies.report import fmt, per_language_subset
 
 logger = logging.getLogger("drax.recipe")
 
-STUDY_DEFAULTS = {
-    "title": "Training study",
-    "base_config": None,         # train config the variants start from (default: the recipe's train_config)
-    "variants": {},              # name -> {label: str, config: train config (default: base_config), train: {overrides}}
-    "decodes": {},               # name -> {label: str, decode: {sampler options}}: each variant's last checkpoint
-    "max_epoch": 6,              # budget: max_epoch x num_iters_per_epoch steps for every variant
-    "num_iters_per_epoch": 50,   # one dev evaluation per epoch
-    "jobs": 2,                   # trainings side by side
-    "threads": 1,                # torch threads per training / evaluation
-    "utts_per_lang": 10,         # dev subset
-    "nfe": 16,
-    "temperature": 0.01,
-    "batch_size": 16,
-    "seed": 0,
-}
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Stage 12 (conf/path_study.yaml, conf/efficiency_study.yaml): the variants and their budget."""
+
+    title: str = "Training study"
+    base_config: str | None = None  # train config the variants start from (default: the recipe's train_config)
+    # name -> {label: str, config: train config (default: base_config), train: {overrides}}
+    variants: dict = field(default_factory=dict)
+    decodes: dict = field(default_factory=dict)  # name -> {label, decode: {sampler options}}: on the last checkpoint
+    max_epoch: int = 6  # budget: max_epoch x num_iters_per_epoch steps for every variant
+    num_iters_per_epoch: int = 50  # one dev evaluation per epoch
+    jobs: int = 2  # trainings side by side
+    threads: int = 1  # torch threads per training / evaluation
+    utts_per_lang: int = 10  # dev subset
+    nfe: int = 16
+    temperature: float = 0.01
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.variants:
+            raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
+        for name, spec in self.variants.items():
+            bad = set(spec or {}) - _VARIANT_KEYS
+            if bad:
+                raise ValueError(f"study config variants.{name}: unknown key(s) {sorted(bad)}; "
+                                 f"valid: {sorted(_VARIANT_KEYS)}")
+            if not isinstance((spec or {}).get("train", {}), dict):
+                raise ValueError(f"study config variants.{name}.train must be a mapping of train-config overrides")
+        for name, spec in self.decodes.items():
+            bad = set(spec or {}) - _DECODE_KEYS
+            bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
+            if bad or bad_options:
+                raise ValueError(f"study config decodes.{name}: unknown key(s) {sorted(bad | bad_options)}; valid: "
+                                 f"{sorted(_DECODE_KEYS)}, and in `decode`: {sorted(SAMPLER_KEYS)}")
+
+
 _VARIANT_KEYS = {"label", "config", "train"}
 _DECODE_KEYS = {"label", "decode"}
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent"}
-
-
-def study_conf(conf: dict) -> dict:
-    """The study config with defaults filled in; unknown keys are an error naming them."""
-    unknown = set(conf) - set(STUDY_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown study config key(s) {sorted(unknown)}; valid keys: {', '.join(STUDY_DEFAULTS)}")
-    conf = {**STUDY_DEFAULTS, **conf}
-    if not conf["variants"]:
-        raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
-    for name, spec in conf["variants"].items():
-        bad = set(spec or {}) - _VARIANT_KEYS
-        if bad:
-            raise ValueError(f"study config variants.{name}: unknown key(s) {sorted(bad)}; valid: {sorted(_VARIANT_KEYS)}")
-        if not isinstance((spec or {}).get("train", {}), dict):
-            raise ValueError(f"study config variants.{name}.train must be a mapping of train-config overrides")
-    for name, spec in conf["decodes"].items():
-        bad = set(spec or {}) - _DECODE_KEYS
-        bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
-        if bad or bad_options:
-            raise ValueError(f"study config decodes.{name}: unknown key(s) {sorted(bad | bad_options)}; valid: "
-                             f"{sorted(_DECODE_KEYS)}, and in `decode`: {sorted(SAMPLER_KEYS)}")
-    return conf
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
@@ -87,25 +97,18 @@ def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
             out[key] = {**out[key], **copy.deepcopy(value)}
         else:
             out[key] = copy.deepcopy(value)
-    out.update(max_epoch=conf["max_epoch"], num_iters_per_epoch=conf["num_iters_per_epoch"],
-               keep_nbest_models=conf["max_epoch"])  # keep every epoch's checkpoint for the curve
+    out.update(max_epoch=conf.max_epoch, num_iters_per_epoch=conf.num_iters_per_epoch,
+               keep_nbest_models=conf.max_epoch)  # keep every epoch's checkpoint for the curve
     return out
 
 
 def dev_subset(set_dir: Path, utts_per_lang: int, seed: int) -> list[str]:
-    feats = read_kv_dict(str(set_dir / "feats.scp"))
-    langs = read_kv_dict(str(set_dir / "utt2lang"))
-    rng = random.Random(seed)
-    subset = []
-    for lang in sorted(set(langs[u] for u in feats)):
-        utts = sorted(u for u in feats if langs[u] == lang)
-        subset += sorted(rng.sample(utts, min(utts_per_lang, len(utts))))
-    return subset
+    return per_language_subset(read_kv_dict(str(set_dir / "feats.scp")), read_kv_dict(str(set_dir / "utt2lang")),
+                               utts_per_lang, seed)
 
 
 def epoch_stats(asr_dir: Path) -> dict[int, dict]:
     """epoch -> {valid_loss_dfm, train_seconds} from the trainer's reporter in checkpoint.pth."""
-    from drax.asr.checkpoint import reporter_stats
 
     path = asr_dir / "checkpoint.pth"
     if not path.exists():
@@ -124,24 +127,22 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
     """{'wer': lang -> WER (CER for zh/ja), 'cer': lang -> CER} of one checkpoint on `utts`, each with 'avg'.
 
     sampler: options replacing the study's nfe / temperature (and the paper's sampler), SAMPLER_KEYS."""
-    import kaldiio
 
-    from drax.decode.scoring import score
-    from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 
-    options = {"nfe": conf["nfe"], "temperature": conf["temperature"], **(sampler or {})}
+    options = DecodingOptions(**{"nfe": conf.nfe, "temperature": conf.temperature, "seed": conf.seed,
+                                 **(sampler or {})})
     if is_autoregressive(asr_dir):
         ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir)
         transcribe = ar.batch
     else:
-        s2t = Speech2Text(asr_dir / "config.yaml", model_file, seed=conf["seed"], units_dir=units_dir, **options)
+        s2t = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir)
         transcribe = lambda feats, langs: [d.best.text for d in s2t.batch(feats, langs)]  # noqa: E731
     feats = read_kv_dict(str(set_dir / "feats.scp"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     refs = read_kv_dict(str(set_dir / "text.raw"))
     hyps = {}
-    for i in range(0, len(utts), conf["batch_size"]):
-        batch = utts[i: i + conf["batch_size"]]
+    for i in range(0, len(utts), conf.batch_size):
+        batch = utts[i: i + conf.batch_size]
         hyps.update(zip(batch, transcribe([kaldiio.load_mat(feats[u]) for u in batch], [langs[u] for u in batch])))
     scores, _ = score({u: refs[u] for u in utts}, hyps, langs)
     out = {"wer": {s.lang: (s.wer if s.wer is not None else s.cer) for s in scores},
@@ -157,24 +158,25 @@ def is_autoregressive(asr_dir: Path) -> bool:
 
 
 class Study:
-    def __init__(self, recipe, conf: dict, name: str):
-        self.r = recipe
-        self.conf = study_conf(conf)
+    """One training study of `recipe`; `train(variant_recipe)` runs a variant's training (the recipe's
+    stage 7, given by the stage that runs the study)."""
+
+    def __init__(self, recipe: Recipe, conf: dict, name: str, train: Callable[[Recipe], object]):
+        self.r, self.train = recipe, train
+        self.conf = load_options(StudyConfig, conf, "study config")
         self.name = name
         self.out_dir = recipe.exp / name
-        base_config = self.conf["base_config"]
+        base_config = self.conf.base_config
         base = recipe.root / base_config if base_config else Path(recipe.c.train_config)
         self.base = yaml.safe_load(base.read_text(encoding="utf-8")) or {}
 
     def label(self, variant: str) -> str:
-        return (self.conf["variants"][variant] or {}).get("label", variant)
+        return (self.conf.variants[variant] or {}).get("label", variant)
 
     def recipe_for(self, variant: str):
         """The recipe with this variant's train config and experiment tag."""
-        from drax.recipe.stages import Recipe
-
         conf_path = self.out_dir / "conf" / f"train_{variant}.yaml"
-        spec = self.conf["variants"][variant] or {}
+        spec = self.conf.variants[variant] or {}
         base = self.base
         if spec.get("config"):
             base = yaml.safe_load((self.r.root / spec["config"]).read_text(encoding="utf-8")) or {}
@@ -186,43 +188,41 @@ class Study:
         return Recipe(config, self.r.root)
 
     def train_and_evaluate(self, variant: str) -> dict:
-        from drax.recipe.stages import file_digest, run_stages
-
         r = self.recipe_for(variant)
-        run_stages(r.c, 7, 7, r.root)  # skipped when done; resumes an interrupted training
-        utts = dev_subset(self.r.dump / r.c.dev_set, self.conf["utts_per_lang"], self.conf["seed"])
+        self.train(r)  # skipped when done; resumes an interrupted training
+        utts = dev_subset(self.r.dump / r.c.dev_set, self.conf.utts_per_lang, self.conf.seed)
         eval_dir = self.out_dir / "eval" / variant
         eval_dir.mkdir(parents=True, exist_ok=True)
         stats = epoch_stats(r.asr_dir)
         curve, seconds = [], 0.0
-        for epoch in range(1, self.conf["max_epoch"] + 1):
+        for epoch in range(1, self.conf.max_epoch + 1):
             model_file = r.asr_dir / f"{epoch}epoch.pth"
             if not model_file.exists():
                 raise FileNotFoundError(f"{model_file} is missing: the training in {r.asr_dir} did not keep "
                                         "every epoch (keep_nbest_models); delete that directory and run again")
             cached = eval_dir / f"epoch{epoch}.json"
             request = {"checkpoint": file_digest(model_file),  # a retrained variant is decoded again
-                       **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+                       **{k: getattr(self.conf, k) for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
                                              utts, self.conf)
-                point = {"request": request, "epoch": epoch, "step": epoch * self.conf["num_iters_per_epoch"],
+                point = {"request": request, "epoch": epoch, "step": epoch * self.conf.num_iters_per_epoch,
                          **errors}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
                 logger.info("study %s, %s epoch %d: dev CER %.1f %%", self.name, variant, epoch, errors["cer"]["avg"])
             s = stats.get(epoch, {})
             point["valid_loss_dfm"] = s.get("valid_loss_dfm")
-            seconds += (s.get("train_seconds") or 0.0) * self.conf["threads"]
+            seconds += (s.get("train_seconds") or 0.0) * self.conf.threads
             point["cpu_seconds"] = round(seconds, 1)
             curve.append(point)
         decodes = {}  # sampler levers on the last checkpoint (Drax only: the AR yardstick decodes greedily)
-        for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf["decodes"]).items():
+        for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf.decodes).items():
             sampler = (spec or {}).get("decode", {})
             cached = eval_dir / f"last_{name}.json"
-            model_file = r.asr_dir / f"{self.conf['max_epoch']}epoch.pth"
+            model_file = r.asr_dir / f"{self.conf.max_epoch}epoch.pth"
             request = {"checkpoint": file_digest(model_file), "sampler": sampler,
-                       **{k: self.conf[k] for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+                       **{k: getattr(self.conf, k) for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
@@ -233,15 +233,13 @@ class Study:
                 "n_dev_utts": len(utts)}
 
     def run(self, command: str = "") -> Path:
-        import torch
-
-        torch.set_num_threads(self.conf["threads"])
-        threads = str(self.conf["threads"])
+        torch.set_num_threads(self.conf.threads)
+        threads = str(self.conf.threads)
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # inherited by the trainings
         try:
-            with ThreadPoolExecutor(max_workers=self.conf["jobs"]) as pool:
-                results = list(pool.map(self.train_and_evaluate, self.conf["variants"]))
+            with ThreadPoolExecutor(max_workers=self.conf.jobs) as pool:
+                results = list(pool.map(self.train_and_evaluate, self.conf.variants))
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -257,16 +255,15 @@ class Study:
     def table(self, results: list[dict], command: str) -> str:
         c = self.conf
         steps = [p["step"] for p in results[0]["curve"]]
-        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         lines = [
-            f"# {c['title']}", "",
+            f"# {c.title}", "",
             f"Written on {date.today()} ({os.cpu_count()} CPU cores) by `{command}`. Every variant: "
-            f"`{c['base_config'] or self.r.c.train_config}` (or its own config) with the overrides of "
-            f"`{self.r.c.study_config}`, {c['max_epoch'] * c['num_iters_per_epoch']} "
-            f"steps ({c['max_epoch']} epochs x {c['num_iters_per_epoch']}), {c['jobs']} trainings side by side with "
-            f"{c['threads']} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
-            f"utterances ({c['utts_per_lang']} per language), NFE {c['nfe']}, one sample at temperature "
-            f"{c['temperature']}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
+            f"`{c.base_config or self.r.c.train_config}` (or its own config) with the overrides of "
+            f"`{self.r.c.study_config}`, {c.max_epoch * c.num_iters_per_epoch} "
+            f"steps ({c.max_epoch} epochs x {c.num_iters_per_epoch}), {c.jobs} trainings side by side with "
+            f"{c.threads} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
+            f"utterances ({c.utts_per_lang} per language), NFE {c.nfe}, one sample at temperature "
+            f"{c.temperature}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
             "| variant | " + " | ".join(f"step {s}" for s in steps)
             + " | WER (last) | valid loss_dfm (last) | train CPU-s |",
             "|---|" + "---|" * (len(steps) + 3),
@@ -281,9 +278,9 @@ class Study:
         for res in results:
             last = res["curve"][-1]["cer"]
             lines.append(f"| {res['label']} | " + " | ".join(fmt(last[k]) for k in langs) + f" | {fmt(last['avg'])} |")
-        if c["decodes"]:
-            names = list(c["decodes"])
-            labels = [(c["decodes"][n] or {}).get("label", n) for n in names]
+        if c.decodes:
+            names = list(c.decodes)
+            labels = [(c.decodes[n] or {}).get("label", n) for n in names]
             lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
                       "the first column is the paper's sampler above):", "",
                       "| variant | paper sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
@@ -291,10 +288,10 @@ class Study:
                 if res["decodes"]:
                     lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "
                                  + " | ".join(fmt(res["decodes"][n]["cer"]["avg"]) for n in names) + " |")
-            lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c['decodes'][n] or {}).get('decode', {}), sort_keys=True)}`"
+            lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c.decodes[n] or {}).get('decode', {}), sort_keys=True)}`"
                              for n, label in zip(names, labels)]
         lines += ["", "Overrides of each variant:", ""]
-        for name, spec in c["variants"].items():
+        for name, spec in c.variants.items():
             overrides = json.dumps((spec or {}).get("train", {}), sort_keys=True)
             base = f"`{spec['config']}` with " if (spec or {}).get("config") else ""
             lines.append(f"- {self.label(name)} (`{name}`): {base}`{overrides}`")
@@ -303,12 +300,14 @@ class Study:
         return "\n".join(lines) + "\n"
 
     def plot(self, results: list[dict]) -> None:
-        import matplotlib  # heavy, only needed here
+        import matplotlib  # slow to import; only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # slow to import; only for figures
 
-        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.18 * len(results)))
+        ncol = 1 if len(results) <= 6 else 2
+        legend_inches = 0.2 + 0.19 * -(-len(results) // ncol)  # below the plots: no curve hidden
+        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + legend_inches))
         colors = plt.get_cmap("tab10" if len(results) <= 10 else "tab20").colors  # one colour per variant
         for res, color in zip(results, colors * (1 + len(results) // len(colors))):
             secs = [p["cpu_seconds"] for p in res["curve"]]
@@ -320,6 +319,6 @@ class Study:
         for ax in (ax_err, ax_loss):
             ax.grid(alpha=0.3)
         handles, labels = ax_err.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.045 * len(results), 1, 1))
-        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)  # below: no curve hidden
+        fig.tight_layout(rect=(0, legend_inches / (4.2 + legend_inches), 1, 1))
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=ncol, frameon=False)
         atomic_save_figure(fig, self.out_dir / f"{self.name}.png")

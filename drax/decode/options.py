@@ -1,0 +1,72 @@
+"""Decoding options as dataclasses (a decode config file holds their fields), as Whisper's DecodingOptions.
+
+    DecodingOptions          Drax (conf/decode_drax.yaml): the sampler, candidates and their scoring
+    BaselineDecodingOptions  the ESPnet baselines (conf/decode_ar_greedy.yaml, decode_ctc.yaml, ...)
+
+The AR yardstick decodes greedily and reads only `batch_size`, `model_file` and `output_length` of
+the Drax decode config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from drax.decode.candidates import SCORINGS
+from drax.flow.sampler import ORDERS
+from drax.options import check_range, load_options
+
+BASELINE_METHODS = ("greedy", "beam", "ctc")
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    nfe: int = 16  # sampler steps, each one decoder call
+    temperature: float = 0.01
+    num_candidates: int = 1
+    scoring: str = "mbr"  # how one of several candidates is chosen: mode | mbr | ar | elbo
+    rescorer: str | None = None  # Whisper for `ar` (default: the recipe's, whose encoder Drax uses)
+    use_pmid: bool = False  # add the p_mid term to the sampler's velocity (paper App. D.6)
+    output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
+    jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi
+    sampling_exponent: float = 1.0  # the sampler's kappa_1 = t^n without use_pmid (1: the paper's)
+    seed: int = 0
+    batch_size: int = 16
+    model_file: str = "valid.loss.best.pth"
+
+    def __post_init__(self):
+        what = "decode config"
+        for name, low in (("nfe", 1), ("num_candidates", 1), ("batch_size", 1), ("temperature", 0)):
+            check_range(what, name, getattr(self, name), low)
+        check_range(what, "sampling_exponent", self.sampling_exponent, 0, strict=True)
+        check_range(what, "scoring", self.scoring, choices=SCORINGS)
+        check_range(what, "jump_order", self.jump_order, choices=ORDERS)
+        check_range(what, "output_length", self.output_length, 2)
+
+
+@dataclass(frozen=True)
+class BaselineDecodingOptions:
+    method: str = "greedy"  # greedy | beam (attention decoder) | ctc
+    beam_size: int = 5
+    max_new_tokens: int = 128
+    model_file: str = "valid.loss.best.pth"
+
+    def __post_init__(self):
+        what = "decode config"
+        check_range(what, "method", self.method, choices=BASELINE_METHODS)
+        check_range(what, "beam_size", self.beam_size, 1)
+        check_range(what, "max_new_tokens", self.max_new_tokens, 1)
+
+
+def load_decode_options(decode_config: str | Path, train_config: str | Path | None = None):
+    """The options a decode config file holds, for the model its train config trains: Drax and the AR
+    yardstick read DecodingOptions, a `model: espnet` baseline BaselineDecodingOptions."""
+    train = {}
+    if train_config is not None and Path(train_config).is_file():
+        train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
+    cls = BaselineDecodingOptions if train.get("model") == "espnet" else DecodingOptions
+    try:
+        return load_options(cls, yaml.safe_load(Path(decode_config).read_text(encoding="utf-8")), "decode config")
+    except ValueError as e:
+        raise ValueError(f"{decode_config}: {e}") from None

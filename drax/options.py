@@ -1,0 +1,65 @@
+"""Options as dataclasses, loaded from YAML mappings by one loader.
+
+A config file's keys are the fields of one dataclass (RecipeConfig, DecodingOptions, the studies'
+configs). `load_options` fills in the defaults; an unknown key or a value of the wrong type is a
+ValueError that says where it came from, the key, the value and what is valid. Ranges and choices
+are each dataclass's own `__post_init__`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# annotation (as written, `from __future__ import annotations`) -> accepted Python types
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
+          "list": (list,), "tuple": (list, tuple)}
+
+
+def _accepted(annotation: str) -> tuple[tuple[type, ...], bool] | None:
+    """(types, None allowed) of a field annotation such as "int", "str | None", "list[str]"; None when
+    the annotation is not one of the simple kinds (then the value is not checked)."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    kinds = [p.split("[")[0] for p in parts if p != "None"]
+    if len(kinds) != 1 or kinds[0] not in _TYPES:
+        return None
+    return _TYPES[kinds[0]], optional
+
+
+def check_type(what: str, f: dataclasses.Field, value) -> None:
+    accepted = _accepted(str(f.type))
+    if accepted is None:
+        return
+    types, optional = accepted
+    if value is None and optional:
+        return
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        kind = str(f.type).split("|")[0].strip()
+        raise ValueError(f"{what} key {f.name}: {value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+                         + (" (or null)" if optional else ""))
+
+
+def load_options(cls: type[T], raw: Mapping | None, what: str) -> T:
+    """An instance of the dataclass `cls` from the mapping `raw` (None: all defaults); `what` names the
+    source in errors (e.g. "decode config conf/decode_drax.yaml")."""
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ValueError(f"{what}: expected a mapping of options, got {type(raw).__name__}")
+    raw = dict(raw or {})
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {', '.join(fields)}")
+    for name, value in raw.items():
+        check_type(what, fields[name], value)
+    return cls(**raw)
+
+
+def check_range(what: str, name: str, value, low=None, choices=None, strict: bool = False) -> None:
+    """`value` >= low (> low when strict) or among `choices`; a ValueError naming the key otherwise."""
+    if choices is not None and value not in choices:
+        raise ValueError(f"{what} key {name}: unknown choice {value!r}; valid: {', '.join(map(str, choices))}")
+    if low is not None and value is not None and not (value > low if strict else value >= low):
+        raise ValueError(f"{what} key {name}: {value!r} must be {'>' if strict else '>='} {low}")

