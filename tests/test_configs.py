@@ -132,6 +132,9 @@ def test_default_is_the_paper_config_plus_the_measured_levers():
     assert default["decoder_conf"].pop("attention_block") == 1
     assert default["optim_conf"].pop("lr") == 1.0e-4 and paper["optim_conf"].pop("lr") == 3.0e-4
     assert default == paper
-    decode = _load("decode_drax.yaml")
-    assert decode.pop("jump_order") == "jacobi"
-    assert decode == {k: v for k, v in _load("decode_drax_paper.yaml").items() if k != "jump_order"}
+    decode, paper_decode = _load("decode_drax.yaml"), _load("decode_drax_paper.yaml")
+    assert (decode.pop("jump_order"), decode.pop("temperature"), decode.pop("nfe")) == ("jacobi", 0.0, 32)
+    assert {k: paper_decode[k] for k in ("jump_order", "temperature", "nfe")} == {"jump_order": "random",
+                                                                               "temperature": 0.01, "nfe": 16}
+    assert decode == {k: v for k, v in paper_decode.items() if k not in ("jump_order", "temperature", "nfe")}
+    assert _load("decode_drax_nfe16.yaml") == {**_load("decode_drax.yaml"), "nfe": 16}

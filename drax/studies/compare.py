@@ -51,10 +51,10 @@ from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
 from drax.decode.speech2text import Speech2Text
-from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.fileio import atomic_write_text
 from drax.options import load_options
 from drax.pretrained.whisper import load_whisper
-from drax.studies.report import Timer, md_table, per_language_subset
+from drax.studies.report import Timer, figure, md_table, per_language_subset, save_figure
 from drax.studies.runtime import BINS, AudioEncoder, Seconds, bin_label
 from drax.text.units import load_units
 
@@ -562,20 +562,8 @@ class Compare:
             + md_table(["Drax", "overtakes AR greedy from n =", "faster at n ="], cross_rows) + "\n"
             + md_table(["configuration", "utterances / s"], [[k, v] for k, v in throughput.items()]))
 
-    def _figure(self):
-        import matplotlib  # slow to import; only for figures
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # slow to import; only for figures
-
-        return plt, plt.subplots(figsize=(6.5, 4.2))
-
-    def _save(self, fig, name: str) -> None:
-        fig.tight_layout()
-        atomic_save_figure(fig, self.out_dir / name)
-
     def plot_sweep(self, sweep) -> None:
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6.5, 4.2)
         for name, secs in sweep.items():
             lengths = sorted(secs)
             ax.plot(lengths, [secs[n] * 1000 for n in lengths], marker="o", label=name,
@@ -583,10 +571,10 @@ class Compare:
         ax.set(xlabel="output length (tokens)", ylabel="decoder time (ms, median)", xscale="log", yscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        self._save(fig, "speed.png")
+        save_figure(fig, self.out_dir / "speed.png")
 
     def plot_fig2a(self, points) -> None:
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6.5, 4.2)
         keep = [s for s in dict.fromkeys(p[0] for p in points) if not s.endswith(("MBR", "AR")) or "8/16" in s]
         for system in keep:
             pts = sorted((n, r) for s, n, r in points if s == system)
@@ -594,4 +582,4 @@ class Compare:
         ax.set(xlabel="reference output length (tokens)", ylabel="RTFx (end to end, batch 1)", yscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-        self._save(fig, "fig2a.png")
+        save_figure(fig, self.out_dir / "fig2a.png")

@@ -1,10 +1,13 @@
-"""What every study's report shares: number formatting, markdown tables, the seeded per-language
-subset it decodes, and the timer it measures with (figures: drax.fileio.atomic_save_figure)."""
+"""What every study's report shares: number formatting, markdown tables, figures, the seeded
+per-language subset it decodes, and the timer it measures with."""
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from drax.fileio import atomic_save_figure
 
 
 def fmt(value: float | None) -> str:
@@ -18,6 +21,22 @@ def md_table(header: list[str], rows: Iterable[list]) -> str:
     cell = lambda c: c.replace("|", "\\|") if isinstance(c, str) else fmt(c)  # noqa: E731
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def figure(width: float = 6.5, height: float = 4.2, ncols: int = 1):
+    """(fig, axes) of a new matplotlib figure, drawn off-screen."""
+    import matplotlib  # slow to import; only for figures
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # slow to import; only for figures
+
+    return plt.subplots(1, ncols, figsize=(width, height))
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write (temp file, then rename) and close a figure."""
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
 
 
 def per_language_subset(utts: Iterable[str], langs: Mapping[str, str], per_lang: int, seed: int) -> list[str]:

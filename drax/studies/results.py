@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,7 @@ def _systems(r, name: str) -> list[tuple[str, Path]]:
     systems = []
     for decode in sorted(r.exp.glob(f"asr_*/decode_*/{name}")):
         exp_tag = decode.parents[1].name[len("asr_"):]
-        if exp_tag.endswith(".prev"):  # a run set aside when its inputs changed
+        if re.search(r"\.prev\d*$", exp_tag):  # a run set aside when its inputs changed (.prev, .prev1, ...)
             continue
         timing = json.loads((decode / "timing.json").read_text()) if (decode / "timing.json").exists() else {}
         # the `model: espnet` baselines record their method; the AR yardstick its system and method
@@ -117,7 +118,8 @@ def write_results(r, path: Path) -> None:
     if times_file.exists():
         times = json.loads(times_file.read_text())
         shared = {k: v for k, v in times.items() if "." not in k}
-        tags = sorted({k.split(".", 1)[1] for k in times if "." in k})
+        # the experiments this file reports (decoded); a study's variants only train
+        tags = sorted({k.split(".", 1)[1] for k in times if k.startswith("8_decode.")})
         lines += ["## Stage times (seconds, last run of each stage)", "",
                   "| stage | " + " | ".join(tags or ["seconds"]) + " |", "|---|" + "---|" * max(1, len(tags))]
         for k, v in shared.items():
@@ -125,6 +127,9 @@ def write_results(r, path: Path) -> None:
         stage_names = sorted({k.split(".", 1)[0] for k in times if "." in k}, key=lambda k: int(k.split("_")[0]))
         for stage in stage_names:
             lines.append(f"| {stage} | " + " | ".join(str(times.get(f"{stage}.{t}", "-")) for t in tags) + " |")
-        totals = [sum(shared.values()) + sum(v for k, v in times.items() if k.endswith(f".{t}")) for t in tags]
-        lines += ["| total | " + " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())]) + " |", ""]
+        # the recipe's own run: stages 1-10 (11-13 run on request)
+        totals = [sum(shared.values()) + sum(v for k, v in times.items()
+                                             if k.endswith(f".{t}") and int(k.split("_")[0]) <= 10) for t in tags]
+        lines += ["| total, stages 1-10 | " + " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())]) + " |",
+                  ""]
     atomic_write_text(str(path), "\n".join(lines) + "\n")

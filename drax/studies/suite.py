@@ -35,10 +35,10 @@ from drax.decode.candidates import SCORINGS, select, select_oracle
 from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speech2text import Speech2Text
-from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.fileio import atomic_write_text
 from drax.flow.elbo import trajectory_elbo
 from drax.options import check_range, load_options
-from drax.studies.report import Timer, fmt, md_table, per_language_subset
+from drax.studies.report import Timer, figure, fmt, md_table, per_language_subset, save_figure
 from drax.studies.runtime import AudioEncoder, Seconds, runtime_set
 from drax.text.units import load_units
 
@@ -330,20 +330,8 @@ class Suite:
         return {key: sec.rtfx() for key, sec in seconds.items()}
 
     # ---- plots and output ----------------------------------------------------------------------
-    def _figure(self):
-        import matplotlib  # slow to import; only for figures
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # slow to import; only for figures
-
-        return plt, plt.subplots(figsize=(6, 4))
-
-    def _save(self, fig, name: str) -> None:
-        fig.tight_layout()
-        atomic_save_figure(fig, self.out_dir / name)
-
     def plot_lines(self, name, xs, series: dict, xlabel, ylabel, log_x=False):
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6, 4)
         for label, ys in series.items():
             ax.plot(xs, ys, marker="o", label=label)
         if log_x:
@@ -352,20 +340,20 @@ class Suite:
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7, ncol=3)
         ax.grid(alpha=0.3)
-        self._save(fig, name)
+        save_figure(fig, self.out_dir / name)
 
     def plot_bars(self, name, groups, series: dict, ylabel):
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6, 4)
         width = 0.8 / len(series)
         for i, (label, ys) in enumerate(series.items()):
             ax.bar([g + i * width for g in range(len(groups))], ys, width, label=label)
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups)
         ax.set_ylabel(ylabel)
         ax.legend()
-        self._save(fig, name)
+        save_figure(fig, self.out_dir / name)
 
     def plot_scatter(self, name, per_utt):
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6, 4)
         for nfe in sorted({n for _, n, _, _ in per_utt}):
             pts = sorted((length, r) for length, n, r, _ in per_utt if n == nfe)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="-", label=f"Drax NFE {nfe}")
@@ -373,14 +361,14 @@ class Suite:
         ax.set_ylabel("RTFx (end to end, batch 1)")
         ax.legend()
         ax.grid(alpha=0.3)
-        self._save(fig, name)
+        save_figure(fig, self.out_dir / name)
 
     def plot_pareto(self, errors: dict, rtfx: dict) -> None:
         """Figure 2b: error against RTF (%) = 100 / RTFx, the lower-left front highlighted."""
         points = [(100.0 / rtfx[key], err, key) for key, err in errors.items() if key in rtfx and rtfx[key] > 0]
         if not points:
             return
-        plt, (fig, ax) = self._figure()
+        fig, ax = figure(6, 4)
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="NFE x candidates x scoring")
         front, best = [], float("inf")
         for rtf, err, key in sorted(points):
@@ -394,7 +382,7 @@ class Suite:
         ax.set_ylabel("average error (%)")
         ax.legend()
         ax.grid(alpha=0.3)
-        self._save(fig, "pareto.png")
+        save_figure(fig, self.out_dir / "pareto.png")
 
     def add(self, name: str, title: str, note: str, body: str) -> None:
         text = f"## {title}\n\n{note}\n\n{body}" if note else f"## {title}\n\n{body}"
