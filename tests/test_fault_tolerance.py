@@ -154,6 +154,20 @@ def test_a_changed_training_sets_the_old_run_aside_without_deleting_earlier_ones
     assert [(p / "checkpoint.pth").read_text() for p in runs] == ["run 0", "run 1", "run 2"]
 
 
+def sigkill_when_renaming_to(suffix: str) -> str:
+    """Script lines after which the interpreter SIGKILLs itself just before a temp file is renamed
+    to a path ending in `suffix` (what a kill at that moment leaves behind)."""
+    return textwrap.dedent(f"""
+        import os, signal
+        real = os.replace
+        def dies(src, dst):
+            if str(dst).endswith({suffix!r}):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst)
+        os.replace = dies
+    """)
+
+
 def _killed_at(script: str, cwd) -> None:
     """Run `script` in a fresh interpreter that SIGKILLs itself where the script says."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, capture_output=True, text=True)
@@ -205,17 +219,10 @@ def test_sigkill_mid_stage_leaves_a_stale_temp_the_rerun_sweeps_and_equal_output
     else:  # killed between the filter's outputs: feats.scp renamed, text.raw not yet
         filter_set(tmp_path / "data", clean)
         dump_features(tmp_path / "data", dump, kind="logmel", batch_size=2)
-        _killed_at(f"""
-            import os, signal
-            real = os.replace
-            def dies(src, dst):
-                if str(dst).endswith("text.raw"):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return real(src, dst)
-            os.replace = dies
+        _killed_at(sigkill_when_renaming_to("text.raw") + textwrap.dedent(f"""
             from drax.data.filtering import filter_set
             filter_set({str(tmp_path / "data")!r}, {str(dump)!r})
-        """, tmp_path)
+        """), tmp_path)
     stale = [p for p in dump.iterdir() if p.name.endswith(".tmp")]
     assert stale  # what SIGKILL leaves: a temp file, never a half-written output
     assert sorted(remove_stale_temp_files(dump)) == sorted(stale)

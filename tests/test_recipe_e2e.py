@@ -23,6 +23,8 @@ import yaml
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
 from drax.recipe.engine import file_digest
 
+from test_fault_tolerance import sigkill_when_renaming_to
+
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
 
@@ -97,14 +99,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     # SIGKILL in stage 8 just before a set's `missing` file is renamed into place (its `text` already
     # is): the next run finds stage 8 not done, sweeps the temp file and decodes the same hypotheses
     (recipe / "exp" / "stages" / "8_decode.train_drax.done").unlink()
-    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        import os, signal
-        real = os.replace
-        def dies(src, dst):
-            if str(dst).endswith("/missing"):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(src, dst)
-        os.replace = dies
+    killed = subprocess.run([sys.executable, "-c", sigkill_when_renaming_to("/missing") + textwrap.dedent(f"""
         from drax.bin.run_recipe import main
         main(["--recipe", "conf/recipe.yaml", *{flags!r}, "--stage", "8", "--stop_stage", "8"])
     """)], cwd=recipe, capture_output=True, text=True)
