@@ -63,7 +63,14 @@ def fingerprint(*parts) -> str:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16] if Path(path).exists() else "absent"
+    """sha1 of a file's bytes (first 16 hex digits), read in chunks: checkpoints are hundreds of MB."""
+    if not Path(path).exists():
+        return "absent"
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def set_aside(path: Path) -> Path:

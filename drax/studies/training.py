@@ -221,7 +221,7 @@ class Study:
             sampler = (spec or {}).get("decode", {})
             cached = eval_dir / f"last_{name}.json"
             model_file = r.asr_dir / f"{self.conf.max_epoch}epoch.pth"
-            request = {"checkpoint": file_digest(model_file), "sampler": sampler,
+            request = {"checkpoint": curve[-1]["request"]["checkpoint"], "sampler": sampler,  # the last epoch's
                        **{k: getattr(self.conf, k) for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
