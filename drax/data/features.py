@@ -44,9 +44,10 @@ def dump_features(
     whisper: str | None = None,
     n_mels: int = 80,
     batch_size: int = 4,
+    autocast: str | None = None,
 ) -> DumpSummary:
     """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
-    the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
+    the utterances of `data_dir`. autocast: the encoder's precision (FrozenWhisperEncoder). Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
     `feats.scp` training and decoding read, so re-filtering never loses what was dumped."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
@@ -59,7 +60,7 @@ def dump_features(
 
         if whisper is None:
             raise ValueError("feature kind 'whisper_states' needs a Whisper model (dir or hub id)")
-        encoder = FrozenWhisperEncoder(n_mels, whisper).eval()
+        encoder = FrozenWhisperEncoder(n_mels, whisper, autocast=autocast).eval()
     filters = mel_filters(n_mels)
 
     wavs = read_kv_dict(os.path.join(data_dir, "wav.scp"))

@@ -20,6 +20,15 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
+def attend(q, k, v, mask: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
+    """Scaled dot-product attention; on a CPU in float32 even under a bf16/fp16 autocast, whose
+    attention backward is slower there than float32's (benchmarks/train_step.py)."""
+    if q.device.type == "cpu" and q.dtype != torch.float32:
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
 class SelfAttention(nn.Module):
     """Self-attention over the L output positions, rotary positions on q and k.
 
@@ -41,7 +50,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
     def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None, rotary=None):
@@ -58,7 +67,7 @@ class SelfAttention(nn.Module):
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         m = k.shape[2] - n
         causal = torch.ones(n, m + n, dtype=torch.bool, device=x.device).tril(m)  # new i reads 0 .. m + i
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, causal, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d)), (k, v)
 
 
@@ -86,9 +95,7 @@ class CrossAttention(nn.Module):
         """mask: (B, 1, 1, T) bool, True where the frame is valid."""
         b, n, d = x.shape
         q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = attend(q, kv[0], kv[1], mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 

@@ -22,6 +22,7 @@ from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import nn
 
 from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, pool_frames, rotary_tables
+from drax.nets import precision
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -103,6 +104,7 @@ class DiTDecoder(AbsDecoder):
         shift_readout: bool = False,
         init_from_whisper: str | None = None,
         attention_block: int | None = None,
+        autocast: str | None = None,
     ):
         """audio_pool: average this many encoder frames into one before cross-attention (1 = paper;
         2 halves the cost of the audio side, which dominates a small decoder's step on a CPU).
@@ -122,6 +124,8 @@ class DiTDecoder(AbsDecoder):
         the positions of its own block of n and of the blocks before it (block = i // n; 1 = causal,
         as Whisper's pretrained decoder reads). The denoiser then keeps the left-to-right structure
         a Whisper-initialised decoder starts with; training, sampling and scoring all see the mask.
+        autocast: null (float32, the default) or bfloat16 / float16: matrix products in that dtype,
+        logits returned in float32 (drax/nets/precision.py).
         """
         super().__init__()
         if attention_block is not None and not (int(attention_block) == attention_block and attention_block >= 1):
@@ -134,6 +138,7 @@ class DiTDecoder(AbsDecoder):
         self.rotary = rotary
         self.shift_readout = shift_readout
         self.init_from_whisper = init_from_whisper
+        self.autocast_dtype = precision.autocast_dtype(autocast, "decoder_conf.autocast")
         self.embed = nn.Embedding(vocab_size + 1, hidden_size)
         self.positions = nn.Embedding(max_positions, hidden_size) if max_positions > 0 else None
         if self.positions is not None:
@@ -162,14 +167,21 @@ class DiTDecoder(AbsDecoder):
         drop: (B,) bool; dropped utterances see only the learned null-audio frame.
         """
         enc, enc_lens = pool_frames(enc, enc_lens, self.audio_pool)
-        memory = self.audio_proj(enc)
+        with precision.autocast(enc.device, self.autocast_dtype):
+            memory = self.audio_proj(enc)
+            kv = [blk.cross_attn.memory_kv(memory) for blk in self.blocks]
         valid = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
         if drop is not None and drop.any():
-            memory = torch.where(drop[:, None, None], self.null_audio.expand_as(memory[:, :1]), memory)
+            # Dropped utterances read one frame, the null frame's K/V. Substituting K/V (not the
+            # frames) keeps the backward of a frozen K/V projection off the real frames.
             first = torch.arange(enc.shape[1], device=enc.device)[None] == 0
             valid = torch.where(drop[:, None], first, valid)
-        return AudioMemory(kv=[blk.cross_attn.memory_kv(memory) for blk in self.blocks],
-                           mask=valid[:, None, None, :])
+            swap = (drop[:, None] & first)[:, None, :, None]  # (B, 1, T, 1)
+            with precision.autocast(enc.device, self.autocast_dtype):
+                null = [blk.cross_attn.memory_kv(self.null_audio) for blk in self.blocks]
+            kv = [(torch.where(swap, nk.to(k.dtype), k), torch.where(swap, nv.to(v.dtype), v))
+                  for (k, v), (nk, nv) in zip(kv, null)]
+        return AudioMemory(kv=kv, mask=valid[:, None, None, :])
 
     def forward(
         self,
@@ -187,6 +199,10 @@ class DiTDecoder(AbsDecoder):
         (default: all of them); e.g. causal, or the annealed mask of `model_conf.attention_anneal_steps`.
         With `attention_block` the block-causal mask is applied on top (both must allow a key).
         """
+        with precision.autocast(tokens.device, self.autocast_dtype):
+            return self._forward(tokens, t, audio, soft_delta, self_mask).float()
+
+    def _forward(self, tokens, t, audio, soft_delta, self_mask):
         self_mask = self.combine_masks(self_mask, tokens.shape[1], tokens.device)
         x = self.embed(tokens)
         if self.positions is not None:
@@ -236,6 +252,11 @@ class DiTDecoder(AbsDecoder):
         and the cache of positions 0 .. m + n - 1. Without a cache, on a whole sequence, this is
         forward(tokens, t, audio, self_mask=causal) with its readout shifted.
         """
+        with precision.autocast(tokens.device, self.autocast_dtype):
+            logits, new_cache = self._step(tokens, t, audio, cache)
+        return logits.float(), new_cache
+
+    def _step(self, tokens, t, audio, cache):
         m, n = (0 if cache is None else cache[0][0].shape[2]), tokens.shape[1]
         x = self.embed(tokens)
         if self.positions is not None:

@@ -16,6 +16,7 @@ from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 
 from drax.data.audio import SAMPLE_RATE
+from drax.nets import precision
 from drax.pretrained.whisper import resolve_whisper
 
 N_FFT = 400
@@ -110,10 +111,15 @@ def load_whisper_encoder(name_or_dir: str):
 
 
 class FrozenWhisperEncoder(AbsEncoder):
-    """ESPnet encoder choice `whisper_frozen`: a pretrained Whisper encoder, frozen, on the true length."""
+    """ESPnet encoder choice `whisper_frozen`: a pretrained Whisper encoder, frozen, on the true length.
 
-    def __init__(self, input_size: int, model: str, freeze: bool = True):
+    autocast: null (float32) or bfloat16 / float16 for its matrix products (drax/nets/precision.py);
+    the states it returns are float32.
+    """
+
+    def __init__(self, input_size: int, model: str, freeze: bool = True, autocast: str | None = None):
         super().__init__()
+        self.autocast_dtype = precision.autocast_dtype(autocast, "encoder_conf.autocast")
         self.whisper = load_whisper_encoder(model)
         n_mels = self.whisper.config.num_mel_bins
         if input_size != n_mels:
@@ -136,8 +142,10 @@ class FrozenWhisperEncoder(AbsEncoder):
         return self.whisper.config.d_model
 
     def forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states=None):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            return self._forward(xs_pad, ilens)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze), \
+                precision.autocast(xs_pad.device, self.autocast_dtype):
+            states, olens, _ = self._forward(xs_pad, ilens)
+        return states.float(), olens, None
 
     def _forward(self, xs_pad, ilens):
         w = self.whisper

@@ -66,7 +66,8 @@ def stage_features(r: Recipe):
 
     whisper = r.whisper_dir()
     for name in r.all_sets:
-        summary = dump_features(r.data / name, r.dump / name, r.c.features, whisper=whisper)
+        summary = dump_features(r.data / name, r.dump / name, r.c.features, whisper=whisper,
+                                autocast=r.c.encoder_autocast)
         logger.info("%s: %d utterances dumped, %d skipped (dim %d)", name, summary.written,
                     len(summary.skipped), summary.feat_dim)
 
@@ -224,7 +225,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
     return {
         1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else []),
         2: [c.speed_perturb_factors],
-        3: [c.features, c.whisper],
+        3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else []),
         4: [c.max_duration],
         5: [c.units, c.units_conf],
         6: [c.max_output_length],
