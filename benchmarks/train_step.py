@@ -7,6 +7,11 @@ time of each and its ratio to the first.
 
     git show 1aee32d:egs/mini/conf/train_drax.yaml > /tmp/train_drax_old.yaml
     tools/venv/bin/python benchmarks/train_step.py /tmp/train_drax_old.yaml egs/mini/conf/train_drax.yaml
+
+The default's bf16 matrix products (decoder_conf.autocast) against float32:
+
+    sed 's/autocast: bfloat16/autocast: null/' egs/mini/conf/train_drax.yaml > /tmp/train_drax_fp32.yaml
+    tools/venv/bin/python benchmarks/train_step.py /tmp/train_drax_fp32.yaml egs/mini/conf/train_drax.yaml
 """
 from __future__ import annotations
 

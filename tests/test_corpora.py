@@ -309,3 +309,86 @@ def test_results_table_over_all_test_sets(tmp_path):
     test_a, test_b = text.split("## test_b\n")
     assert "Table 1" not in test_a and "### Table 1: baselines side by side\n\nnote\n\n| system |\n|---|\n| CTC |" in test_b
     assert "### Table 3: speculative decoding" in test_b and "`exp/compare/test_b/compare.md`" in test_b
+
+
+def _g722(path: Path, seconds: float, freq: float = 440.0) -> None:
+    """A raw G.722 file of a sine, as the asterisk -g722 packages ship their prompts."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(16000 * seconds)) / 16000
+    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)[None]
+    with av.open(str(path), "w", format="g722") as container:
+        stream = container.add_stream("g722", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def _asterisk_tree(root: Path) -> None:
+    import gzip
+
+    lines = {"en": "\ufeff; Core Asterisk Sounds in English\n\nactivated: Activated.\nbeep: [this is a simple beep tone]\n"
+                   "digits/1: One.\nvm-star: Press * to repeat.\nlost: Never recorded.\nempty:\n",
+             "fr": "; Core Asterisk Sounds in French\nactivated: activé\n"}
+    for lang, text in lines.items():
+        doc = root / "usr/share/doc" / f"asterisk-core-sounds-{lang}"
+        doc.mkdir(parents=True)
+        with gzip.open(doc / f"core-sounds-{lang}.txt.gz", "wt", encoding="utf-8") as f:
+            f.write(text)
+    voice = root / "usr/share/asterisk/sounds"
+    for rel in ("en_US_f_Allison/activated", "en_US_f_Allison/beep", "en_US_f_Allison/digits/1",
+                "en_US_f_Allison/vm-star", "fr_CA_f_June/activated"):
+        _g722(voice / f"{rel}.g722", 0.5)
+
+
+def test_asterisk_real_prompts_test_set(tmp_path):
+    """Native package layout in, one Kaldi test dir out: ids carry the language and the folder of the
+    prompt, G.722 is decoded to 16 kHz FLAC, notes, key symbols, empty texts and prompts without
+    audio are skipped with their reason, a fixed subset per language is drawn with `max_per_lang`."""
+    _asterisk_tree(tmp_path / "tree")
+    data = tmp_path / "recipe" / "data"
+    assert prepare("asterisk", data, ["en", "fr", "de"], 1, {"root": str(tmp_path / "tree")}) == ["test_asterisk"]
+    texts = read_kv_dict(str(data / "test_asterisk" / "text"))
+    assert texts == {"en_asterisk-activated": "Activated.", "en_asterisk-digits-1": "One.",
+                     "fr_asterisk-activated": "activé"}
+    assert read_kv_dict(str(data / "test_asterisk" / "utt2lang"))["fr_asterisk-activated"] == "fr"
+    skipped = read_kv_dict(str(data / "test_asterisk" / "skipped"))
+    assert set(skipped) == {"en_asterisk-beep", "en_asterisk-vm-star", "en_asterisk-lost", "en_asterisk-empty"}
+    assert "bracketed note" in skipped["en_asterisk-beep"] and "missing audio" in skipped["en_asterisk-lost"]
+    assert "empty transcript" in skipped["en_asterisk-empty"]
+    wav = read_kv_dict(str(data / "test_asterisk" / "wav.scp"))["en_asterisk-digits-1"]
+    audio, fixes = load_audio(wav)
+    assert wav.endswith(".flac") and not fixes and abs(len(audio) - 8000) < 200 and 0.2 < np.abs(audio).max() < 0.4
+    prepare("asterisk", data, ["en"], 1, {"root": str(tmp_path / "tree"), "max_per_lang": 1, "seed": 3})
+    assert len(read_kv_dict(str(data / "test_asterisk" / "text"))) == 1
+    with pytest.raises(CorpusError, match="none of the recipe's langs"):
+        prepare("asterisk", data, ["de"], 1, {"root": str(tmp_path / "tree")})
+
+
+def test_asterisk_packages_unpack_without_dpkg(tmp_path):
+    """A .deb is an ar archive around data.tar.*: unpacked in Python, so no dpkg is needed."""
+    import io
+    import tarfile
+
+    from drax.data.corpora.asterisk import unpack_deb
+
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w:xz") as tar:
+        info = tarfile.TarInfo("./usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"), ("data.tar.xz", payload.getvalue())]
+    raw = b"!<arch>\n"
+    for name, body in members:
+        raw += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode() + body
+        raw += b"\n" if len(body) % 2 else b""
+    deb = tmp_path / "asterisk-core-sounds-en_1.0_all.deb"
+    deb.write_bytes(raw)
+    unpack_deb(deb, tmp_path / "tree")
+    assert (tmp_path / "tree/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz").read_bytes() == b"hello"
+    deb.write_bytes(b"not a package")
+    with pytest.raises(CorpusError, match="not a Debian package"):
+        unpack_deb(deb, tmp_path / "tree")

@@ -6,7 +6,7 @@ import torch
 
 import drax.asr.registry  # noqa: F401
 from drax.decode.options import DecodingOptions
-from drax.nets.dit import DiTDecoder
+from drax.nets.dit import AudioMemory, DiTDecoder
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper import FrozenWhisperEncoder, WhisperLogMelFrontend, load_whisper_encoder
 
@@ -99,6 +99,63 @@ def test_audio_dropout_uses_null_frame_only():
     torch.testing.assert_close(a, b)  # dropped audio: output independent of the audio
 
 
+def test_dropped_audio_reads_the_null_frame_as_if_it_were_the_memory():
+    """Dropped utterances get the null frame's K/V substituted after the projection: the same logits
+    as projecting a memory whose first frame is the null frame, only the null frame's K/V carry a
+    gradient into the null frame, and a frozen K/V projection runs no backward over the real frames."""
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16)
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    enc, lens = torch.randn(2, 5, 12), torch.tensor([5, 4])
+    x, t, drop = torch.randint(VOCAB, (2, 6)), torch.rand(2), torch.tensor([True, False])
+    out = dec(x, t, dec.encode_audio(enc, lens, drop))
+    memory = dec.audio_proj(enc)
+    memory[0] = dec.null_audio[0]
+    mask = torch.tensor([[True] + [False] * 4, [True] * 4 + [False]])[:, None, None, :]
+    want = AudioMemory(kv=[blk.cross_attn.memory_kv(memory) for blk in dec.blocks], mask=mask)
+    torch.testing.assert_close(out, dec(x, t, want))
+    out.sum().backward()
+    assert dec.null_audio.grad.abs().sum() > 0
+    dec.zero_grad()
+    dec.audio_proj.requires_grad_(False)
+    for blk in dec.blocks:
+        blk.cross_attn.kv.requires_grad_(False)
+    audio = dec.encode_audio(enc, lens, drop)
+    for k, v in audio.kv:  # the real frames' K/V enter the graph as constants: no backward through them
+        assert [fn is None for fn, _ in k.grad_fn.next_functions] == [False, True]
+        assert [fn is None for fn, _ in v.grad_fn.next_functions] == [False, True]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])
+def test_autocast_decoder_returns_float32_logits_close_to_float32(dtype):
+    """decoder_conf.autocast runs the matrix products in bf16: logits (and the cached autoregressive
+    step) stay float32, within bf16 rounding of the float32 decoder, and training steps update the
+    float32 weights; an unknown precision names the key and the choices."""
+    torch.manual_seed(0)
+    kw = dict(hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16, max_positions=16, shift_readout=True)
+    ref = DiTDecoder(VOCAB, 12, **kw).eval()
+    for p in ref.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    low = DiTDecoder(VOCAB, 12, autocast=dtype, **kw).eval()
+    low.load_state_dict(ref.state_dict())
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
+    x, t = torch.randint(VOCAB, (2, 10)), torch.rand(2)
+    want, got = ref(x, t, ref.encode_audio(enc, lens)), low(x, t, low.encode_audio(enc, lens))
+    assert got.dtype == torch.float32
+    assert 0 < (got - want).abs().max() < 0.05 * want.abs().max()
+    step, _ = low.step(x, t, low.encode_audio(enc, lens))
+    assert step.dtype == torch.float32
+    low.train()
+    opt = torch.optim.SGD(low.parameters(), lr=0.1)
+    low(x, t, low.encode_audio(enc, lens)).logsumexp(-1).mean().backward()
+    opt.step()
+    assert all(p.dtype == torch.float32 for p in low.parameters())
+    assert not torch.equal(low.head.weight, ref.head.weight)
+    with pytest.raises(ValueError, match="decoder_conf.autocast: unknown choice 'bf16'; valid: null"):
+        DiTDecoder(VOCAB, 12, autocast="bf16", **kw)
+
+
 def test_pmid_shapes_and_masking():
     net = PMidNetwork(VOCAB, 12, output_length=7, hidden_size=32, num_heads=4).eval()
     enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 4])
@@ -145,6 +202,9 @@ def test_frozen_whisper_true_length_matches_transformers_and_batching(tiny_whisp
         enc(torch.randn(1, 3002, 80), torch.tensor([3002]))
     with pytest.raises(ValueError, match="set frontend_conf.n_mels: 80"):
         FrozenWhisperEncoder(128, str(tiny_whisper_dir))
+    low, low_lens, _ = FrozenWhisperEncoder(80, str(tiny_whisper_dir), autocast="bfloat16")(feats, torch.tensor([3000, 3000]))
+    assert low.dtype == torch.float32 and low_lens.tolist() == [1500, 1500]
+    assert 0 < (low - ref).abs().max() < 0.1 * ref.abs().max()
 
 
 def test_logmel_frontend_matches_transformers_feature_extractor():

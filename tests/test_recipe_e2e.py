@@ -55,7 +55,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     decode.update(num_candidates=3, temperature=0.5, nfe=4)  # exercise candidate selection (MBR)
     (recipe / "conf" / "decode_drax.yaml").write_text(yaml.safe_dump(decode))
     flags = ["--langs", "[en, zh]", "--corpus_conf", "{n_train: 4, n_dev: 2, n_test: 2, seed: 3}",
-             "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base)]
+             "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base),
+             "--extra_corpora.asterisk", "{max_per_lang: 2}"]
     log = run(recipe, *flags)
     assert "stage 10 (results): done" in log
 
@@ -75,6 +76,9 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert trained["decoder_conf"]["init_from_whisper"] == str(whisper_base)  # `recipe` resolved by stage 7
     assert list((asr / "tensorboard").rglob("events.out.tfevents*"))
 
+    real = read_kv_dict(str(asr / "decode_drax" / "test_asterisk" / "text"))  # real recordings, English only
+    assert len(real) == 2 and all(u.startswith("en_asterisk-") for u in real)
+    assert "## test_asterisk" in (recipe / "exp" / "RESULTS.md").read_text()
     test_utts = set(read_kv_dict(str(dump / "test" / "text.raw")))
     hyps = read_kv_dict(str(asr / "decode_drax" / "test" / "text"))
     assert set(hyps) == test_utts and len(test_utts) == 4

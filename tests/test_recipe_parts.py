@@ -299,6 +299,7 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     ({"whisper_baseline": "maybe"}, "recipe key whisper_baseline: 'maybe' is not a bool"),
     ({"features": "mfcc"}, "recipe key features: unknown choice 'mfcc'; valid: logmel, whisper_states"),
     ({"corpus": "timit"}, "recipe key corpus: unknown choice 'timit'"),
+    ({"encoder_autocast": "fp8"}, r"recipe key encoder_autocast: unknown choice 'fp8'; valid: null \(float32\), bfloat16"),
     ({"exp_tag": "../../../outside"}, "recipe key exp_tag: '../../../outside' must be a plain name"),
     ({"test_sets": "[test, ../x]"}, "recipe key test_sets: '../x' must be a plain name"),
     ({"speed_perturb_factors": "[0.9, -1]"}, "speed_perturb_factors: .* must all be > 0"),

@@ -37,7 +37,7 @@ def test_each_variant_changes_only_its_overrides_and_the_budget():
 
 
 def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path):
-    """The default train config adopts what the efficiency study found; the studies themselves start
+    """The default train config adopts what the efficiency study found; the paper-lever studies start
     from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""
     from types import SimpleNamespace
 
@@ -51,6 +51,12 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
         assert Study(recipe, conf, name, train=print).base == paper
     conf.pop("base_config")
     assert Study(recipe, conf, "path_study", train=print).base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
+    # a study of the default's own levers starts from the default and decodes as the default does
+    time_study = Study(recipe, yaml.safe_load((MINI / "time_study.yaml").read_text()), "time_study", train=print)
+    assert time_study.base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
+    decode = yaml.safe_load((MINI / "decode_drax.yaml").read_text())
+    assert {k: getattr(time_study.conf, k) for k in ("nfe", "temperature", "jump_order")} == \
+        {k: decode[k] for k in ("nfe", "temperature", "jump_order")}
 
 
 def test_study_config_errors_name_the_key():
@@ -60,6 +66,8 @@ def test_study_config_errors_name_the_key():
         load_options(StudyConfig, {}, "study config")
     with pytest.raises(ValueError, match=r"variants.mine: unknown key\(s\) \['model_conf'\]"):
         load_options(StudyConfig, {"variants": {"mine": {"model_conf": {}}}}, "study config")
+    with pytest.raises(ValueError, match="study config jump_order: unknown choice 'greedy'; valid: random"):
+        load_options(StudyConfig, {"jump_order": "greedy", "variants": {"a": {}}}, "study config")
     with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):
         load_options(CompareConfig, {"tables": 1}, "compare config")
 

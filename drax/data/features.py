@@ -47,8 +47,9 @@ def dump_features(
     autocast: str | None = None,
 ) -> DumpSummary:
     """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
-    the utterances of `data_dir`. autocast: the encoder's precision (FrozenWhisperEncoder). Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
-    `feats.scp` training and decoding read, so re-filtering never loses what was dumped."""
+    the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
+    `feats.scp` training and decoding read, so re-filtering never loses what was dumped.
+    autocast: the frozen encoder's precision (FrozenWhisperEncoder)."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
     out_dir = Path(out_dir)

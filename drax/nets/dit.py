@@ -21,8 +21,8 @@ import torch
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from torch import nn
 
-from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, pool_frames, rotary_tables
 from drax.nets import precision
+from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, pool_frames, rotary_tables
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

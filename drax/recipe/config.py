@@ -28,6 +28,9 @@ class RecipeConfig:
     train_set: str = "train"
     dev_set: str = "dev"
     test_sets: list = field(default_factory=lambda: ["test"])
+    # test-only corpora prepared beside `corpus` (name -> its corpus_conf), e.g. asterisk: {} for real
+    # recordings; every set they make must be listed in test_sets
+    extra_corpora: dict = field(default_factory=dict)
     langs: list = field(default_factory=lambda: ["en", "de", "es", "fr", "it", "pt", "zh", "ja"])
     # speed perturbation (stage 2); empty: skipped
     speed_perturb_factors: list = field(default_factory=list)
@@ -119,6 +122,11 @@ def check_recipe(config: RecipeConfig) -> None:
                                  ("units", config.units, UNIT_KINDS)):
         if value not in choices:
             raise RecipeError(f"recipe key {name}: unknown choice {value!r}; valid: {', '.join(choices)}")
+    for name, conf in config.extra_corpora.items():
+        if name not in CORPORA:
+            raise RecipeError(f"recipe key extra_corpora: unknown corpus {name!r}; valid: {', '.join(CORPORA)}")
+        if not isinstance(conf or {}, dict):
+            raise RecipeError(f"recipe key extra_corpora.{name}: {conf!r} must be a mapping of that corpus's keys")
     if config.encoder_autocast is not None:
         from drax.nets.precision import AUTOCAST_DTYPES
         if config.encoder_autocast not in AUTOCAST_DTYPES:

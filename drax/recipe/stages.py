@@ -50,6 +50,12 @@ def stage_data(r: Recipe):
     from drax.data.corpora import prepare
 
     prepare(r.c.corpus, r.data, r.c.langs, r.c.nj, r.c.corpus_conf)
+    for corpus, conf in r.c.extra_corpora.items():
+        sets = prepare(corpus, r.data, r.c.langs, r.c.nj, conf or {})
+        stray = [s for s in sets if s not in r.c.test_sets]
+        if stray:
+            raise RecipeError(f"recipe key extra_corpora.{corpus} made set(s) {stray} that test_sets does not list: "
+                              "extra corpora give test sets only; add them to test_sets")
 
 
 def stage_speed(r: Recipe):
@@ -223,7 +229,8 @@ def stage_inputs(r: Recipe, number: int) -> list:
     # that fingerprints of earlier runs stay valid
     outside = corpora.stage_inputs(c.corpus, c.corpus_conf)
     return {
-        1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else []),
+        1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else [])
+           + ([c.extra_corpora] if c.extra_corpora else []),
         2: [c.speed_perturb_factors],
         3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else []),
         4: [c.max_duration],

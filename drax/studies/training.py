@@ -40,6 +40,7 @@ from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
+from drax.flow.sampler import ORDERS
 from drax.options import load_options
 from drax.recipe.engine import Recipe, file_digest
 from drax.studies.report import fmt, per_language_subset
@@ -63,10 +64,13 @@ class StudyConfig:
     utts_per_lang: int = 10  # dev subset
     nfe: int = 16
     temperature: float = 0.01
+    jump_order: str = "random"  # the curves' sampler order (drax/flow/sampler.py); `decodes` add others
     batch_size: int = 16
     seed: int = 0
 
     def __post_init__(self):
+        if self.jump_order not in ORDERS:
+            raise ValueError(f"study config jump_order: unknown choice '{self.jump_order}'; valid: {', '.join(ORDERS)}")
         if not self.variants:
             raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
         for name, spec in self.variants.items():
@@ -130,7 +134,7 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
 
 
     options = DecodingOptions(**{"nfe": conf.nfe, "temperature": conf.temperature, "seed": conf.seed,
-                                 **(sampler or {})})
+                                 "jump_order": conf.jump_order, **(sampler or {})})
     if is_autoregressive(asr_dir):
         ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir)
         transcribe = ar.batch
@@ -187,6 +191,12 @@ class Study:
         config = dataclasses.replace(self.r.c, train_config=str(conf_path), exp_tag=f"{self.name}_{variant}")
         return Recipe(config, self.r.root)
 
+    def decode_request(self) -> dict:
+        """What a cached dev decode depends on besides the checkpoint (the paper's jump order, the
+        default, is left out: decodes cached before the key existed stay valid)."""
+        keys = ("nfe", "temperature", "utts_per_lang", "seed") + (("jump_order",) if self.conf.jump_order != "random" else ())
+        return {k: getattr(self.conf, k) for k in keys}
+
     def train_and_evaluate(self, variant: str) -> dict:
         r = self.recipe_for(variant)
         self.train(r)  # skipped when done; resumes an interrupted training
@@ -202,7 +212,7 @@ class Study:
                                         "every epoch (keep_nbest_models); delete that directory and run again")
             cached = eval_dir / f"epoch{epoch}.json"
             request = {"checkpoint": file_digest(model_file),  # a retrained variant is decoded again
-                       **{k: getattr(self.conf, k) for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+                       **self.decode_request()}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
@@ -222,7 +232,7 @@ class Study:
             cached = eval_dir / f"last_{name}.json"
             model_file = r.asr_dir / f"{self.conf.max_epoch}epoch.pth"
             request = {"checkpoint": curve[-1]["request"]["checkpoint"], "sampler": sampler,  # the last epoch's
-                       **{k: getattr(self.conf, k) for k in ("nfe", "temperature", "utts_per_lang", "seed")}}
+                       **self.decode_request()}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
@@ -262,8 +272,8 @@ class Study:
             f"`{self.r.c.study_config}`, {c.max_epoch * c.num_iters_per_epoch} "
             f"steps ({c.max_epoch} epochs x {c.num_iters_per_epoch}), {c.jobs} trainings side by side with "
             f"{c.threads} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
-            f"utterances ({c.utts_per_lang} per language), NFE {c.nfe}, one sample at temperature "
-            f"{c.temperature}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
+            f"utterances ({c.utts_per_lang} per language), NFE {c.nfe}, {c.jump_order} jumps, one sample at "
+            f"temperature {c.temperature}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
             "| variant | " + " | ".join(f"step {s}" for s in steps)
             + " | WER (last) | valid loss_dfm (last) | train CPU-s |",
             "|---|" + "---|" * (len(steps) + 3),
@@ -282,8 +292,8 @@ class Study:
             names = list(c.decodes)
             labels = [(c.decodes[n] or {}).get("label", n) for n in names]
             lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
-                      "the first column is the paper's sampler above):", "",
-                      "| variant | paper sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
+                      f"the first column is the {c.jump_order} sampler above):", "",
+                      f"| variant | {c.jump_order} sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
             for res in results:
                 if res["decodes"]:
                     lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "

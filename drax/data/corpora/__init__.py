@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from drax.data.corpora.aishell import AISHELL, prepare_aishell
+from drax.data.corpora.asterisk import prepare_asterisk
 from drax.data.corpora.combine import prepare_combine
 from drax.data.corpora.common import CorpusError
 from drax.data.corpora.commonvoice import COMMONVOICE, prepare_commonvoice
@@ -54,6 +55,7 @@ CORPORA = {
     "aishell": prepare_aishell,
     "reazonspeech": prepare_reazonspeech,
     "combine": prepare_combine,
+    "asterisk": prepare_asterisk,  # real recordings, a test set only (recipe key extra_corpora)
 }
 NATIVE = {c.name: c for c in (LIBRISPEECH, MLS, COMMONVOICE, AISHELL, REAZONSPEECH)}
 

@@ -6,6 +6,7 @@ unreadable audio) is listed as ``<id> <reason>`` in ``data/<set>/skipped`` and c
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import re
@@ -60,9 +61,10 @@ class Native:
 # ---- reading ---------------------------------------------------------------------------------------
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of every non-blank line (blank lines carry nothing); a line that is not
-    UTF-8 is a CorpusError naming the file, the line and the fix."""
-    with open(path, "rb") as f:
+    """(line number, line) of every non-blank line (blank lines carry nothing) of a text file, gzipped
+    when its name ends in .gz; a line that is not UTF-8 is a CorpusError naming the file, the line and
+    the fix."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
