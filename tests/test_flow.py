@@ -323,6 +323,21 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     for row, e in enumerate(ends):
         assert out.tokens[row, 2: e + 1].tolist() == list(range(int(starts[row, 1]) + 1, end + 1)), row
     assert sampler.sample(count_to_end, x0, 30, temperature=1e-6, pinned=pinned, order="jacobi").steps == 30
+    # told the denoiser is causal, steps evaluate only up to one past the furthest first end token:
+    # the same transcripts, each step on fewer positions once the rows have ended
+    widths = []
+
+    def measured(x, t):
+        widths.append(x.shape[1])
+        return count_to_end(x, t)
+
+    noise.manual_seed(3)
+    cropped = sampler.sample(measured, x0, 100, temperature=1e-6, pinned=pinned, order="jacobi", end_token=end,
+                             causal=True)
+    for row, e in enumerate(ends):
+        assert torch.equal(cropped.tokens[row, : e + 1], out.tokens[row, : e + 1]), row
+    assert (cropped.tokens[:, max(ends) + 2:] == end).all()  # never evaluated: the end token
+    assert widths[0] == x0.shape[1] and widths[-1] == max(ends) + 2 < x0.shape[1]
     with pytest.raises(ValueError, match="no p_mid term"):
         EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
                                                    pmid_probs=torch.full((b, length, vocab), 1 / vocab))

@@ -377,7 +377,7 @@ class DraxASRModel(ESPnetASRModel):
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
             return_trajectory=return_trajectory or elbo, generator=generator, order=options.jump_order,
-            end_token=self.eot_id,
+            end_token=self.eot_id, causal=self.decoder.attention_block == 1,
         )
         scores = None
         if elbo:

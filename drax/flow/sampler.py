@@ -26,7 +26,10 @@ greedy left-to-right decoding at t = 1 would, and the rest what the model predic
 It stops at the first step that changes nothing that matters (a fixed point, which stays one): no
 position at all, or, given `end_token`, no position up to each row's first end token (what follows
 it is not part of the transcript, and with a causal denoiser cannot change what comes before). So
-`nfe` is its most steps; `SampleOutput.steps` says how many it took.
+`nfe` is its most steps; `SampleOutput.steps` says how many it took. Told that the denoiser is
+causal (`causal=True`), it evaluates each step only up to one position past the furthest first end
+token of the batch, the positions beyond holding the end token: every row's fixed point (greedy
+decoding up to its end) is the same, at the cost of the transcripts' length instead of the canvas's.
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ class EulerSampler:
         generator: torch.Generator | None = None,
         order: str = "random",
         end_token: int | None = None,
+        causal: bool = False,
     ) -> SampleOutput:
         """Integrate from x_init (B, L) at t = 0 to t = 1 in exactly `nfe` posterior calls.
 
@@ -78,6 +82,8 @@ class EulerSampler:
         pmid_probs: (B, L, V) probabilities of p_mid; used only if the scheduler has a middle component.
         order: "random" (independent jumps, the paper's), "confidence" or "jacobi" (see the module docstring).
         end_token: the jacobi order's fixed point looks at each row up to its first end token only.
+        causal: the logits of position j depend on the positions before j only; with the jacobi order
+        and an end token, steps evaluate the canvas up to one past the furthest first end token.
         """
         if int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer (got {nfe})")
@@ -96,8 +102,13 @@ class EulerSampler:
         h = 1.0 / nfe
         for k in range(nfe):
             t = k * h  # integer step index: exactly nfe steps for every nfe
-            logits = posterior(x, torch.full((batch,), 1.0 if order == "jacobi" else t, device=x.device))
+            width = x.shape[1]
+            if causal and order == "jacobi" and end_token is not None:
+                width = _reach(x, end_token)
+            logits = posterior(x[:, :width], torch.full((batch,), 1.0 if order == "jacobi" else t, device=x.device))
             x1_hat = gumbel_max(logits, temperature, generator)
+            if width < x.shape[1]:
+                x1_hat = torch.cat([x1_hat, x1_hat.new_full((batch, x.shape[1] - width), end_token)], 1)
             if return_trajectory:
                 out.trajectory.append(x.clone())
                 out.x1_hats.append(x1_hat.clone())
@@ -138,6 +149,14 @@ class EulerSampler:
             x = new
         out.tokens = x
         return out
+
+
+def _reach(x: torch.Tensor, end_token: int) -> int:
+    """One past the furthest first end token of the rows of x (B, L), at most L: the positions a causal
+    denoiser's step must evaluate (no end token in a row: all L)."""
+    is_end = x == end_token
+    first = torch.where(is_end.any(1), is_end.int().argmax(1), x.shape[1])
+    return min(x.shape[1], int(first.max()) + 2)
 
 
 def _settled(old: torch.Tensor, new: torch.Tensor, end_token: int | None) -> bool:
