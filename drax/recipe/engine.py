@@ -37,8 +37,10 @@ class Recipe:
 
     @property
     def train_name(self) -> str:
-        """The training set the model sees: the speed-perturbed copy when perturbation is on."""
-        return f"{self.c.train_set}_sp" if self.c.speed_perturb_factors else self.c.train_set
+        """The training set the model sees: the speed-perturbed copy when perturbation is on, its
+        augmented version when augmentation is."""
+        name = f"{self.c.train_set}_sp" if self.c.speed_perturb_factors else self.c.train_set
+        return f"{name}_aug" if self.c.augment_conf else name
 
     @property
     def all_sets(self) -> list[str]:

@@ -1,7 +1,7 @@
 """The numbered stages of a recipe (the role ESPnet's asr.sh plays), run from the recipe directory.
 
     1 data        corpus -> data/<set> Kaldi dirs                       (drax.data.corpora)
-    2 speed       optional speed perturbation of the training set        (sox)
+    2 augment     optional speed perturbation (sox) and augmentation of the training audio
     3 features    Whisper log-mel or frozen-encoder states -> dump/      (kaldiio)
     4 filter      drop and list unusable utterances (unreadable audio, empty text, > max_duration)
     5 tokenizer   output units + token list; tokenised text with the Whisper-style prompt
@@ -58,13 +58,23 @@ def stage_data(r: Recipe):
                               "extra corpora give test sets only; add them to test_sets")
 
 
-def stage_speed(r: Recipe):
-    from drax.data.augment import speed_perturb
+def stage_augment(r: Recipe):
+    from collections import Counter
 
-    if not r.c.speed_perturb_factors:
-        logger.info("speed_perturb_factors is empty: no speed perturbation")
-        return
-    speed_perturb(r.data / r.c.train_set, r.data / r.train_name, r.c.speed_perturb_factors)
+    from drax.data.augment import AugmentConfig, augment_set, speed_perturb
+    from drax.options import load_options
+
+    src = r.data / r.c.train_set
+    if r.c.speed_perturb_factors:
+        speed_perturb(src, r.data / f"{r.c.train_set}_sp", r.c.speed_perturb_factors)
+        src = r.data / f"{r.c.train_set}_sp"
+    if r.c.augment_conf:
+        applied = augment_set(src, r.data / r.train_name, load_options(AugmentConfig, r.c.augment_conf, "augment_conf"))
+        counts = Counter(e for effects in applied.values() for e in effects)
+        logger.info("%s: %d utterances augmented (%s)", r.train_name, len(applied),
+                    ", ".join(f"{e} {n}" for e, n in sorted(counts.items())))
+    if not r.c.speed_perturb_factors and not r.c.augment_conf:
+        logger.info("speed_perturb_factors and augment_conf are empty: training audio as prepared")
 
 
 def stage_features(r: Recipe):
@@ -212,7 +222,7 @@ def stage_compare(r: Recipe):
 
 LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11, 12, 13)
 STAGES = [
-    (1, "data", stage_data), (2, "speed", stage_speed), (3, "features", stage_features),
+    (1, "data", stage_data), (2, "augment", stage_augment), (3, "features", stage_features),
     (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
     (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
     (10, "results", stage_results), (11, "tables", stage_tables), (12, "study", stage_study),
@@ -231,7 +241,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
     return {
         1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else [])
            + ([c.extra_corpora] if c.extra_corpora else []),
-        2: [c.speed_perturb_factors],
+        2: [c.speed_perturb_factors] + ([c.augment_conf] if c.augment_conf else []),
         3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else []),
         4: [c.max_duration],
         5: [c.units, c.units_conf],
