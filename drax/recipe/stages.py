@@ -194,7 +194,7 @@ def stage_tables(r: Recipe):
     command = f"./run.sh --stage 11 --train_config {r.c.train_config} --tables_config {r.c.tables_config}"
     for name in r.c.test_sets:
         suite = Suite(r.asr_dir, r.dump / name, r.data / name, r.units_dir, r.whisper_dir(),
-                      r.asr_dir / f"tables_{name}", conf)
+                      r.asr_dir / f"tables_{name}", conf, encoder_autocast=r.c.encoder_autocast)
         logger.info("tables for %s: %s", name, suite.run(command))
 
 

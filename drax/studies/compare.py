@@ -169,7 +169,8 @@ class Compare:
         self.whisper_model.eval()
         self.tok = self.processor.tokenizer
         self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids("<|endoftext|>"))
-        self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper)  # Whisper encoder, true length
+        self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper,  # Whisper encoder, true length
+                                          recipe.c.encoder_autocast)
         self.feats = read_kv_dict(str(self.set_dir / "feats.scp"))
         self.refs = read_kv_dict(str(self.set_dir / "text.raw"))
         self.langs = read_kv_dict(str(self.set_dir / "utt2lang"))

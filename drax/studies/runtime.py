@@ -55,9 +55,10 @@ class Seconds:
 
 class AudioEncoder:
     """Waveform -> encoder states for timing: the model's own front-end + encoder, or, for a model
-    trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from."""
+    trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from, in the
+    precision that dumped them (`autocast`, the recipe's encoder_autocast)."""
 
-    def __init__(self, model, whisper: str | None):
+    def __init__(self, model, whisper: str | None, autocast: str | None = None):
         self.model = model
         self.frontend = self.encoder = None
         if isinstance(model.encoder, PrecomputedEncoder):
@@ -65,7 +66,7 @@ class AudioEncoder:
                 raise ValueError("the model reads dumped encoder states: timing it from audio needs the Whisper "
                                  "they came from (recipe key `whisper`)")
             n_mels = whisper_mel_bins(whisper)
-            self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper).eval()
+            self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper, autocast=autocast).eval()
             self.frontend = WhisperLogMelFrontend(n_mels=n_mels)
 
     @torch.no_grad()

@@ -73,12 +73,12 @@ class SuiteConfig:
 
 class Suite:
     def __init__(self, asr_dir: Path, set_dir: Path, data_dir: Path, units_dir: Path, whisper: str | None,
-                 out_dir: Path, conf: dict):
+                 out_dir: Path, conf: dict, encoder_autocast: str | None = None):
 
         self.conf = load_options(SuiteConfig, conf, "tables config")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.whisper = whisper
+        self.whisper, self.encoder_autocast = whisper, encoder_autocast  # the encoder that made the states
         self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf.model_file,
                                units_dir=units_dir, rescorer=whisper)
         self.model = self.s2t.model
@@ -267,7 +267,7 @@ class Suite:
         bins = runtime_set(durations, c.runtime_per_bin, seed=c.seed)
         utts = [u for members in bins.values() for u in members]
         wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
-        encoder = AudioEncoder(self.model, self.whisper)
+        encoder = AudioEncoder(self.model, self.whisper, self.encoder_autocast)
         seconds: dict = {}
         per_utt = []  # (reference tokens, nfe, RTFx) for k = 1
         gen = torch.Generator().manual_seed(c.seed)
