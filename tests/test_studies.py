@@ -52,10 +52,10 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
     conf.pop("base_config")
     assert Study(recipe, conf, "path_study", train=print).base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
     # a study of the default's own levers starts from the default and decodes as the default does
-    time_study = Study(recipe, yaml.safe_load((MINI / "time_study.yaml").read_text()), "time_study", train=print)
-    assert time_study.base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
+    default_study = Study(recipe, yaml.safe_load((MINI / "default_study.yaml").read_text()), "default_study", train=print)
+    assert default_study.base == yaml.safe_load((MINI / "train_drax.yaml").read_text())
     decode = yaml.safe_load((MINI / "decode_drax.yaml").read_text())
-    assert {k: getattr(time_study.conf, k) for k in ("nfe", "temperature", "jump_order")} == \
+    assert {k: getattr(default_study.conf, k) for k in ("nfe", "temperature", "jump_order")} == \
         {k: decode[k] for k in ("nfe", "temperature", "jump_order")}
 
 
