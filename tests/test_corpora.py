@@ -311,6 +311,26 @@ def test_results_table_over_all_test_sets(tmp_path):
     assert "### Table 3: speculative decoding" in test_b and "`exp/compare/test_b/compare.md`" in test_b
 
 
+def test_results_stage_times_per_decoding(tmp_path):
+    """Stages 8-10 are timed per decode config: each decoding of an experiment is a column with the
+    experiment's training time, and the totals cover stages 1-10 of that column only."""
+    from drax.studies.results import write_results
+
+    times = {"1_data": 10.0, "3_features": 20.0, "7_train.tiny": 100.0, "8_decode.tiny.decode_d": 5.0,
+             "9_score.tiny.decode_d": 1.0, "8_decode.tiny.decode_d16": 3.0, "7_train.ar": 50.0,
+             "8_decode.ar.decode_d": 2.0, "12_study.tiny": 400.0, "7_train.study_x": 9.0}
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "stage_times.json").write_text(json.dumps(times))
+    r = types.SimpleNamespace(c=types.SimpleNamespace(test_sets=[], whisper="base"),
+                              exp=tmp_path / "exp", dump=tmp_path / "dump", root=tmp_path)
+    write_results(r, tmp_path / "RESULTS.md")
+    table = (tmp_path / "RESULTS.md").read_text().split("## Stage times")[1]
+    assert "| stage | ar (decode_d) | tiny (decode_d) | tiny (decode_d16) |" in table
+    assert "| 7_train | 50.0 | 100.0 | 100.0 |" in table and "| 8_decode | 2.0 | 5.0 | 3.0 |" in table
+    assert "| 12_study | - | 400.0 | 400.0 |" in table and "study_x" not in table
+    assert "| total, stages 1-10 | 82.0 | 136.0 | 133.0 |" in table
+
+
 def _g722(path: Path, seconds: float, freq: float = 440.0) -> None:
     """A raw G.722 file of a sine, as the asterisk -g722 packages ship their prompts."""
     import av

@@ -105,7 +105,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
 
     # SIGKILL in stage 8 just before a set's `missing` file is renamed into place (its `text` already
     # is): the next run finds stage 8 not done, sweeps the temp file and decodes the same hypotheses
-    (recipe / "exp" / "stages" / "8_decode.train_drax.done").unlink()
+    (recipe / "exp" / "stages" / "8_decode.train_drax.decode_drax.done").unlink()
     killed = subprocess.run([sys.executable, "-c", sigkill_when_renaming_to("/missing") + textwrap.dedent(f"""
         from drax.bin.run_recipe import main
         main(["--recipe", "conf/recipe.yaml", *{flags!r}, "--stage", "8", "--stop_stage", "8"])

@@ -20,6 +20,7 @@ from drax.recipe.config import RecipeConfig, RecipeError
 logger = logging.getLogger("drax.recipe")
 
 FIRST_EXPERIMENT_STAGE = 7  # stages 1-6 prepare data every experiment shares; 7 on belong to one
+DECODE_STAGES = (8, 9, 10)  # these belong to one decode config of an experiment
 
 
 class Recipe:

@@ -32,6 +32,7 @@ import yaml
 from drax.fileio import atomic_write_text, remove_stale_temp_files
 from drax.recipe.config import RecipeConfig, RecipeError
 from drax.recipe.engine import (
+    DECODE_STAGES,
     FIRST_EXPERIMENT_STAGE,
     Recipe,
     file_digest,
@@ -258,8 +259,14 @@ def stage_inputs(r: Recipe, number: int) -> list:
 
 
 def stage_key(r: Recipe, number: int, name: str) -> str:
-    """Stages 1-6 prepare data shared by every experiment; 7-10 belong to one (the train config's tag)."""
-    return f"{number}_{name}" if number < FIRST_EXPERIMENT_STAGE else f"{number}_{name}.{r.c.tag}"
+    """Stages 1-6 prepare data shared by every experiment; 7 on belong to one (the train config's
+    tag), and 8-10 to one decoding of it (its decode dir's name): decoding with another config
+    keeps what the first decoded, and each decode's stage times."""
+    if number < FIRST_EXPERIMENT_STAGE:
+        return f"{number}_{name}"
+    if number in DECODE_STAGES:
+        return f"{number}_{name}.{r.c.tag}.{r.decode_dir('').name}"
+    return f"{number}_{name}.{r.c.tag}"
 
 
 def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> None:

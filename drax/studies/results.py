@@ -17,6 +17,7 @@ import torch
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text
+from drax.recipe.engine import DECODE_STAGES
 from drax.studies.report import fmt
 
 
@@ -95,6 +96,11 @@ def environment(root: Path) -> list[str]:
             f"- git commit: `{revision}`", ""]
 
 
+def number(stage_key: str) -> int:
+    """The stage number of a stage_times.json key such as "8_decode.train_drax.decode_drax"."""
+    return int(stage_key.split("_", 1)[0])
+
+
 def write_results(r, path: Path) -> None:
     """RESULTS.md of the recipe's experiments (stage 10 writes exp/RESULTS.md; a recipe's committed
     RESULTS.md is a reference run copied from there)."""
@@ -118,18 +124,23 @@ def write_results(r, path: Path) -> None:
     if times_file.exists():
         times = json.loads(times_file.read_text())
         shared = {k: v for k, v in times.items() if "." not in k}
-        # the experiments this file reports (decoded); a study's variants only train
-        tags = sorted({k.split(".", 1)[1] for k in times if k.startswith("8_decode.")})
+        # the decodings this file reports, "<experiment>.<decode dir>" (a study's variants only train)
+        runs = sorted({k.split(".", 1)[1] for k in times if k.startswith("8_decode.")})
         lines += ["## Stage times (seconds, last run of each stage)", "",
-                  "| stage | " + " | ".join(tags or ["seconds"]) + " |", "|---|" + "---|" * max(1, len(tags))]
+                  "| stage | " + " | ".join(f"{r.replace('.', ' (', 1)})" if "." in r else r for r in runs or ["seconds"])
+                  + " |", "|---|" + "---|" * max(1, len(runs))]
         for k, v in shared.items():
-            lines.append(f"| {k} | " + " | ".join([str(v)] * max(1, len(tags))) + " |")
-        stage_names = sorted({k.split(".", 1)[0] for k in times if "." in k}, key=lambda k: int(k.split("_")[0]))
+            lines.append(f"| {k} | " + " | ".join([str(v)] * max(1, len(runs))) + " |")
+
+        def of(stage: str, run: str):  # stages 8-10 belong to the decoding, the others to the experiment
+            return times.get(f"{stage}.{run if number(stage) in DECODE_STAGES else run.split('.')[0]}")
+
+        stage_names = sorted({k.split(".", 1)[0] for k in times if "." in k}, key=number)
         for stage in stage_names:
-            lines.append(f"| {stage} | " + " | ".join(str(times.get(f"{stage}.{t}", "-")) for t in tags) + " |")
+            lines.append(f"| {stage} | " + " | ".join(str(of(stage, run) or "-") for run in runs) + " |")
         # the recipe's own run: stages 1-10 (11-13 run on request)
-        totals = [sum(shared.values()) + sum(v for k, v in times.items()
-                                             if k.endswith(f".{t}") and int(k.split("_")[0]) <= 10) for t in tags]
+        totals = [sum(shared.values()) + sum(of(stage, run) or 0.0 for stage in stage_names if number(stage) <= 10)
+                  for run in runs]
         lines += ["| total, stages 1-10 | " + " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())]) + " |",
                   ""]
     atomic_write_text(str(path), "\n".join(lines) + "\n")
