@@ -18,6 +18,7 @@ import torch
 
 from drax.data.audio import load_audio
 from drax.data.kaldi_dir import read_kv_dict
+from drax.nets import precision
 from drax.nets.whisper import FrozenWhisperEncoder, log_mel, mel_filters
 
 
@@ -52,6 +53,7 @@ def main():
             states[name] = out
     fp32, bf16 = (statistics.median(seconds[k]) for k in ("float32", "bfloat16"))
     print(f"{len(mels)} utterances in batches of {args.batch}, {args.rounds} rounds, {torch.get_num_threads()} threads")
+    print(f"native CPU bf16: {precision.native_cpu_bf16()} (without it, bfloat16 runs float32: drax/nets/precision.py)")
     print(f"float32  {fp32:.3f} s/batch\nbfloat16 {bf16:.3f} s/batch  ({fp32 / bf16:.2f}x faster)")
     rel = [float((b - a).norm() / a.norm()) for a, b in zip(states["float32"], states["bfloat16"])]
     cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())

@@ -20,6 +20,8 @@ import statistics
 
 import torch
 
+from drax.nets import precision
+
 from common import build_model, load_config, synthetic_batch, time_steps
 
 
@@ -48,6 +50,7 @@ def main():
             medians.append(time_steps(model, *inputs, args.steps))
 
     print(f"{args.seconds} s utterances, {args.rounds} rounds x {args.steps} steps, {torch.get_num_threads()} threads")
+    print(f"native CPU bf16: {precision.native_cpu_bf16()} (without it, bfloat16 runs float32: drax/nets/precision.py)")
     first = statistics.median(runs[0][4])
     for path, batch, _, _, medians in runs:
         step = statistics.median(medians)

@@ -6,6 +6,7 @@ import torch
 
 import drax.asr.registry  # noqa: F401
 from drax.decode.options import DecodingOptions
+from drax.nets import precision
 from drax.nets.dit import AudioMemory, DiTDecoder
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper import FrozenWhisperEncoder, WhisperLogMelFrontend, load_whisper_encoder
@@ -127,8 +128,28 @@ def test_dropped_audio_reads_the_null_frame_as_if_it_were_the_memory():
         assert [fn is None for fn, _ in v.grad_fn.next_functions] == [False, True]
 
 
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """bf16 autocast on this CPU even where it lacks native bf16 (emulated: slow, but the same math)."""
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+
+
+def test_bf16_runs_float32_on_a_cpu_without_native_bf16(monkeypatch, caplog):
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
+    precision._warn_float32_instead.cache_clear()
+    with caplog.at_level("WARNING"):
+        dtype = precision.autocast_dtype("bfloat16", "decoder_conf.autocast")
+    assert dtype == torch.bfloat16 and "runs float32 instead" in caplog.text and "decoder_conf.autocast" in caplog.text
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+    with precision.autocast(torch.device("cpu"), dtype):
+        assert (a @ b).dtype == torch.float32
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    with precision.autocast(torch.device("cpu"), dtype):
+        assert (a @ b).dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16"])
-def test_autocast_decoder_returns_float32_logits_close_to_float32(dtype):
+def test_autocast_decoder_returns_float32_logits_close_to_float32(dtype, bf16_cpu):
     """decoder_conf.autocast runs the matrix products in bf16: logits (and the cached autoregressive
     step) stay float32, within bf16 rounding of the float32 decoder, and training steps update the
     float32 weights; an unknown precision names the key and the choices."""
@@ -180,7 +201,7 @@ def tiny_whisper_dir(tmp_path_factory):
     return path
 
 
-def test_frozen_whisper_true_length_matches_transformers_and_batching(tiny_whisper_dir):
+def test_frozen_whisper_true_length_matches_transformers_and_batching(tiny_whisper_dir, bf16_cpu):
     enc = FrozenWhisperEncoder(80, str(tiny_whisper_dir))
     assert all(not p.requires_grad for p in enc.parameters())
     feats = torch.randn(2, 3000, 80)
@@ -274,7 +295,7 @@ def test_every_path_trains_and_generates(path):
 
 
 @pytest.mark.parametrize("autocast", [None, "bfloat16"])
-def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast):
+def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu):
     """A causal Drax decoded with the jacobi order (which then evaluates only up to the furthest end
     token) ends where greedy left-to-right decoding of the same network at t = 1 ends, in float32
     and in bf16 autocast alike."""
