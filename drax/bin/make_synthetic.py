@@ -3,6 +3,7 @@
     python -m drax.bin.make_synthetic data/synth                       # defaults (see --help)
     python -m drax.bin.make_synthetic data/synth --langs en,de --n-train 500 --jobs 2
     python -m drax.bin.make_synthetic data/synth --n-train en=4000,1500 --n-dev 100 --n-test 100
+    python -m drax.bin.make_synthetic data/synth --voices en=hibari:0.2,piper:0.1   # neural English voices
 
 Writes data/synth/{train,dev,test} (Kaldi dirs with utt2lang, utt2dur), data/synth/audio/,
 data/synth/text_pool/<lang>.txt and data/synth/manifest.json (last). Re-running with the same
@@ -47,6 +48,24 @@ def parse_sizes(spec: str, langs: list[str], name: str) -> dict[str, int]:
     return out
 
 
+def parse_voices(spec: str) -> dict[str, dict[str, float]]:
+    """``"en=hibari:0.2,piper:0.1"`` -> {"en": {"hibari": 0.2, "piper": 0.1}} (``;`` between languages)."""
+    out: dict[str, dict[str, float]] = {}
+    for item in (x.strip() for x in spec.split(";")):
+        if not item:
+            continue
+        lang, sep, families = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--voices: expected lang=family:fraction,... in {item!r}")
+        for part in (x.strip() for x in families.split(",") if x.strip()):
+            family, _, frac = part.partition(":")
+            try:
+                out.setdefault(lang.strip(), {})[family.strip()] = float(frac)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(f"--voices: bad fraction in {part!r}") from e
+    return out
+
+
 def _default_train_spec() -> str:
     rest = DEFAULT_N_TRAIN["de"]
     return ",".join([f"{k}={v}" for k, v in DEFAULT_N_TRAIN.items() if v != rest] + [str(rest)])
@@ -78,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speakers per language in dev and in test (disjoint from train)")
     p.add_argument("--max-duration", type=float, default=30.0,
                    help="skip utterances longer than this many seconds")
+    p.add_argument("--voices", default=None,
+                   help="fractions of a language's training sentences read by neural voice families, "
+                        "e.g. en=hibari:0.2,piper:0.1 (drax.data.voices; the rest: espeak-ng)")
     p.add_argument("--force", action="store_true",
                    help="regenerate texts even if manifest.json matches (audio is still reused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -99,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
     sources = [x.strip() for x in a.sources.split(",")] if a.sources else None
+    try:
+        voices = parse_voices(a.voices) if a.voices else None
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
 
     os.makedirs(a.out_dir, exist_ok=True)
     log_path = a.log or os.path.join(a.out_dir, "generate.log")
@@ -120,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                             seed=a.seed, jobs=a.jobs, text_pool_size=a.text_pool_size,
                             sources=sources, random_frac=a.random_frac,
                             n_eval_speakers=a.n_eval_speakers, max_duration=a.max_duration,
-                            force=a.force, progress=not a.no_progress)
+                            voices=voices, force=a.force, progress=not a.no_progress)
     except Exception:
         logging.getLogger(__name__).exception("corpus generation failed")
         raise

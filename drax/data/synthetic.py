@@ -26,7 +26,9 @@ Design choices
   the rest), so dev/test measure unseen speakers. espeak has only 13 timbres, so an unseen
   speaker still shares its variant with some training speakers, but never its pitch/speed
   combination. Which speaker reads a sentence is a hash of (seed, language, split, sentence), so
-  it does not change when the sizes change.
+  it does not change when the sizes change. ``voices`` hands a fraction of a language's training
+  sentences to neural voice families (:mod:`drax.data.voices`: hibari, piper; English), each
+  (voice, pace) one speaker; dev and test stay espeak-ng.
 * **Spoken form.** zh is read from numbered pinyin (``pypinyin``, Style.TONE3) by the
   ``cmn-latn-pinyin`` voice, ja from katakana (OpenJTalk readings as in
   ``pyopenjtalk.g2p(kana=True)``, package ``pyopenjtalk-plus``, but with accent phrases separated
@@ -66,10 +68,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-import soxr
 from tqdm import tqdm
 
 from drax.data import text_sources
+from drax.data import voices as voices_mod
 from drax.data.audio import SAMPLE_RATE
 from drax.data.kaldi_dir import Utterance, validate_data_dir, write_data_dir
 from drax.data.text_sources import LANGS, dedup_key
@@ -103,24 +105,35 @@ class SynthesisError(RuntimeError):
 
 @dataclass(frozen=True)
 class Speaker:
-    """A synthetic speaker: one language, voice variant, pitch (0-99) and speed (words/min)."""
+    """A synthetic speaker of one language. espeak-ng: voice variant, pitch (0-99) and speed
+    (words/min); a neural family of :mod:`drax.data.voices`: its voice, pitch 0 (the voice's own)
+    and speed in percent of the voice's own pace."""
 
     lang: str
     variant: str
     pitch: int
     speed: int
+    family: str = "espeak"
 
     @property
     def id(self) -> str:
+        if self.family != "espeak":
+            return f"{self.lang}_{self.family}-{self.variant}_s{self.speed:03d}"
         return f"{self.lang}_{self.variant}_p{self.pitch:02d}_s{self.speed:03d}"
 
     @property
     def voice(self) -> str:
+        if self.family != "espeak":
+            return f"{self.family}:{self.variant}"
         return f"{VOICES[self.lang]}+{self.variant}"
 
 
-def all_speakers(lang: str) -> list[Speaker]:
-    """Every (variant, pitch, speed) combination of ``lang``, in a fixed order."""
+def all_speakers(lang: str, family: str = "espeak") -> list[Speaker]:
+    """Every (variant, pitch, speed) combination of ``lang`` (or every (voice, pace) of a neural
+    family), in a fixed order."""
+    if family != "espeak":
+        fam = voices_mod.FAMILIES[family]
+        return [Speaker(lang, v, 0, pace, family) for v in fam.voices for pace in fam.paces]
     return [Speaker(lang, v, p, s) for v in VARIANTS for p in PITCHES for s in SPEEDS]
 
 
@@ -285,11 +298,7 @@ def synthesize(spoken: str, voice: str, pitch: int, speed: int, timeout: float =
     pcm, rate = _parse_wav(proc.stdout)
     if len(pcm) == 0:
         return pcm, phonemes
-    y = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, SAMPLE_RATE, quality="HQ")
-    peak = float(np.abs(y).max()) if len(y) else 0.0
-    if peak > 0.99:  # espeak output plus resampling overshoot: scale instead of clipping
-        y = y * np.float32(0.99 / peak)
-    return np.round(y * 32767.0).astype(np.int16), phonemes
+    return voices_mod.to_16k_int16(pcm.astype(np.float32) / 32768.0, rate), phonemes
 
 
 _LANG_SWITCH = re.compile(r"\((?:en|[a-z]{2,3}(?:-[a-z]+)?)\)")
@@ -302,14 +311,18 @@ def synth_key(spoken: str, speaker: Speaker) -> str:
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def speak(spoken: str, speaker: Speaker) -> tuple[np.ndarray, str]:
+    """(int16 samples at 16 kHz, espeak's phonemes or "" for a neural voice) of one utterance."""
+    if speaker.family == "espeak":
+        return synthesize(spoken, speaker.voice, speaker.pitch, speaker.speed)
+    return voices_mod.speak(speaker.family, spoken, speaker.variant, speaker.speed), ""
+
+
 @dataclass(frozen=True)
 class _Job:
     utt_id: str
-    lang: str
+    speaker: Speaker
     spoken: str
-    voice: str
-    pitch: int
-    speed: int
     path: str
     max_samples: int
 
@@ -325,9 +338,9 @@ def _run_job(job: _Job) -> tuple[str, str, int, bool]:
 
     if os.path.exists(job.path):
         return job.utt_id, "reused", sf.info(job.path).frames, False
-    audio, phonemes = synthesize(job.spoken, job.voice, job.pitch, job.speed)
+    audio, phonemes = speak(job.spoken, job.speaker)
     switch = bool(_LANG_SWITCH.search(phonemes))
-    if switch and job.lang in ("zh", "ja"):
+    if switch and job.speaker.lang in ("zh", "ja"):
         return job.utt_id, "unreadable", len(audio), switch
     if len(audio) < SAMPLE_RATE // 10 or int(np.abs(audio.astype(np.int32)).max()) < 64:
         return job.utt_id, "empty", len(audio), switch
@@ -433,6 +446,17 @@ def _select(lang: str, pool: list[str], sizes: dict[str, int], seed: int, random
     return chosen, text_pool, stats
 
 
+def _pick_family(mix: Mapping[str, float], digest: str) -> str:
+    """The voice family of a training sentence: ``digest`` as a uniform draw in [0, 1) against the
+    cumulative fractions of ``mix``; "espeak" past them."""
+    u, edge = int(digest[:12], 16) / 16**12, 0.0
+    for family, frac in mix.items():
+        edge += frac
+        if u < edge:
+            return family
+    return "espeak"
+
+
 def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
                     n_train: int | Mapping[str, int] = DEFAULT_N_TRAIN,
                     n_dev: int | Mapping[str, int] = DEFAULT_N_DEV,
@@ -443,6 +467,7 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
                     random_frac: float = 0.0,
                     n_eval_speakers: int = 10,
                     max_duration: float = 30.0,
+                    voices: Mapping[str, Mapping[str, float]] | None = None,
                     force: bool = False,
                     progress: bool = True) -> dict:
     """Generate the synthetic corpus under ``out_dir`` and return its manifest (also written to
@@ -453,7 +478,10 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
     lines of ``text_pool/<lang>.txt`` (None: the whole pool minus dev/test). ``sources`` restricts
     the text sources (names of :data:`drax.data.text_sources.SOURCES`). ``random_frac`` replaces
     that fraction of each language's training sentences with random frequency-weighted word
-    sequences (needs PyPI ``wordfreq``). Speaker sets: see :func:`speaker_sets`.
+    sequences (needs PyPI ``wordfreq``). Speaker sets: see :func:`speaker_sets`. ``voices``
+    ({lang: {family: fraction}}, families of :data:`drax.data.voices.FAMILIES`) gives that fraction
+    of a language's *training* sentences to a neural voice family (which sentence: a hash of the
+    seed and the sentence), the rest to espeak-ng; dev and test stay espeak-ng with unseen speakers.
 
     Deterministic: the same arguments (and installed text sources) give byte-identical text files
     and audio. Idempotent: finished audio is reused; with ``manifest.json`` present for the same
@@ -470,11 +498,13 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
         raise ValueError("random_frac must be in [0, 1]")
     sizes = {"train": _per_lang(n_train, langs, "n_train"), "dev": _per_lang(n_dev, langs, "n_dev"),
              "test": _per_lang(n_test, langs, "n_test")}
+    mix = voices_mod.validate_mix(dict(voices or {}), langs)
     args = {"langs": langs, "n_train": sizes["train"], "n_dev": sizes["dev"],
             "n_test": sizes["test"], "seed": int(seed), "text_pool_size": text_pool_size,
             "sources": list(sources) if sources is not None else None,
             "random_frac": float(random_frac), "n_eval_speakers": int(n_eval_speakers),
-            "max_duration": float(max_duration), "synth_version": SYNTH_VERSION}
+            "max_duration": float(max_duration), "synth_version": SYNTH_VERSION,
+            **({"voices": mix} if mix else {})}  # absent when espeak-ng speaks everything
     out_dir = os.path.abspath(out_dir)
     manifest_path = os.path.join(out_dir, "manifest.json")
 
@@ -489,6 +519,8 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
                         out_dir)
             return old
     espeak = espeak_version()
+    families_used = sorted({family for lang_mix in mix.values() for family in lang_mix})
+    packages = voices_mod.package_versions(families_used)
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(manifest_path):
         os.unlink(manifest_path)  # incomplete from here on
@@ -505,10 +537,14 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
         lang_stats[lang] = st
         pools[lang] = text_pool if text_pool_size is None else text_pool[:text_pool_size]
         spk_sets = speaker_sets(lang, seed, n_eval_speakers)
+        family_speakers = {family: all_speakers(lang, family) for family in mix.get(lang, {})}
         seen_ids: dict[str, str] = {}
         for split in SPLITS:
-            spks = spk_sets[split]
             for text, spoken in chosen[split]:
+                spks = spk_sets[split]
+                if split == "train" and family_speakers:
+                    family = _pick_family(mix[lang], _hash("family", seed, lang, text))
+                    spks = family_speakers.get(family, spks)
                 spk = spks[int(_hash("spk", seed, lang, split, text)[:8], 16) % len(spks)]
                 utt_id = f"{spk.id}-{_hash('utt', lang, text)[:12]}"
                 if utt_id in seen_ids:
@@ -523,7 +559,7 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
 
     remove_stale_temp_files(os.path.join(out_dir, "audio"))  # what an interrupted run left
     max_samples = int(max_duration * SAMPLE_RATE)
-    job_list = [_Job(u, spk.lang, spoken, spk.voice, spk.pitch, spk.speed, path, max_samples)
+    job_list = [_Job(u, spk, spoken, path, max_samples)
                 for split in SPLITS for (u, spk, _, spoken, path) in utt_rows[split]]
     t_synth = time.time()
     results = _run_jobs(job_list, max(1, int(jobs)), progress)
@@ -575,6 +611,11 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
         stale = os.path.join(out_dir, "text_pool", f"{lang}.txt")
         if lang not in langs and os.path.exists(stale):
             os.unlink(stale)
+    by_family: dict[str, dict[str, int]] = {}  # training utterances per language and voice family
+    for utt_id, spk, _, _, _ in utt_rows["train"]:
+        if results[utt_id][0] not in skipped:
+            fams = by_family.setdefault(spk.lang, {})
+            fams[spk.family] = fams.get(spk.family, 0) + 1
     if any(skipped.values()):
         logger.warning("skipped %d empty, %d too long (> %.0f s) and %d unreadable utterances",
                        len(skipped["empty"]), len(skipped["too_long"]), max_duration,
@@ -583,6 +624,7 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
     manifest = {
         "args": args,
         "espeak": espeak,
+        **({"voice_packages": packages, "train_voice_families": by_family} if packages else {}),
         "counts": counts,
         "text": lang_stats,
         "text_pool_lines": {lang: len(pools[lang]) for lang in langs},
