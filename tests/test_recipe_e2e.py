@@ -86,7 +86,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     hyps = read_kv_dict(str(asr / "decode_drax" / "test" / "text"))
     assert set(hyps) == test_utts and len(test_utts) == 4
     whisper_hyps = read_kv_dict(str(recipe / "exp" / "whisper_zero_shot" / "test" / "text"))
-    assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: [en]
+    assert set(whisper_hyps) == {u for u in test_utts if u.startswith("en")}  # whisper_baseline_langs: {test: [en]}
     assert not (recipe / "RESULTS.md").exists()  # a run writes under exp/, never the recipe's committed files
     results = (recipe / "exp" / "RESULTS.md").read_text()
     assert "- git commit: `" in results and "- torch: `" in results

@@ -303,6 +303,9 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     ({"exp_tag": "../../../outside"}, "recipe key exp_tag: '../../../outside' must be a plain name"),
     ({"test_sets": "[test, ../x]"}, "recipe key test_sets: '../x' must be a plain name"),
     ({"speed_perturb_factors": "[0.9, -1]"}, "speed_perturb_factors: .* must all be > 0"),
+    ({"whisper_baseline_langs": "[en]"}, r"recipe key whisper_baseline_langs: \['en'\] is not a dict"),
+    ({"whisper_baseline_langs": "{dev: [en]}"}, r"whisper_baseline_langs.dev: not one of test_sets \['test'\]"),
+    ({"whisper_baseline_langs": "{test: [xx]}"}, "whisper_baseline_langs.test: .* must be a list of languages"),
 ])
 def test_recipe_values_are_checked_before_any_stage(flags, message):
     from drax.recipe.config import RecipeError

@@ -59,7 +59,9 @@ class RecipeConfig:
     ngpu: int = 0
     nj: int = 2
     whisper_baseline: bool = True  # stage 8 also decodes the test sets with Whisper's own decoder
-    whisper_baseline_langs: list = field(default_factory=list)  # empty: every language
+    # test set -> the languages Whisper decodes there (its 30 s windows are slow on a CPU); a test set
+    # not named: every language
+    whisper_baseline_langs: dict = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -129,6 +131,12 @@ def check_recipe(config: RecipeConfig) -> None:
             raise RecipeError(f"recipe key extra_corpora: unknown corpus {name!r}; valid: {', '.join(CORPORA)}")
         if not isinstance(conf or {}, dict):
             raise RecipeError(f"recipe key extra_corpora.{name}: {conf!r} must be a mapping of that corpus's keys")
+    for name, langs in config.whisper_baseline_langs.items():
+        if name not in config.test_sets:
+            raise RecipeError(f"recipe key whisper_baseline_langs.{name}: not one of test_sets {config.test_sets}")
+        if not isinstance(langs, list) or not set(langs) <= set(config.langs):
+            raise RecipeError(f"recipe key whisper_baseline_langs.{name}: {langs!r} must be a list of languages "
+                              f"of `langs` ({', '.join(config.langs)})")
     if config.encoder_autocast is not None:
         from drax.nets.precision import AUTOCAST_DTYPES
         if config.encoder_autocast not in AUTOCAST_DTYPES:

@@ -169,7 +169,7 @@ def stage_decode(r: Recipe):
             decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options)
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
-                           langs=r.c.whisper_baseline_langs or None, reuse=True)
+                           langs=r.c.whisper_baseline_langs.get(name) or None, reuse=True)
 
 
 def stage_score(r: Recipe):
