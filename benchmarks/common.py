@@ -52,16 +52,24 @@ def synthetic_batch(batch: int, seconds: float, vocab_size: int, tokens: int = 1
     return vocab, text, torch.full((batch,), text.shape[1]), int(seconds * 100)
 
 
-def time_steps(model, speech, lengths, text, text_lengths, steps: int) -> float:
-    """Median seconds of a training step (forward, backward, AdamW) after 2 warm-up steps."""
+def time_steps(model, speech, lengths, text, text_lengths, steps: int, conf: dict | None = None) -> float:
+    """Median seconds of a training step after 2 warm-up steps: forward, backward, the gradient clipping
+    and the optimiser of the config `conf` (`optim: adamw` with its `optim_conf`, built as ESPnet's
+    trainer builds it, and `grad_clip`), or plain AdamW at lr 1e-4 without `conf`."""
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+    conf = conf or {"optim": "adamw", "optim_conf": {"lr": 1e-4}}
+    if conf.get("optim", "adamw") != "adamw":
+        raise ValueError(f"benchmarks time optim: adamw only (got {conf['optim']!r})")
+    opt = torch.optim.AdamW(model.parameters(), **conf.get("optim_conf", {}))
+    params = [p for p in model.parameters() if p.requires_grad]
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
         loss, _, _ = model(speech, lengths, text, text_lengths)
         opt.zero_grad()
         loss.backward()
+        if conf.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(params, conf["grad_clip"])
         opt.step()
         if i >= 2:
             times.append(time.perf_counter() - start)

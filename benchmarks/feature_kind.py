@@ -30,9 +30,9 @@ def main():
     conf = load_config(DEFAULT_CONFIG)
 
     model = build_model(conf, "whisper_frozen", {"model": args.whisper}, 80, vocab)
-    t_logmel = time_steps(model, logmel, torch.full((args.batch,), frames), text, text_lengths, args.steps)
+    t_logmel = time_steps(model, logmel, torch.full((args.batch,), frames), text, text_lengths, args.steps, conf)
     model = build_model(conf, "precomputed", {}, 512, vocab)
-    t_states = time_steps(model, states, torch.full((args.batch,), states.shape[1]), text, text_lengths, args.steps)
+    t_states = time_steps(model, states, torch.full((args.batch,), states.shape[1]), text, text_lengths, args.steps, conf)
     print(f"batch {args.batch} x {args.seconds} s, median of {args.steps} steps on {torch.get_num_threads()} threads")
     print(f"log-mel + frozen encoder in the model: {t_logmel:.3f} s/step")
     print(f"dumped encoder states:                 {t_states:.3f} s/step")

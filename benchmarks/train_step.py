@@ -44,15 +44,16 @@ def main():
         vocab, text, text_lengths, frames = synthetic_batch(batch, args.seconds, args.vocab)
         states = torch.randn(batch, (frames + 1) // 2, 512)
         model = build_model(conf, "precomputed", {}, 512, vocab)
-        runs.append((path, batch, model, (states, torch.full((batch,), states.shape[1]), text, text_lengths), []))
+        runs.append((path, batch, model, (states, torch.full((batch,), states.shape[1]), text, text_lengths), [],
+                     conf))
     for _ in range(args.rounds):
-        for _, _, model, inputs, medians in runs:
-            medians.append(time_steps(model, *inputs, args.steps))
+        for _, _, model, inputs, medians, conf in runs:
+            medians.append(time_steps(model, *inputs, args.steps, conf))
 
     print(f"{args.seconds} s utterances, {args.rounds} rounds x {args.steps} steps, {torch.get_num_threads()} threads")
     print(f"native CPU bf16: {precision.native_cpu_bf16()} (without it, bfloat16 runs float32: drax/nets/precision.py)")
     first = statistics.median(runs[0][4])
-    for path, batch, _, _, medians in runs:
+    for path, batch, _, _, medians, _ in runs:
         step = statistics.median(medians)
         print(f"{step:6.3f} s/step  ({first / step:.2f}x the first)  batch {batch}  {path}")
 

@@ -314,6 +314,23 @@ def test_recipe_values_are_checked_before_any_stage(flags, message):
         load_recipe(None, flags)
 
 
+def test_data_tag_moves_every_output_of_a_data_variant_and_shares_downloads(tmp_path):
+    from drax.recipe.engine import Recipe
+
+    plain = Recipe(load_recipe(None, {}), tmp_path)
+    variant = Recipe(load_recipe(None, {"data_tag": "voices", "exp_tag": "x"}), tmp_path)
+    assert (plain.data, plain.dump, plain.units_dir, plain.exp) == (
+        tmp_path / "data", tmp_path / "dump" / "whisper_states", tmp_path / "dump" / "units", tmp_path / "exp")
+    assert (variant.data, variant.dump, variant.units_dir, variant.exp, variant.markers, variant.asr_dir) == (
+        tmp_path / "data_voices", tmp_path / "dump_voices" / "whisper_states", tmp_path / "dump_voices" / "units",
+        tmp_path / "exp_voices", tmp_path / "exp_voices" / "stages", tmp_path / "exp_voices" / "asr_x")
+    assert variant.data.parent == plain.data.parent  # corpora download into <data dir>/../downloads: shared
+    from drax.recipe.config import RecipeError
+
+    with pytest.raises(RecipeError, match="recipe key data_tag: '../x' must be a plain name"):
+        load_recipe(None, {"data_tag": "../x"})
+
+
 def test_stage_range_and_missing_or_misspelt_configs_fail_before_stage_one(tmp_path):
     from drax.recipe.config import RecipeError
     from drax.recipe.stages import run_stages

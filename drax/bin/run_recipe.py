@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from drax.recipe.config import FIELDS, RecipeError, load_recipe
+from drax.recipe.engine import output_dir
 
 
 def parse(argv: list[str]):
@@ -37,11 +38,6 @@ def parse(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> None:
     args, overrides = parse(sys.argv[1:] if argv is None else argv)
-    Path("exp").mkdir(exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler("exp/run.log", encoding="utf-8")],
-    )
     if not args.recipe.exists():
         sys.exit(f"error: recipe config {args.recipe} not found; run from a recipe directory (egs/<corpus>) "
                  "or pass --recipe")
@@ -49,6 +45,12 @@ def main(argv: list[str] | None = None) -> None:
         config = load_recipe(args.recipe, overrides)
     except (ValueError, TypeError) as e:
         sys.exit(f"error: {e}")
+    exp = output_dir(config, Path("."), "exp")
+    exp.mkdir(exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(exp / "run.log", encoding="utf-8")],
+    )
     # after the config loaded and checked: a bad flag fails before torch and ESPnet load
     from drax.data.corpora import CorpusError
     from drax.recipe.stages import run_stages

@@ -56,6 +56,9 @@ class RecipeConfig:
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
     compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare.py)
     exp_tag: str = ""  # default: the train config's file stem
+    # a variant of the data (e.g. another corpus_conf beside the default's): its stages write
+    # data_<tag>/, dump_<tag>/ and exp_<tag>/ instead of data/, dump/, exp/ (downloads/ is shared)
+    data_tag: str = ""
     ngpu: int = 0
     nj: int = 2
     whisper_baseline: bool = True  # stage 8 also decodes the test sets with Whisper's own decoder
@@ -152,7 +155,8 @@ def check_recipe(config: RecipeConfig) -> None:
         raise RecipeError("recipe keys langs and test_sets need at least one entry each")
     if any(v <= 0 for v in config.speed_perturb_factors):
         raise RecipeError(f"recipe key speed_perturb_factors: {config.speed_perturb_factors} must all be > 0")
-    names = [("train_set", config.train_set), ("dev_set", config.dev_set), ("exp_tag", config.exp_tag)]
+    names = [("train_set", config.train_set), ("dev_set", config.dev_set), ("exp_tag", config.exp_tag),
+             ("data_tag", config.data_tag)]
     for name, value in names + [("test_sets", v) for v in config.test_sets]:
         if value and (not _SAFE_NAME.match(value) or value in (".", "..")):
             raise RecipeError(f"recipe key {name}: {value!r} must be a plain name (letters, digits, . _ -): "

@@ -23,16 +23,21 @@ FIRST_EXPERIMENT_STAGE = 7  # stages 1-6 prepare data every experiment shares; 7
 DECODE_STAGES = (8, 9, 10)  # these belong to one decode config of an experiment
 
 
+def output_dir(config: RecipeConfig, root: Path, name: str) -> Path:
+    """<root>/<name> ("data", "dump" or "exp"), or <root>/<name>_<data_tag> for a data variant."""
+    return Path(root) / (f"{name}_{config.data_tag}" if config.data_tag else name)
+
+
 class Recipe:
     """Paths and shared helpers of one recipe run (cwd = the recipe directory)."""
 
     def __init__(self, config: RecipeConfig, root: Path = Path(".")):
         self.c = config
         self.root = root
-        self.data = root / "data"
-        self.dump = root / "dump" / config.features
-        self.units_dir = root / "dump" / "units"
-        self.exp = root / "exp"
+        self.data = output_dir(config, root, "data")
+        self.dump = output_dir(config, root, "dump") / config.features
+        self.units_dir = output_dir(config, root, "dump") / "units"
+        self.exp = output_dir(config, root, "exp")
         self.asr_dir = self.exp / f"asr_{config.tag}"
         self.markers = self.exp / "stages"
 
@@ -163,7 +168,7 @@ def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
     data stages (1-6) need the directory to themselves; experiment stages only need the data to stay
     as it is (a shared lock) and their own experiment (or study) to themselves, so two experiments
     can train side by side."""
-    exp = Path(root) / "exp"
+    exp = output_dir(config, root, "exp")
     data = stage < FIRST_EXPERIMENT_STAGE
     names = set()
     for number in range(max(stage, FIRST_EXPERIMENT_STAGE), stop_stage + 1):

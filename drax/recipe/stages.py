@@ -311,7 +311,7 @@ def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -
     r = Recipe(config, root)
     r.markers.mkdir(parents=True, exist_ok=True)
     # a stage killed before its rename left a temp file; its own re-run writes the output again
-    remove_stale_temp_files(r.data, r.root / "dump", r.exp, r.root / "downloads")
+    remove_stale_temp_files(r.data, r.dump.parent, r.exp, r.root / "downloads")
     times_file = r.exp / "stage_times.json"
     previous = ""
     ran = {}
