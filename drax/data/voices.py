@@ -123,11 +123,11 @@ def _speak_piper(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
         _LOADED[key] = _load_piper(voice)
     session, config = _LOADED[key]
     id_map = config["phoneme_id_map"]
-    ids = id_map["^"] + id_map["_"]  # start, then each known symbol followed by the pad symbol, end
+    ids = [*id_map["^"], *id_map["_"]]  # start, then each known symbol followed by the pad symbol, end
     for symbol in piper_phonemes(text, config["espeak"]["voice"]):
         if symbol in id_map:
-            ids = ids + id_map[symbol] + id_map["_"]
-    ids = ids + id_map["$"]
+            ids += [*id_map[symbol], *id_map["_"]]
+    ids += id_map["$"]
     if len(ids) <= 4:
         return np.zeros(0, dtype=np.float32), config["audio"]["sample_rate"]
     scales = np.array([0.0, 100.0 / pace, 0.0], dtype=np.float32)  # noise_scale, length_scale, noise_w
