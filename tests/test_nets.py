@@ -408,3 +408,25 @@ def test_frame_pooling_averages_valid_frames_only():
     torch.testing.assert_close(y[0, 0], x[0, :3].mean(0))
     torch.testing.assert_close(y[0, 2], x[0, 6])
     torch.testing.assert_close(y[1, 1], x[1, 3])
+
+
+def test_causal_decoder_logits_do_not_depend_on_the_canvas_behind_them():
+    """With causal self-attention (attention_block 1) the logits of the first k positions are the
+    same on a canvas of k as on a longer one: a fitted canvas (model_conf.canvas_margin) drops only
+    the loss and compute of the trailing positions."""
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16, max_positions=16,
+                     shift_readout=True, attention_block=1).eval()
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
+    x, t = torch.randint(VOCAB, (2, 12)), torch.rand(2)
+    audio = dec.encode_audio(enc, lens)
+    full = dec(x, t, audio)
+    for k in (3, 7):
+        torch.testing.assert_close(dec(x[:, :k], t, audio), full[:, :k], rtol=1e-5, atol=1e-5)
+    bidirectional = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16,
+                               max_positions=16, shift_readout=True).eval()
+    bidirectional.load_state_dict(dec.state_dict())
+    short = bidirectional(x[:, :7], t, bidirectional.encode_audio(enc, lens))
+    assert not torch.allclose(short, bidirectional(x, t, bidirectional.encode_audio(enc, lens))[:, :7], atol=1e-4)
