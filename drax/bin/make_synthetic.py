@@ -3,7 +3,7 @@
     python -m drax.bin.make_synthetic data/synth                       # defaults (see --help)
     python -m drax.bin.make_synthetic data/synth --langs en,de --n-train 500 --jobs 2
     python -m drax.bin.make_synthetic data/synth --n-train en=4000,1500 --n-dev 100 --n-test 100
-    python -m drax.bin.make_synthetic data/synth --voices en=hibari:0.2,piper:0.1   # neural English voices
+    python -m drax.bin.make_synthetic data/synth --voices en=hibari:0.2,piper:0.1   # other English voices
 
 Writes data/synth/{train,dev,test} (Kaldi dirs with utt2lang, utt2dur), data/synth/audio/,
 data/synth/text_pool/<lang>.txt and data/synth/manifest.json (last). Re-running with the same
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=30.0,
                    help="skip utterances longer than this many seconds")
     p.add_argument("--voices", default=None,
-                   help="fractions of a language's training sentences read by neural voice families, "
+                   help="fractions of a language's training sentences read by other voice families, "
                         "e.g. en=hibari:0.2,piper:0.1 (drax.data.voices; the rest: espeak-ng)")
     p.add_argument("--force", action="store_true",
                    help="regenerate texts even if manifest.json matches (audio is still reused)")

@@ -27,7 +27,7 @@ Design choices
   speaker still shares its variant with some training speakers, but never its pitch/speed
   combination. Which speaker reads a sentence is a hash of (seed, language, split, sentence), so
   it does not change when the sizes change. ``voices`` hands a fraction of a language's training
-  sentences to neural voice families (:mod:`drax.data.voices`: hibari, piper; English), each
+  sentences to other voice families (:mod:`drax.data.voices`: hibari, piper, flite; English), each
   (voice, pace) one speaker; dev and test stay espeak-ng.
 * **Spoken form.** zh is read from numbered pinyin (``pypinyin``, Style.TONE3) by the
   ``cmn-latn-pinyin`` voice, ja from katakana (OpenJTalk readings as in
@@ -106,7 +106,7 @@ class SynthesisError(RuntimeError):
 @dataclass(frozen=True)
 class Speaker:
     """A synthetic speaker of one language. espeak-ng: voice variant, pitch (0-99) and speed
-    (words/min); a neural family of :mod:`drax.data.voices`: its voice, pitch 0 (the voice's own)
+    (words/min); a family of :mod:`drax.data.voices`: its voice, pitch 0 (the voice's own)
     and speed in percent of the voice's own pace."""
 
     lang: str
@@ -129,7 +129,7 @@ class Speaker:
 
 
 def all_speakers(lang: str, family: str = "espeak") -> list[Speaker]:
-    """Every (variant, pitch, speed) combination of ``lang`` (or every (voice, pace) of a neural
+    """Every (variant, pitch, speed) combination of ``lang`` (or every (voice, pace) of another
     family), in a fixed order."""
     if family != "espeak":
         fam = voices_mod.FAMILIES[family]
@@ -312,7 +312,7 @@ def synth_key(spoken: str, speaker: Speaker) -> str:
 
 
 def speak(spoken: str, speaker: Speaker) -> tuple[np.ndarray, str]:
-    """(int16 samples at 16 kHz, espeak's phonemes or "" for a neural voice) of one utterance."""
+    """(int16 samples at 16 kHz, espeak's phonemes or "" for another voice) of one utterance."""
     if speaker.family == "espeak":
         return synthesize(spoken, speaker.voice, speaker.pitch, speaker.speed)
     return voices_mod.speak(speaker.family, spoken, speaker.variant, speaker.speed), ""
@@ -480,7 +480,7 @@ def generate_corpus(out_dir: str, langs: Sequence[str] = LANGS,
     that fraction of each language's training sentences with random frequency-weighted word
     sequences (needs PyPI ``wordfreq``). Speaker sets: see :func:`speaker_sets`. ``voices``
     ({lang: {family: fraction}}, families of :data:`drax.data.voices.FAMILIES`) gives that fraction
-    of a language's *training* sentences to a neural voice family (which sentence: a hash of the
+    of a language's *training* sentences to a voice family (which sentence: a hash of the
     seed and the sentence), the rest to espeak-ng; dev and test stay espeak-ng with unseen speakers.
 
     Deterministic: the same arguments (and installed text sources) give byte-identical text files

