@@ -59,6 +59,21 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
         {k: decode[k] for k in ("nfe", "temperature", "jump_order")}
 
 
+def test_study_variants_run_a_subset_in_the_study_configs_order(tmp_path):
+    from types import SimpleNamespace
+
+    from drax.studies.training import Study
+
+    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    conf = yaml.safe_load((MINI / "default_study.yaml").read_text())
+    study = Study(recipe, conf, "default_study", train=print, only=["fitted", "default"])
+    assert list(study.conf.variants) == ["default", "fitted"]
+    assert study.conf.variants["fitted"] == conf["variants"]["fitted"] and study.conf.max_epoch == conf["max_epoch"]
+    assert list(Study(recipe, conf, "default_study", train=print).conf.variants) == list(conf["variants"])
+    with pytest.raises(ValueError, match=r"study_variants: \['fited'\] not in the study config's variants"):
+        Study(recipe, conf, "default_study", train=print, only=["fited"])
+
+
 def test_study_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"unknown study config key\(s\) \['epochs'\]"):
         load_options(StudyConfig, {"epochs": 3, "variants": {"a": {}}}, "study config")

@@ -54,6 +54,7 @@ class RecipeConfig:
     decode_config: str = "conf/decode_drax.yaml"
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
+    study_variants: list = field(default_factory=list)  # the study config's variants to run (empty: all)
     compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare.py)
     exp_tag: str = ""  # default: the train config's file stem
     # a variant of the data (e.g. another corpus_conf beside the default's): its stages write

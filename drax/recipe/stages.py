@@ -206,7 +206,10 @@ def stage_study(r: Recipe):
 
     conf = yaml.safe_load(Path(r.c.study_config).read_text(encoding="utf-8")) or {}
     command = f"./run.sh --stage 12 --train_config {r.c.train_config} --study_config {r.c.study_config}"
-    study = Study(r, conf, Path(r.c.study_config).stem, train=lambda variant: run_stages(variant.c, 7, 7, variant.root))
+    if r.c.study_variants:
+        command += f" --study_variants '[{', '.join(r.c.study_variants)}]'"
+    study = Study(r, conf, Path(r.c.study_config).stem, train=lambda variant: run_stages(variant.c, 7, 7, variant.root),
+                  only=r.c.study_variants)
     logger.info("study: %s", study.run(command))
 
 
@@ -253,7 +256,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         9: [],
         10: [],
         11: [file_digest(Path(c.tables_config)), c.test_sets],
-        12: [file_digest(Path(c.study_config)), c.dev_set],
+        12: [file_digest(Path(c.study_config)), c.dev_set] + ([c.study_variants] if c.study_variants else []),
         13: [file_digest(Path(c.compare_config)), c.test_sets],
     }[number]
 

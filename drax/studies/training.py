@@ -165,9 +165,17 @@ class Study:
     """One training study of `recipe`; `train(variant_recipe)` runs a variant's training (the recipe's
     stage 7, given by the stage that runs the study)."""
 
-    def __init__(self, recipe: Recipe, conf: dict, name: str, train: Callable[[Recipe], object]):
+    def __init__(self, recipe: Recipe, conf: dict, name: str, train: Callable[[Recipe], object],
+                 only: list | None = None):
         self.r, self.train = recipe, train
         self.conf = load_options(StudyConfig, conf, "study config")
+        if only:  # a subset of the variants (recipe key study_variants), in the study config's order
+            unknown = sorted(set(only) - set(self.conf.variants))
+            if unknown:
+                raise ValueError(f"recipe key study_variants: {unknown} not in the study config's variants "
+                                 f"({', '.join(self.conf.variants)})")
+            variants = {k: v for k, v in self.conf.variants.items() if k in only}
+            self.conf = dataclasses.replace(self.conf, variants=variants)
         self.name = name
         self.out_dir = recipe.exp / name
         base_config = self.conf.base_config
