@@ -6,6 +6,7 @@ import torch
 
 from drax.flow.elbo import trajectory_elbo
 from drax.flow.gumbel import gumbel_softmax_sample
+from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import PATH_CHOICES, build_path
 from drax.flow.sampler import EulerSampler
 from drax.flow.scheduler import PolynomialScheduler, TriMixtureScheduler, build_scheduler
@@ -341,3 +342,30 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     with pytest.raises(ValueError, match="no p_mid term"):
         EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
                                                    pmid_probs=torch.full((b, length, vocab), 1 / vocab))
+
+
+def test_row_noise_draws_belong_to_the_utterance_not_to_its_batch():
+    def noise(utts, step=3):
+        return RowNoise.for_utterances(0, utts, step, width=12)
+
+    pair, alone = noise(["a", "b"]), noise(["b"])
+    # row "b" draws the same whether or not "a" shares its batch, and however wide the canvas is
+    torch.testing.assert_close(uniform((2, 9), pair, canvas_dims=(1,))[1], uniform((1, 9), alone, canvas_dims=(1,))[0])
+    wide, narrow = noise(["b"]), noise(["b"])
+    torch.testing.assert_close(uniform((1, 4, 12), wide, canvas_dims=(1, 2))[..., :4, :7],
+                               uniform((1, 4, 7), narrow, canvas_dims=(1, 2)))
+    # the streams differ between utterances, steps and seeds, and repeat for the same key
+    first = uniform((3, 6), noise(["a", "b", "a"]), canvas_dims=(1,))
+    assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
+    assert not torch.equal(uniform((1, 6), noise(["a"], step=4), canvas_dims=(1,))[0], first[0])
+    assert not torch.equal(uniform((1, 6), RowNoise.for_utterances(1, ["a"], 3, 12), canvas_dims=(1,))[0], first[0])
+    # integers cover [0, high) evenly; a canvas wider than the width is an error
+    ids = randint(5, (1, 12), noise(["c"]), canvas_dims=(1,))
+    counts = torch.bincount(randint(5, (200, 12), noise([str(i) for i in range(200)]), canvas_dims=(1,)).flatten(), minlength=5)
+    assert ids.min() >= 0 and ids.max() < 5 and counts.min() > 0.18 * 2400 and counts.max() < 0.22 * 2400
+    with pytest.raises(ValueError, match="exceeds the canvas width 12"):
+        uniform((1, 13), noise(["a"]), canvas_dims=(1,))
+    with pytest.raises(ValueError, match="2 rows, asked for a draw of shape"):
+        uniform((3,), pair)
+    # without row streams, torch's generators draw as torch.rand does
+    torch.testing.assert_close(uniform((4,), torch.Generator().manual_seed(5)), torch.rand(4, generator=torch.Generator().manual_seed(5)))

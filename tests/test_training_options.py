@@ -99,7 +99,9 @@ def test_annealed_attention_is_causal_at_step_zero_and_full_at_the_end():
     model.train()
     model(**batch(model))
     assert int(model.updates) == 1 and "updates" in model.state_dict()
-    assert "updates" not in build().state_dict()  # models without annealing keep their old checkpoints
+    older = {k: v for k, v in build().state_dict().items() if k != "updates"}  # written before the counter
+    model.load_state_dict(older)
+    assert int(model.updates) == 0
 
 
 def test_stratified_time_puts_one_draw_in_each_stratum_and_power_skews_to_noise():
@@ -126,7 +128,7 @@ def test_loss_on_noised_positions_only_ignores_target_draws():
 
     model.decoder.forward = spy
     sample = model.path.sample
-    model.path.sample = lambda x1, t, pmid=None: (seen.setdefault("s", sample(x1, t, pmid)))
+    model.path.sample = lambda x1, t, pmid=None, generator=None: (seen.setdefault("s", sample(x1, t, pmid, generator)))
     _, stats, _ = model(**b)
     x1, _, weight = model.build_targets(b["text"], b["text_lengths"])  # fixed canvas: the same targets
     w = weight * seen["s"].noised
@@ -157,3 +159,45 @@ def test_mask_source_tri_mixture_path():
 def test_bad_option_values_name_the_key(conf, message):
     with pytest.raises(ValueError, match=message):
         build(conf)
+
+
+QUIET_ENCODER = {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1, "input_layer": "linear",
+                 "dropout_rate": 0.0, "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0}
+
+
+def test_with_utterance_ids_a_batch_loss_is_the_token_weighted_mean_of_its_utterances():
+    """ESPnet names the batch's utterances (utt_id): every draw is then the utterance's own, so a loss
+    does not depend on which utterances share the batch, nor on how many ranks split it."""
+    torch.manual_seed(0)
+    model = build({"prompt_prob": 0.5, "lang_replace_prob": 0.5, "audio_dropout": 0.5}, encoder_conf=QUIET_ENCODER)
+    b, ids = batch(model), ["spk-a", "spk-b"]
+
+    def loss_at(step, rows):
+        model.updates.fill_(step)
+        part = {k: v[rows] for k, v in b.items()}
+        noise = model.batch_noise([ids[r] for r in rows], "cpu")
+        weight = model.build_targets(part["text"], part["text_lengths"], noise)[2].sum()  # the forward's first draws
+        model.updates.fill_(step)
+        stats = model(**part, utt_id=[ids[r] for r in rows])[1]
+        return stats, weight
+
+    pair, _ = loss_at(5, [0, 1])
+    (first, w0), (second, w1) = loss_at(5, [0]), loss_at(5, [1])
+    for key in ("loss_dfm", "loss_mid"):
+        torch.testing.assert_close(pair[key], (first[key] * w0 + second[key] * w1) / (w0 + w1))
+    assert int(model.updates) == 6  # a training forward counts an update
+    assert not torch.equal(loss_at(6, [0, 1])[0]["loss_dfm"], pair["loss_dfm"])  # the next update draws anew
+    model.eval()  # validation: the same draws at every epoch
+    assert torch.equal(model(**b, utt_id=ids)[1]["loss"], model(**b, utt_id=ids)[1]["loss"])
+
+
+@pytest.mark.parametrize("audio_dropout", [0.0, 1e-9])
+def test_every_trained_parameter_gets_a_gradient_every_step(audio_dropout):
+    """What DDP needs without find_unused_parameters: with audio dropout, the null frame is in the
+    graph of a batch in which no utterance is dropped; without it, the null frame is not trained."""
+    torch.manual_seed(0)
+    model = build({"audio_dropout": audio_dropout, "canvas_margin": 1}, encoder_conf=QUIET_ENCODER)
+    model(**batch(model))[0].backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+    assert model.decoder.null_audio.requires_grad == (audio_dropout > 0)

@@ -73,6 +73,8 @@ class DraxARModel(ESPnetASRModel):
             raise ValueError(f"model_conf.prompt_template is not shorter than max_length ({max_length})")
         self.max_length = max_length
         self.audio_dropout = audio_dropout
+        if audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
+            decoder.null_audio.requires_grad_(False)
 
     def prompt_ids(self, lang: str) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en')."""

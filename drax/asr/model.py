@@ -37,6 +37,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from drax.decode.options import DecodingOptions
 from drax.flow.elbo import trajectory_elbo
+from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import build_path
 from drax.flow.sampler import EulerSampler, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
@@ -175,6 +176,8 @@ class DraxASRModel(ESPnetASRModel):
         lang_slots = [i for i, tok in enumerate(self.prompt_template) if "{lang}" in tok]
         self.lang_position = lang_slots[0] if lang_slots else None
         self.audio_dropout = audio_dropout
+        if audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
+            decoder.null_audio.requires_grad_(False)
         self.lang_replace_prob = lang_replace_prob
         self.prompt_prob = prompt_prob
         enc_size = decoder.audio_proj[0].in_features  # what the encoder (+ post-encoder) outputs
@@ -190,8 +193,10 @@ class DraxASRModel(ESPnetASRModel):
         self.time_sampling, self.time_power = time_sampling, float(time_power)
         self.loss_positions = loss_positions
         self.attention_anneal_steps = int(attention_anneal_steps)
-        if self.attention_anneal_steps:  # updates seen, saved with the model: a resumed run continues
-            self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # training updates seen, saved with the model: a resumed run continues the anneal and the noise
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._register_load_state_dict_pre_hook(_count_from_zero)
+        self.noise_seed = torch.initial_seed()  # the trainer's seed (ESPnet seeds before building)
 
     def prompt_ids(self, lang: str | None = None) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en'); -1 leaves the language slot free."""
@@ -207,7 +212,7 @@ class DraxASRModel(ESPnetASRModel):
         return ids
 
     # ---- targets -------------------------------------------------------------------------------
-    def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor):
+    def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor, noise: RowNoise | None = None):
         """x1 (B, W): text padded with the end token; pinned (B, W): prompt (and sampled prefix) and,
         with a fitted canvas, the batch padding beyond each utterance's canvas; weight (B, W): loss
         weight of each position (pad_weight after the first end token).
@@ -227,8 +232,7 @@ class DraxASRModel(ESPnetASRModel):
         canvas = torch.full_like(n, length)
         if self.canvas_margin is not None:
             m = self.canvas_margin
-            extra = (torch.randint(0, 2 * m + 1, n.shape, device=n.device) if self.training
-                     else torch.full_like(n, m))
+            extra = (randint(2 * m + 1, n.shape, noise, n.device) if self.training else torch.full_like(n, m))
             canvas = (n + 1 + extra).clamp(max=length)
             length = int(canvas.max())
         x1 = torch.full((b, length), self.eot_id, dtype=torch.long, device=text.device)
@@ -245,25 +249,26 @@ class DraxASRModel(ESPnetASRModel):
         pinned = (pos < self.prompt_length) | (pos >= canvas[:, None])
         if self.training:
             if self.lang_position is not None and self.lang_replace_prob > 0:
-                free = torch.rand(b, device=text.device) < self.lang_replace_prob
+                free = uniform((b,), noise, text.device) < self.lang_replace_prob
                 pinned[:, self.lang_position] &= ~free
             if self.prompt_prob > 0:
-                use = torch.rand(b, device=text.device) < self.prompt_prob
+                use = uniform((b,), noise, text.device) < self.prompt_prob
                 body = (n - self.prompt_length).clamp(min=0)
-                prefix = (torch.rand(b, device=text.device) * (body + 1).float()).long()
+                prefix = (uniform((b,), noise, text.device) * (body + 1).float()).long()
                 prefix = torch.where(use, prefix, torch.zeros_like(prefix))
                 pinned |= (pos >= self.prompt_length) & (pos < self.prompt_length + prefix[:, None])
         weight = torch.where(pos > n[:, None], self.pad_weight, 1.0) * (~pinned)
         return x1, pinned, weight
 
-    def sample_time(self, b: int, device) -> torch.Tensor:
-        """t (B,) for a training batch: uniform or stratified over [0, 1], then raised to time_power."""
-        u = torch.rand(b, device=device)
+    def sample_time(self, b: int, device, noise: RowNoise | None = None) -> torch.Tensor:
+        """t (B,) for a training batch: uniform or stratified over [0, 1], then raised to time_power.
+        The strata are the batch's: a stratified t depends on which utterances share the batch."""
+        u = uniform((b,), noise, device)
         if self.time_sampling == "stratified":
             u = (torch.randperm(b, device=device) + u) / b
         return u**self.time_power if self.time_power != 1.0 else u
 
-    def self_attention_mask(self, length: int, b: int, device) -> torch.Tensor | None:
+    def self_attention_mask(self, length: int, b: int, device, noise: RowNoise | None = None) -> torch.Tensor | None:
         """The annealed mask (B, 1, L, L) of `attention_anneal_steps`, or None for full attention."""
         if not self.training or self.attention_anneal_steps == 0:
             return None
@@ -271,27 +276,40 @@ class DraxASRModel(ESPnetASRModel):
         if p >= 1:
             return None
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-        return causal | (torch.rand(b, 1, length, length, device=device) < p)
+        return causal | (uniform((b, 1, length, length), noise, device, canvas_dims=(2, 3)) < p)
 
     # ---- training ------------------------------------------------------------------------------
-    def forward(self, speech, speech_lengths, text, text_lengths, **kwargs):
+    def batch_noise(self, utt_id: list[str] | None, device) -> RowNoise | None:
+        """The batch's random streams, one per utterance (drax/flow/noise.py), when the trainer names
+        the utterances (ESPnet passes utt_id); otherwise None: torch's global generator."""
+        if utt_id is None:
+            return None
+        step = int(self.updates) if self.training else -1  # validation: the same noise at every epoch
+        return RowNoise.for_utterances(self.noise_seed, list(utt_id), step, self.output_length, device)
+
+    def forward(self, speech, speech_lengths, text, text_lengths, utt_id=None, **kwargs):
+        """Training loss of a batch; with `utt_id` every random draw is the utterance's own (the same
+        on any number of ranks and in any batch), without it torch's global generator draws."""
+        if utt_id is not None:  # with --log_level DEBUG: which rank trained on which utterances
+            logger.debug("%s batch: %s", "train" if self.training else "valid", " ".join(utt_id))
         enc, enc_lens = self.encode(speech, speech_lengths)
-        x1, pinned, weight = self.build_targets(text, text_lengths)
+        noise = self.batch_noise(utt_id, text.device)
+        x1, pinned, weight = self.build_targets(text, text_lengths, noise)
         b, length = x1.shape
-        if self.training and self.attention_anneal_steps:
-            self.updates += 1
-        t = self.sample_time(b, x1.device)
+        t = self.sample_time(b, x1.device, noise)
         pmid_logits = self.pmid(enc, enc_lens)[:, :length] if self.pmid is not None else None
-        sample = self.path.sample(x1, t, pmid_logits)
+        sample = self.path.sample(x1, t, pmid_logits, noise)
         xt = torch.where(pinned, x1, sample.xt)
         soft_delta = None
         if sample.soft_delta is not None:
             soft_delta = sample.soft_delta * (~pinned)[..., None]
         drop = None
         if self.training and self.audio_dropout > 0:
-            drop = torch.rand(b, device=x1.device) < self.audio_dropout
+            drop = uniform((b,), noise, x1.device) < self.audio_dropout
         logits = self.decoder(xt, t, self.decoder.encode_audio(enc, enc_lens, drop), soft_delta,
-                              self_mask=self.self_attention_mask(length, b, x1.device))
+                              self_mask=self.self_attention_mask(length, b, x1.device, noise))
+        if self.training:
+            self.updates += 1
 
         w = weight * sample.noised if self.loss_positions == "noised" else weight
         loss_dfm = weighted_ce(logits, x1, w)
@@ -403,3 +421,8 @@ class DraxASRModel(ESPnetASRModel):
                 break
             out.append(tok)
         return out
+
+
+def _count_from_zero(state_dict, prefix, *args):
+    """Checkpoints written before the update counter existed load with it at zero."""
+    state_dict.setdefault(prefix + "updates", torch.zeros((), dtype=torch.long))

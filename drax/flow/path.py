@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from drax.flow.gumbel import gumbel_softmax_sample
+from drax.flow.noise import randint, uniform
 from drax.flow.scheduler import build_scheduler
 
 
@@ -77,10 +78,10 @@ class MixturePath:
 
     def _draw(self, kind, shape, pmid_logits, generator, device):
         if kind == "uniform":
-            return torch.randint(self.vocab_size, shape, generator=generator, device=device), None
+            return randint(self.vocab_size, shape, generator, device, canvas_dims=(1,)), None
         if kind == "mask":
             return torch.full(shape, self.mask_id, dtype=torch.long, device=device), None
-        return gumbel_softmax_sample(pmid_logits, self.gumbel_tau, generator)
+        return gumbel_softmax_sample(pmid_logits, self.gumbel_tau, generator, canvas_dims=(1,))
 
     def sample_source(self, shape, pmid_logits=None, generator=None, device=None) -> torch.Tensor:
         """x0 for the sampler (no gradient)."""
@@ -94,15 +95,16 @@ class MixturePath:
         x1: torch.Tensor,
         t: torch.Tensor,
         pmid_logits: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator=None,
     ) -> PathSample:
-        """Draw x_t ~ p_t(. | x0, x1, a) for target ids x1 (B, L) at times t (B,)."""
+        """Draw x_t ~ p_t(. | x0, x1, a) for target ids x1 (B, L) at times t (B,); generator: a
+        torch.Generator, or a RowNoise (drax/flow/noise.py) for draws per utterance."""
         if self.uses_audio_pmid and pmid_logits is None:
             raise ValueError(f"path '{self.name}' needs p_mid logits")
         kappa = self.scheduler.kappa(t.to(torch.float32))
         k0 = kappa.source[:, None]
         kmid = kappa.mid[:, None]
-        u = torch.rand(x1.shape, generator=generator, device=x1.device)
+        u = uniform(x1.shape, generator, x1.device, canvas_dims=(1,))
         from_source = u < k0
         from_mid = (u >= k0) & (u < k0 + kmid)
 

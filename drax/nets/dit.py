@@ -171,9 +171,10 @@ class DiTDecoder(AbsDecoder):
             memory = self.audio_proj(enc)
             kv = [blk.cross_attn.memory_kv(memory) for blk in self.blocks]
         valid = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
-        if drop is not None and drop.any():
+        if drop is not None:
             # Dropped utterances read one frame, the null frame's K/V. Substituting K/V (not the
-            # frames) keeps the backward of a frozen K/V projection off the real frames.
+            # frames) keeps the backward of a frozen K/V projection off the real frames. Done for a
+            # batch without a dropped utterance too: DDP needs every trained parameter in the graph.
             first = torch.arange(enc.shape[1], device=enc.device)[None] == 0
             valid = torch.where(drop[:, None], first, valid)
             swap = (drop[:, None] & first)[:, None, :, None]  # (B, 1, T, 1)
