@@ -368,4 +368,5 @@ def test_row_noise_draws_belong_to_the_utterance_not_to_its_batch():
     with pytest.raises(ValueError, match="2 rows, asked for a draw of shape"):
         uniform((3,), pair)
     # without row streams, torch's generators draw as torch.rand does
-    torch.testing.assert_close(uniform((4,), torch.Generator().manual_seed(5)), torch.rand(4, generator=torch.Generator().manual_seed(5)))
+    seeded = torch.rand(4, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(uniform((4,), torch.Generator().manual_seed(5)), seeded)

@@ -4,6 +4,10 @@ decoder, and score the result.
 Each decode directory gets `text` (utt hypothesis, one line for every utterance that could be
 decoded), `missing` (utterances of the set without a hypothesis, with the reason), `timing.json`,
 and after scoring `scores.json`, `alignments.txt` and `result.md`.
+
+A decode runs in shards (shard=(i, n)): the set's length-sorted batches are dealt round-robin, batch
+k is decoded with seed + k, and `merge_shards` writes the shards' outputs as one decode: the same
+files as one shard (the timing aside).
 """
 from __future__ import annotations
 
@@ -60,12 +64,17 @@ def load_features(entry: str, dim: int | None) -> np.ndarray:
     return mat
 
 
-def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: dict, desc: str):
-    """(utts, feature matrices, languages) of dump/<set>, shortest first, `batch_size` at a time;
-    an utterance whose features cannot be used goes to `missing` with the reason, the rest go on."""
+def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: dict, desc: str,
+                    shard: tuple[int, int] = (0, 1)):
+    """(batch index, utts, feature matrices, languages) of dump/<set>, shortest first, `batch_size` at
+    a time, the batches k with k % n == i of shard (i, n); an utterance whose features cannot be used
+    goes to `missing` with the reason, the rest go on."""
     feats, utt2lang, shapes = _set_info(set_dir)
     order = sorted(feats, key=lambda u: (shapes[u], u))
-    for i in tqdm(range(0, len(order), batch_size), desc=f"{desc} {set_dir.name}", unit="batch"):
+    index, count = shard
+    starts = list(range(0, len(order), batch_size))[index::count]
+    label = f"{desc} {set_dir.name}" + (f" shard {index + 1}/{count}" if count > 1 else "")
+    for i in tqdm(starts, desc=label, unit="batch"):
         batch, arrays = [], []
         for utt in order[i: i + batch_size]:
             try:
@@ -74,11 +83,11 @@ def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: di
             except ValueError as e:
                 missing[utt] = str(e)
         if batch:
-            yield batch, arrays, [utt2lang[u] for u in batch]
+            yield i // batch_size, batch, arrays, [utt2lang[u] for u in batch]
 
 
 def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
-                whisper_dir: str | None = None) -> dict:
+                whisper_dir: str | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
     """Decode dump/<set> (features as dumped) with the trained Drax model.
 
     whisper_dir: the recipe's Whisper, the default `rescorer` of `scoring: ar`. With several
@@ -88,8 +97,9 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, rescorer=whisper_dir)
     hyps, missing, candidates = {}, {}, []
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
-                                                missing, "drax"):
+    for k, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                                                   missing, "drax", shard):
+        s2t.reseed(options.seed + k)
         for utt, decoded in zip(batch, s2t.batch(arrays, langs)):
             hyps[utt] = decoded.best.text
             if len(decoded.candidates) > 1:
@@ -100,11 +110,30 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
-                                                                    for c in candidates))
+                                                                    for c in sorted(candidates, key=lambda c: c["utt"])))
     return hyps
 
 
-def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions) -> dict:
+def merge_shards(shard_dirs: list[Path], out_dir: Path) -> None:
+    """The shards' decodes as one: text, missing and candidates.jsonl by utterance; timing.json with
+    the shards' summed decode seconds and utterance counts."""
+    hyps, missing, candidates, timings = {}, {}, [], []
+    for d in shard_dirs:
+        hyps.update(read_kv_dict(str(d / "text")))
+        missing.update(read_kv_dict(str(d / "missing")))
+        timings.append(json.loads((d / "timing.json").read_text()))
+        if (d / "candidates.jsonl").exists():
+            candidates += (d / "candidates.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    timing = {**timings[0], "decode_seconds": sum(t["decode_seconds"] for t in timings),
+              "utterances": sum(t["utterances"] for t in timings), "shards": len(shard_dirs)}
+    _write_outputs(out_dir, hyps, missing, timing)
+    if candidates:
+        atomic_write_text(str(out_dir / "candidates.jsonl"),
+                          "".join(sorted(candidates, key=lambda line: json.loads(line)["utt"])))
+
+
+def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
+                   shard: tuple[int, int] = (0, 1)) -> dict:
     """Decode dump/<set> with the `model: drax_ar` yardstick: greedy with a key/value cache, prompt given.
 
     It reads the recipe's Drax decode config: `batch_size`, `model_file` and `output_length` (here
@@ -116,8 +145,8 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
                         max_length=options.output_length)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
-                                                missing, "drax_ar"):
+    for _, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                                                   missing, "drax_ar", shard):
         hyps.update(zip(batch, s2t.batch(arrays, langs)))
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
               "system": "AR yardstick", "method": "greedy (KV cache)", "batch_size": options.batch_size,
@@ -127,14 +156,14 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
 
 
 def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
-                    options: BaselineDecodingOptions) -> dict:
+                    options: BaselineDecodingOptions, shard: tuple[int, int] = (0, 1)) -> dict:
     """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
 
     model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir)
     hyps, missing = {}, {}
     start = time.perf_counter()
-    for batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing,
-                                                options.method):
+    for _, batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing,
+                                                   options.method, shard):
         enc = model.encode(arrays[0])
         hyps[batch[0]] = model.text(model.decode(enc, langs[0], options.method, options.max_new_tokens,
                                                  options.beam_size))

@@ -112,6 +112,10 @@ class Speech2Text:
         if options.scoring == "ar" and options.num_candidates > 1:
             self.ar_rescorer()  # load now: a wrong path fails before decoding starts
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler's random stream (a decode stage seeds each batch: shards draw as one run)."""
+        self.generator.manual_seed(seed)
+
     @torch.no_grad()
     def batch(self, speech: list, langs: list[str | None] | None = None,
               scorings: tuple[str, ...] | None = None) -> list[Decoded]:

@@ -61,7 +61,10 @@ class RecipeConfig:
     # data_<tag>/, dump_<tag>/ and exp_<tag>/ instead of data/, dump/, exp/ (downloads/ is shared)
     data_tag: str = ""
     ngpu: int = 0
-    nj: int = 2
+    nj: int = 2  # shards of data preparation and decoding
+    # where the shards run (drax/recipe/jobs.py JobsConfig): {backend: local | slurm, threads: 1,
+    # slurm: {partition, time, cpus_per_task, gpus_per_node, mem, ...}}
+    jobs: dict = field(default_factory=dict)
     whisper_baseline: bool = True  # stage 8 also decodes the test sets with Whisper's own decoder
     # test set -> the languages Whisper decodes there (its 30 s windows are slow on a CPU); a test set
     # not named: every language
@@ -152,6 +155,11 @@ def check_recipe(config: RecipeConfig) -> None:
             load_options(AugmentConfig, config.augment_conf, "augment_conf")
         except ValueError as e:
             raise RecipeError(str(e)) from None
+    from drax.recipe.jobs import JobsConfig
+    try:
+        load_options(JobsConfig, config.jobs, "recipe key jobs")
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
     if not config.langs or not config.test_sets:
         raise RecipeError("recipe keys langs and test_sets need at least one entry each")
     if any(v <= 0 for v in config.speed_perturb_factors):

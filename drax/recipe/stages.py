@@ -21,6 +21,7 @@ second, before torch and ESPnet load.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from drax.fileio import atomic_write_text, remove_stale_temp_files
+from drax.options import load_options
 from drax.recipe.config import RecipeConfig, RecipeError
 from drax.recipe.engine import (
     DECODE_STAGES,
@@ -63,7 +65,6 @@ def stage_augment(r: Recipe):
     from collections import Counter
 
     from drax.data.augment import AugmentConfig, augment_set, speed_perturb
-    from drax.options import load_options
 
     src = r.data / r.c.train_set
     if r.c.speed_perturb_factors:
@@ -160,16 +161,31 @@ def stage_decode(r: Recipe):
     options = load_decode_options(r.c.decode_config, r.c.train_config)
     model = (yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}).get("model")
     for name in r.c.test_sets:
+        common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
         if model == "drax":
             rescorer = r.whisper_dir() if options.scoring == "ar" and not options.rescorer else None
-            decode_drax(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options, whisper_dir=rescorer)
+            decode_sharded(r, name, functools.partial(decode_drax, **common, whisper_dir=rescorer))
         elif model == "drax_ar":  # the AR yardstick: greedy, KV cache
-            decode_drax_ar(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options)
+            decode_sharded(r, name, functools.partial(decode_drax_ar, **common))
         else:  # the recipe's AR / CTC baselines (model: espnet)
-            decode_baseline(r.asr_dir, r.dump / name, r.units_dir, r.decode_dir(name), options)
+            decode_sharded(r, name, functools.partial(decode_baseline, **common))
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
                            langs=r.c.whisper_baseline_langs.get(name) or None, reuse=True)
+
+
+def decode_sharded(r: Recipe, name: str, decode) -> None:
+    """decode(out_dir=, shard=) in `nj` shards on the recipe's job backend (drax/recipe/jobs.py),
+    merged into the set's decode directory; a re-run decodes only the shards that did not finish."""
+    from drax.decode.decode_sets import merge_shards
+    from drax.recipe.jobs import JobsConfig, run_shards
+
+    out = r.decode_dir(name)
+    shard_dirs = [out / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
+    run_shards(f"stage 8 {name}", decode, [{"out_dir": d, "shard": (i, r.c.nj)} for i, d in enumerate(shard_dirs)],
+               out / "log", load_options(JobsConfig, r.c.jobs, "recipe key jobs"),
+               request={"inputs": r.fingerprint, "set": name})
+    merge_shards(shard_dirs, out)
 
 
 def stage_score(r: Recipe):

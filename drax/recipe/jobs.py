@@ -1,0 +1,118 @@
+"""Sharded stage work on a job backend: processes on this machine or Slurm jobs, through submitit.
+
+    jobs = JobsConfig(backend="slurm", slurm={"partition": "cpu", "time": 60, "mem": "8G"})
+    run_shards("stage 8 test", partial(decode_drax, asr_dir, ...), [{"out_dir": d0, "shard": (0, 2)},
+               {"out_dir": d1, "shard": (1, 2)}], Path("exp/.../log"), jobs, request={"inputs": fingerprint})
+
+A shard is a call `fn(**kwargs)` that writes its own outputs. Shard i logs to `<log_dir>/<i>.log` (on
+either backend), and a shard that finished leaves `<log_dir>/<i>.done` holding the request it ran
+for: a re-run with the same request does only the shards that did not finish. A failed shard fails
+the stage with the path of its log; the other shards still run to the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from drax.fileio import atomic_write_text
+
+logger = logging.getLogger("drax.recipe")
+
+BACKENDS = ("local", "slurm")
+# what a Slurm job may ask for (submitit's SlurmExecutor parameters; `time` in minutes)
+SLURM_KEYS = {"partition", "time", "cpus_per_task", "gpus_per_node", "mem", "account", "qos", "constraint",
+              "exclude", "nodelist", "additional_parameters", "setup"}
+
+
+class ShardError(RuntimeError):
+    """One or more shards failed; the message names each one's log."""
+
+
+@dataclass
+class JobsConfig:
+    """Recipe key `jobs`: where the shards of feature dumping and decoding run."""
+
+    backend: str = "local"  # local: processes on this machine; slurm: sbatch jobs (submitit)
+    threads: int = 1  # torch threads per shard
+    slurm: dict = field(default_factory=dict)  # SLURM_KEYS, e.g. {partition: gpu, time: 120, gpus_per_node: 1}
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"recipe key jobs.backend: unknown choice '{self.backend}'; valid: {', '.join(BACKENDS)}")
+        if not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ValueError(f"recipe key jobs.threads must be an integer >= 1 (got {self.threads!r})")
+        bad = sorted(set(self.slurm) - SLURM_KEYS)
+        if bad:
+            raise ValueError(f"recipe key jobs.slurm: unknown key(s) {bad}; valid: {sorted(SLURM_KEYS)}")
+
+
+def executor(config: JobsConfig, folder: Path):
+    import submitit  # only where shards run
+
+    if config.backend == "slurm":
+        ex = submitit.SlurmExecutor(folder=folder)
+        ex.update_parameters(**{"cpus_per_task": config.threads, **config.slurm})
+        return ex
+    return submitit.LocalExecutor(folder=folder)
+
+
+def _run_logged(fn: Callable, kwargs: dict, log_file: str, done_file: str, request: dict, threads: int):
+    """One shard, in its job: logs to its own file, marks itself done."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        result = fn(**kwargs)
+    except BaseException:
+        logging.getLogger("drax.recipe").exception("shard failed")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    atomic_write_text(done_file, json.dumps(request, sort_keys=True) + "\n")
+    return result
+
+
+def run_shards(name: str, fn: Callable, shard_kwargs: list[dict], log_dir: Path, config: JobsConfig,
+               request: dict | None = None) -> int:
+    """Run fn(**kwargs) for every shard not done for `request`; returns how many ran."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    request = {"shards": len(shard_kwargs), **(request or {})}
+    wanted = json.dumps(request, sort_keys=True)
+    todo = []
+    for i, args in enumerate(shard_kwargs):
+        done = log_dir / f"{i}.done"
+        if done.exists() and done.read_text(encoding="utf-8").strip() == wanted:
+            continue
+        done.unlink(missing_ok=True)
+        todo.append((i, args))
+    if not todo:
+        logger.info("%s: all %d shard(s) done before for the same request", name, len(shard_kwargs))
+        return 0
+    logger.info("%s: %d of %d shard(s) on the %s backend; logs in %s", name, len(todo), len(shard_kwargs),
+                config.backend, log_dir)
+    ex = executor(config, log_dir / "submitit")
+    jobs = [(i, ex.submit(_run_logged, fn, args, str(log_dir / f"{i}.log"), str(log_dir / f"{i}.done"), request,
+                          config.threads)) for i, args in todo]
+    failed = []
+    for i, job in jobs:
+        try:
+            job.result()
+        except Exception as e:  # submitit re-raises the job's error (FailedJobError, or the exception)
+            logger.error("%s: shard %d failed: %s", name, i, str(e).splitlines()[-1] if str(e) else type(e).__name__)
+            failed.append(i)
+    if failed:
+        raise ShardError(f"{name}: shard(s) {failed} of {len(shard_kwargs)} failed; see "
+                         + ", ".join(str(log_dir / f"{i}.log") for i in failed)
+                         + " (a re-run does only the unfinished shards)")
+    return len(todo)
