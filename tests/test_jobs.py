@@ -1,6 +1,12 @@
 """Sharded stage work (drax/recipe/jobs.py) and sharded decoding (drax/decode/decode_sets.py)."""
 import functools
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
 
 import kaldiio
 import pytest
@@ -70,3 +76,99 @@ def test_a_decode_in_shards_writes_the_same_files_as_one(tmp_path, tiny_model):
     assert len((tmp_path / "one" / "text").read_text().splitlines()) == 10
     texts = [len((d / "text").read_text().splitlines()) for d in shard_dirs]
     assert texts == [3 + 1, 3, 3]  # batches of 3 dealt round-robin: 0 and 3 to the first shard
+
+
+SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A single-node Slurm cluster on this machine (Debian's slurm-wlm and munge, tools/apt-packages.txt),
+    started for these tests and stopped after them; SLURM_CONF points the client commands at it."""
+    missing = [p for p in SLURM_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"no Slurm here ({', '.join(missing)} not installed): tools/setup.sh installs slurm-wlm and munge")
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmctld/slurmd and munged needs root")
+    root = tmp_path_factory.mktemp("slurm")
+    for d in ("state", "spool", "log"):
+        (root / d).mkdir()
+    host = socket.gethostname().split(".")[0]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    conf = root / "slurm.conf"
+    conf.write_text(f"""ClusterName=drax
+SlurmctldHost={host}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/log/slurmctld.log
+SlurmdLogFile={root}/log/slurmd.log
+SlurmctldPort={ports[0]}
+SlurmdPort={ports[1]}
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+NodeName={host} CPUs={os.cpu_count()} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+""")
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    started = []
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:  # no munged answering yet
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        subprocess.run(["runuser", "-u", "munge", "--", shutil.which("munged")], check=True)
+        started.append(Path("/run/munge/munged.pid"))
+    subprocess.run(["slurmctld", "-f", str(conf)], check=True, env=env)
+    subprocess.run(["slurmd", "-f", str(conf)], check=True, env=env)
+    started += [root / "slurmd.pid", root / "slurmctld.pid"]
+    deadline = time.time() + 60
+    while "idle" not in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=env).stdout:
+        if time.time() > deadline:
+            pytest.fail(f"the test cluster did not come up; see {root}/log")
+        time.sleep(0.5)
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    yield root
+    if old is None:
+        os.environ.pop("SLURM_CONF")
+    else:
+        os.environ["SLURM_CONF"] = old
+    deadline = time.time() + 60  # let the jobs' steps finish before the daemons go
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=env).stdout.strip() and time.time() < deadline:
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
+    for pid_file in reversed(started):  # slurmctld, slurmd, then munged if these tests started it
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except ProcessLookupError:  # scontrol shutdown stopped it
+                pass
+
+
+def test_slurm_backend_decodes_the_same_files_as_local_processes(tmp_path, tiny_model, slurm_cluster):
+    options = DecodingOptions(nfe=4, temperature=1.0, batch_size=3, model_file="1epoch.pth")
+    decode = functools.partial(decode_drax, asr_dir=tiny_model / "asr", set_dir=tiny_model / "data", units_dir=None,
+                               options=options)
+    for backend in ("local", "slurm"):
+        shard_dirs = [tmp_path / backend / "split2" / str(i) for i in range(2)]
+        jobs = JobsConfig(backend=backend, slurm={"partition": "debug", "time": 10} if backend == "slurm" else {})
+        run_shards(f"decode on {backend}", decode, [{"out_dir": d, "shard": (i, 2)} for i, d in enumerate(shard_dirs)],
+                   tmp_path / backend / "log", jobs)
+        merge_shards(shard_dirs, tmp_path / backend)
+        assert all((tmp_path / backend / "log" / f"{i}.done").exists() for i in range(2))
+    for name in ("text", "missing"):
+        assert (tmp_path / "slurm" / name).read_text() == (tmp_path / "local" / name).read_text(), name
+    assert len(list((tmp_path / "slurm" / "log" / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran
