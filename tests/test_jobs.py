@@ -46,6 +46,30 @@ def test_jobs_config_errors_name_the_key():
         load_options(JobsConfig, {"nodes": 2}, "recipe key jobs")
 
 
+def test_a_feature_dump_in_shards_lists_the_same_features_as_one(tmp_path):
+    from drax.data.features import dump_features, merge_dumps
+    from drax.data.kaldi_dir import read_kv_dict
+
+    from test_fault_tolerance import _tiny_data_dir
+
+    _tiny_data_dir(tmp_path)
+    wav_scp = tmp_path / "data" / "wav.scp"
+    wav_scp.write_text(wav_scp.read_text().replace(f"{tmp_path}/2.wav", f"{tmp_path}/gone.wav"))  # one skipped
+    one = dump_features(tmp_path / "data", tmp_path / "one", kind="logmel", batch_size=2)
+    shard_dirs = [tmp_path / "split2" / str(i) for i in range(2)]
+    for i, d in enumerate(shard_dirs):
+        dump_features(tmp_path / "data", d, kind="logmel", batch_size=2, shard=(i, 2))
+    merged = merge_dumps(shard_dirs, tmp_path / "two")
+    assert (merged.written, merged.skipped, merged.feat_dim) == (one.written, one.skipped, one.feat_dim) == \
+        (5, {"s1-u2": merged.skipped["s1-u2"]}, 80)
+    for name in ("feats_shape", "skipped"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    whole, parts = (dict(kaldiio.load_scp(str(tmp_path / d / "dumped.scp"))) for d in ("one", "two"))
+    assert sorted(whole) == sorted(parts) and all((whole[u] == parts[u]).all() for u in whole)
+    # longest first, batches of 2 dealt round-robin: (u5 u4) (u1 u0) to the first shard, (u3 u2) to the second
+    assert [len(read_kv_dict(str(d / "dumped.scp"))) for d in shard_dirs] == [4, 1]
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")

@@ -5,6 +5,10 @@ default; `kind: logmel` keeps the encoder in the model instead). Bad input is ne
 missing or corrupt audio, empty audio and audio over 30 s are skipped and listed with their reason in
 `<out>/skipped`; audio at another sample rate or with several channels is resampled / mixed down
 and counted. The ark/scp pair is written under temporary names and renamed when complete.
+
+A dump runs in shards (shard=(i, n), each into its own directory): the batches of the set's
+longest-first order are dealt round-robin, so every batch is the same as in one dump and
+`merge_dumps` lists the same features, shapes and skips as one dump.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ def dump_features(
     n_mels: int = 80,
     batch_size: int = 4,
     autocast: str | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> DumpSummary:
     """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
     the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
@@ -69,6 +74,8 @@ def dump_features(
     durs = {u: float(d) for u, d in read_kv_dict(durs_file).items()} if os.path.exists(durs_file) else {}
     # Longest first: batches of similar length waste little padding in the encoder.
     order = sorted(wavs, key=lambda u: (-durs.get(u, 0.0), u))
+    index, count = shard
+    batches = [order[k: k + batch_size] for k in range(0, len(order), batch_size)][index::count]
     summary = DumpSummary()
     shapes: dict[str, str] = {}
     pending: list[tuple[str, torch.Tensor]] = []
@@ -97,17 +104,17 @@ def dump_features(
         scp = temp_path(out_dir / "feats.scp")
         try:
             with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-                for utt in tqdm(order, desc=f"dump {kind} {Path(data_dir).name}", unit="utt", mininterval=5):
-                    try:
-                        audio, fixes = load_audio(wavs[utt])
-                    except ValueError as e:
-                        summary.skipped[utt] = str(e)
-                        continue
-                    summary.fixed.update(fixes)
-                    pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
-                    if len(pending) >= batch_size:
-                        flush(writer)
-                flush(writer)
+                label = f"dump {kind} {Path(data_dir).name}" + (f" shard {index + 1}/{count}" if count > 1 else "")
+                for batch in tqdm(batches, desc=label, unit="batch", mininterval=5):
+                    for utt in batch:
+                        try:
+                            audio, fixes = load_audio(wavs[utt])
+                        except ValueError as e:
+                            summary.skipped[utt] = str(e)
+                            continue
+                        summary.fixed.update(fixes)
+                        pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
+                    flush(writer)
             # scp lines point into the ark by byte offset: the same offsets hold once the ark is renamed
             lines = dict(line.split(" ", 1) for line in Path(scp).read_text(encoding="utf-8").splitlines())
         finally:
@@ -122,3 +129,19 @@ def dump_features(
     for fix, count in summary.fixed.items():
         logger.warning("%s: %s %d utterance(s) to 16 kHz mono", data_dir, fix, count)
     return summary
+
+
+def merge_dumps(shard_dirs: list[Path], out_dir: Path) -> DumpSummary:
+    """The shards' dumps as one in `out_dir`: dumped.scp (pointing into each shard's ark), feats_shape
+    and skipped, by utterance."""
+    lines, shapes, skipped = {}, {}, {}
+    for d in shard_dirs:
+        lines.update(read_kv_dict(str(d / DUMPED_SCP)))
+        shapes.update(read_kv_dict(str(d / "feats_shape")))
+        skipped.update(read_kv_dict(str(d / "skipped")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(str(out_dir / DUMPED_SCP), format_kv(sorted(lines.items())))
+    atomic_write_text(str(out_dir / "feats_shape"), format_kv(sorted(shapes.items())))
+    atomic_write_text(str(out_dir / "skipped"), format_kv(sorted(skipped.items())))
+    dims = {v.split(",")[1] for v in shapes.values()}
+    return DumpSummary(written=len(lines), skipped=skipped, feat_dim=int(dims.pop()) if dims else 0)

@@ -80,14 +80,24 @@ def stage_augment(r: Recipe):
 
 
 def stage_features(r: Recipe):
-    from drax.data.features import dump_features
+    """Each set dumped in `nj` shards on the recipe's job backend (drax/recipe/jobs.py), logs in
+    exp/features/<set>/log; a re-run dumps only the shards that did not finish."""
+    from drax.data.features import dump_features, merge_dumps
+    from drax.recipe.jobs import JobsConfig, run_shards
 
-    whisper = r.whisper_dir()
+    jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
+    dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast)
     for name in r.all_sets:
-        summary = dump_features(r.data / name, r.dump / name, r.c.features, whisper=whisper,
-                                autocast=r.c.encoder_autocast)
+        shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
+        run_shards(f"stage 3 {name}", dump, [{"data_dir": r.data / name, "out_dir": d, "shard": (i, r.c.nj)}
+                                             for i, d in enumerate(shard_dirs)],
+                   r.exp / "features" / name / "log", jobs, request={"inputs": r.fingerprint, "set": name})
+        summary = merge_dumps(shard_dirs, r.dump / name)
         logger.info("%s: %d utterances dumped, %d skipped (dim %d)", name, summary.written,
                     len(summary.skipped), summary.feat_dim)
+        if summary.skipped:
+            logger.warning("%s: %d utterance(s) skipped, listed with reasons in %s", name, len(summary.skipped),
+                           r.dump / name / "skipped")
 
 
 def stage_filter(r: Recipe):
