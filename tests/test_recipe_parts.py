@@ -306,12 +306,32 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     ({"whisper_baseline_langs": "[en]"}, r"recipe key whisper_baseline_langs: \['en'\] is not a dict"),
     ({"whisper_baseline_langs": "{dev: [en]}"}, r"whisper_baseline_langs.dev: not one of test_sets \['test'\]"),
     ({"whisper_baseline_langs": "{test: [xx]}"}, "whisper_baseline_langs.test: .* must be a list of languages"),
+    ({"device": "gpu"}, "recipe key device: unknown choice 'gpu'; valid: cpu, cuda, cuda:<n>"),
+    ({"jobs": "{backend: pbs}"}, "jobs.backend: unknown choice 'pbs'; valid: local, slurm"),
+    ({"jobs": "{slurm: {partiton: a}}"}, r"jobs.slurm: unknown key\(s\) \['partiton'\]"),
+    ({"jobs": "{threads: 0}"}, "jobs.threads must be an integer >= 1"),
+    ({"study_variants": "[1]"}, "recipe key study_variants: .* must be a list of names"),
 ])
 def test_recipe_values_are_checked_before_any_stage(flags, message):
     from drax.recipe.config import RecipeError
 
     with pytest.raises(RecipeError, match=message):
         load_recipe(None, flags)
+
+
+def test_device_cuda_needs_a_gpu_torch_can_use():
+    import torch
+
+    from drax.recipe.config import RecipeError
+    from drax.recipe.engine import Recipe
+
+    assert Recipe(load_recipe(None, {})).torch_device() == "cpu"
+    recipe = Recipe(load_recipe(None, {"device": "cuda:1"}))
+    if torch.cuda.is_available():
+        assert recipe.torch_device() == "cuda:1"
+    else:
+        with pytest.raises(RecipeError, match="recipe key device: 'cuda:1', but torch sees no CUDA GPU here; set device: cpu"):
+            recipe.torch_device()
 
 
 def test_data_tag_moves_every_output_of_a_data_variant_and_shares_downloads(tmp_path):

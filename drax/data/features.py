@@ -50,11 +50,12 @@ def dump_features(
     batch_size: int = 4,
     autocast: str | None = None,
     shard: tuple[int, int] = (0, 1),
+    device: str = "cpu",
 ) -> DumpSummary:
     """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
     the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
     `feats.scp` training and decoding read, so re-filtering never loses what was dumped.
-    autocast: the frozen encoder's precision (FrozenWhisperEncoder)."""
+    autocast: the frozen encoder's precision (FrozenWhisperEncoder); device: where it runs."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
     out_dir = Path(out_dir)
@@ -66,7 +67,7 @@ def dump_features(
 
         if whisper is None:
             raise ValueError("feature kind 'whisper_states' needs a Whisper model (dir or hub id)")
-        encoder = FrozenWhisperEncoder(n_mels, whisper, autocast=autocast).eval()
+        encoder = FrozenWhisperEncoder(n_mels, whisper, autocast=autocast).to(device).eval()
     filters = mel_filters(n_mels)
 
     wavs = read_kv_dict(os.path.join(data_dir, "wav.scp"))
@@ -89,7 +90,8 @@ def dump_features(
             lens = torch.tensor([f.shape[0] for _, f in pending])
             feats = torch.nn.utils.rnn.pad_sequence([f for _, f in pending], batch_first=True)
             with torch.no_grad():
-                states, olens, _ = encoder(feats, lens)
+                states, olens, _ = encoder(feats.to(device), lens.to(device))
+            states, olens = states.float().cpu(), olens.cpu()
             outs = [(u, states[i, : olens[i]]) for i, (u, _) in enumerate(pending)]
         for utt, feat in outs:
             arr = feat.numpy().astype(np.float32)

@@ -87,14 +87,15 @@ def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: di
 
 
 def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
-                whisper_dir: str | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
+                whisper_dir: str | None = None, shard: tuple[int, int] = (0, 1), device: str = "cpu") -> dict:
     """Decode dump/<set> (features as dumped) with the trained Drax model.
 
     whisper_dir: the recipe's Whisper, the default `rescorer` of `scoring: ar`. With several
     candidates, all of them (with scores, and the pick) go to candidates.jsonl.
     """
 
-    s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, rescorer=whisper_dir)
+    s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, device=device,
+                      rescorer=whisper_dir)
     hyps, missing, candidates = {}, {}, []
     start = time.perf_counter()
     for k, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
@@ -133,7 +134,7 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path) -> None:
 
 
 def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
-                   shard: tuple[int, int] = (0, 1)) -> dict:
+                   shard: tuple[int, int] = (0, 1), device: str = "cpu") -> dict:
     """Decode dump/<set> with the `model: drax_ar` yardstick: greedy with a key/value cache, prompt given.
 
     It reads the recipe's Drax decode config: `batch_size`, `model_file` and `output_length` (here
@@ -141,7 +142,7 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
     (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
     """
 
-    s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir,
+    s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
                         max_length=options.output_length)
     hyps, missing = {}, {}
     start = time.perf_counter()
@@ -173,7 +174,7 @@ def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path
 
 
 def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8,
-                   langs: list[str] | None = None, reuse: bool = False) -> dict:
+                   langs: list[str] | None = None, reuse: bool = False, device: str = "cpu") -> dict:
     """Zero-shot greedy transcription with the pretrained Whisper's own decoder (30 s padded input).
 
     langs: decode only these languages (Whisper's 30 s windows make it slow on a CPU); scoring then
@@ -189,7 +190,7 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
         return read_kv_dict(str(out_dir / "text"))
 
     model, processor = load_whisper(whisper_dir)
-    model.eval()
+    model.to(device).eval()
     wavs = read_kv_dict(str(Path(data_dir) / "wav.scp"))
     feats, utt2lang, shapes = _set_info(set_dir)
     hyps, missing = {}, {}

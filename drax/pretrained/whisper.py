@@ -231,6 +231,6 @@ def transcribe(model, processor, audios: list, language: str | None = None, max_
     """Greedy transcription of 16 kHz waveforms in one batch (standard Whisper input: padded to 30 s)."""
     features = processor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     with torch.inference_mode():
-        ids = model.generate(features.to(model.dtype), language=language, task="transcribe",
+        ids = model.generate(features.to(model.device, model.dtype), language=language, task="transcribe",
                              num_beams=1, do_sample=False, max_new_tokens=max_new_tokens)
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]

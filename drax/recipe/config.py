@@ -61,6 +61,10 @@ class RecipeConfig:
     # data_<tag>/, dump_<tag>/ and exp_<tag>/ instead of data/, dump/, exp/ (downloads/ is shared)
     data_tag: str = ""
     ngpu: int = 0
+    # where stages 3, 8 and 12 run their models (the frozen encoder, Drax's, the AR yardstick's and
+    # Whisper's decoding, the study's dev decodes): cpu | cuda | cuda:<n>. Training uses ngpu; the
+    # ESPnet baselines and the CPU speed tables of stages 11 and 13 run on the CPU.
+    device: str = "cpu"
     nj: int = 2  # shards of data preparation and decoding
     # where the shards run (drax/recipe/jobs.py JobsConfig): {backend: local | slurm, threads: 1,
     # slurm: {partition, time, cpus_per_task, gpus_per_node, mem, ...}}
@@ -155,6 +159,8 @@ def check_recipe(config: RecipeConfig) -> None:
             load_options(AugmentConfig, config.augment_conf, "augment_conf")
         except ValueError as e:
             raise RecipeError(str(e)) from None
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", config.device):
+        raise RecipeError(f"recipe key device: unknown choice {config.device!r}; valid: cpu, cuda, cuda:<n>")
     from drax.recipe.jobs import JobsConfig
     try:
         load_options(JobsConfig, config.jobs, "recipe key jobs")

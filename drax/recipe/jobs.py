@@ -25,7 +25,7 @@ logger = logging.getLogger("drax.recipe")
 BACKENDS = ("local", "slurm")
 # what a Slurm job may ask for (submitit's SlurmExecutor parameters; `time` in minutes)
 SLURM_KEYS = {"partition", "time", "cpus_per_task", "gpus_per_node", "mem", "account", "qos", "constraint",
-              "exclude", "nodelist", "additional_parameters", "setup"}
+              "exclude", "nodelist", "gres", "additional_parameters", "setup"}
 
 
 class ShardError(RuntimeError):

@@ -86,7 +86,8 @@ def stage_features(r: Recipe):
     from drax.recipe.jobs import JobsConfig, run_shards
 
     jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
-    dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast)
+    dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast,
+                             device=r.torch_device())
     for name in r.all_sets:
         shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
         run_shards(f"stage 3 {name}", dump, [{"data_dir": r.data / name, "out_dir": d, "shard": (i, r.c.nj)}
@@ -174,14 +175,15 @@ def stage_decode(r: Recipe):
         common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
         if model == "drax":
             rescorer = r.whisper_dir() if options.scoring == "ar" and not options.rescorer else None
-            decode_sharded(r, name, functools.partial(decode_drax, **common, whisper_dir=rescorer))
+            decode_sharded(r, name, functools.partial(decode_drax, **common, whisper_dir=rescorer,
+                                                      device=r.torch_device()))
         elif model == "drax_ar":  # the AR yardstick: greedy, KV cache
-            decode_sharded(r, name, functools.partial(decode_drax_ar, **common))
-        else:  # the recipe's AR / CTC baselines (model: espnet)
+            decode_sharded(r, name, functools.partial(decode_drax_ar, **common, device=r.torch_device()))
+        else:  # the recipe's AR / CTC baselines (model: espnet; on the CPU)
             decode_sharded(r, name, functools.partial(decode_baseline, **common))
         if r.c.whisper_baseline:  # shared by every experiment of the recipe: decoded once
             decode_whisper(r.whisper_dir(), r.data / name, r.dump / name, r.exp / "whisper_zero_shot" / name,
-                           langs=r.c.whisper_baseline_langs.get(name) or None, reuse=True)
+                           langs=r.c.whisper_baseline_langs.get(name) or None, reuse=True, device=r.torch_device())
 
 
 def decode_sharded(r: Recipe, name: str, decode) -> None:

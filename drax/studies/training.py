@@ -127,7 +127,7 @@ def epoch_stats(asr_dir: Path) -> dict[int, dict]:
 
 
 def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_dir: Path, utts: list[str],
-                        conf: dict, sampler: dict | None = None) -> dict[str, dict[str, float]]:
+                        conf: dict, sampler: dict | None = None, device: str = "cpu") -> dict[str, dict[str, float]]:
     """{'wer': lang -> WER (CER for zh/ja), 'cer': lang -> CER} of one checkpoint on `utts`, each with 'avg'.
 
     sampler: options replacing the study's nfe / temperature (and the paper's sampler), SAMPLER_KEYS."""
@@ -136,10 +136,10 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
     options = DecodingOptions(**{"nfe": conf.nfe, "temperature": conf.temperature, "seed": conf.seed,
                                  "jump_order": conf.jump_order, **(sampler or {})})
     if is_autoregressive(asr_dir):
-        ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir)
+        ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir, device=device)
         transcribe = ar.batch
     else:
-        s2t = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir)
+        s2t = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir, device=device)
         transcribe = lambda feats, langs: [d.best.text for d in s2t.batch(feats, langs)]  # noqa: E731
     feats = read_kv_dict(str(set_dir / "feats.scp"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
@@ -224,7 +224,7 @@ class Study:
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
-                                             utts, self.conf)
+                                             utts, self.conf, device=self.r.torch_device())
                 point = {"request": request, "epoch": epoch, "step": epoch * self.conf.num_iters_per_epoch,
                          **errors}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
@@ -244,7 +244,8 @@ class Study:
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
-                    r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir, utts, self.conf, sampler)}
+                    r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir, utts, self.conf, sampler,
+                    device=self.r.torch_device())}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
             decodes[name] = point
         return {"name": variant, "label": self.label(variant), "curve": curve, "decodes": decodes,
