@@ -11,6 +11,7 @@ from pathlib import Path
 import kaldiio
 import pytest
 import yaml
+from test_distributed import free_port
 
 from drax.bin import tiny_train
 from drax.bin.train import main as train_main
@@ -118,11 +119,7 @@ def slurm_cluster(tmp_path_factory):
     for d in ("state", "spool", "log"):
         (root / d).mkdir()
     host = socket.gethostname().split(".")[0]
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = [free_port(), free_port()]
     conf = root / "slurm.conf"
     conf.write_text(f"""ClusterName=drax
 SlurmctldHost={host}
