@@ -290,7 +290,7 @@ class DraxASRModel(ESPnetASRModel):
     def forward(self, speech, speech_lengths, text, text_lengths, utt_id=None, **kwargs):
         """Training loss of a batch; with `utt_id` every random draw is the utterance's own (the same
         on any number of ranks and in any batch), without it torch's global generator draws."""
-        if utt_id is not None:  # with --log_level DEBUG: which rank trained on which utterances
+        if utt_id is not None and logger.isEnabledFor(logging.DEBUG):  # which rank trained on which utterances
             logger.debug("%s batch: %s", "train" if self.training else "valid", " ".join(utt_id))
         enc, enc_lens = self.encode(speech, speech_lengths)
         noise = self.batch_noise(utt_id, text.device)

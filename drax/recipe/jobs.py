@@ -90,20 +90,20 @@ def run_shards(name: str, fn: Callable, shard_kwargs: list[dict], log_dir: Path,
     request = {"shards": len(shard_kwargs), **(request or {})}
     wanted = json.dumps(request, sort_keys=True)
     todo = []
-    for i, args in enumerate(shard_kwargs):
+    for i, kwargs in enumerate(shard_kwargs):
         done = log_dir / f"{i}.done"
         if done.exists() and done.read_text(encoding="utf-8").strip() == wanted:
             continue
         done.unlink(missing_ok=True)
-        todo.append((i, args))
+        todo.append((i, kwargs))
     if not todo:
         logger.info("%s: all %d shard(s) done before for the same request", name, len(shard_kwargs))
         return 0
     logger.info("%s: %d of %d shard(s) on the %s backend; logs in %s", name, len(todo), len(shard_kwargs),
                 config.backend, log_dir)
     ex = executor(config, log_dir / "submitit")
-    jobs = [(i, ex.submit(_run_logged, fn, args, str(log_dir / f"{i}.log"), str(log_dir / f"{i}.done"), request,
-                          config.threads)) for i, args in todo]
+    jobs = [(i, ex.submit(_run_logged, fn, kwargs, str(log_dir / f"{i}.log"), str(log_dir / f"{i}.done"), request,
+                          config.threads)) for i, kwargs in todo]
     failed = []
     for i, job in jobs:
         try:
