@@ -155,6 +155,7 @@ def test_mask_source_tri_mixture_path():
     ({"pad_weight": -1}, "model_conf.pad_weight must be >= 0"),
     ({"canvas_margin": -2}, "model_conf.canvas_margin must be null or >= 0"),
     ({"time_power": 0}, "model_conf.time_power must be > 0"),
+    ({"time_draws": 0}, "model_conf.time_draws must be an integer >= 1"),
 ])
 def test_bad_option_values_name_the_key(conf, message):
     with pytest.raises(ValueError, match=message):
@@ -201,3 +202,36 @@ def test_every_trained_parameter_gets_a_gradient_every_step(audio_dropout):
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
     assert model.decoder.null_audio.requires_grad == (audio_dropout > 0)
+
+
+def test_time_draws_train_each_utterance_at_k_times_on_one_audio_memory():
+    """time_draws k: k rows per utterance, the first drawing what k = 1 draws, the others their own t;
+    the cross-attention K/V are computed once per utterance; validation trains at one t."""
+    torch.manual_seed(0)
+    one = build({"audio_dropout": 0.5}, encoder_conf=QUIET_ENCODER)
+    two = build({"audio_dropout": 0.5, "time_draws": 2}, encoder_conf=QUIET_ENCODER)
+    two.load_state_dict(one.state_dict())
+    b, ids = batch(one), ["spk-a", "spk-b"]
+    seen = {}
+    for name, model in (("one", one), ("two", two)):
+        decoder_forward, memory_kv = model.decoder.forward, model.decoder.blocks[0].cross_attn.memory_kv
+
+        def spy(xt, t, audio, soft_delta=None, self_mask=None, name=name, decoder_forward=decoder_forward):
+            seen[name] = (xt, t, audio.kv[0][0])
+            return decoder_forward(xt, t, audio, soft_delta, self_mask)
+
+        def kv_spy(memory, name=name, memory_kv=memory_kv):
+            seen.setdefault(name + "_kv_rows", []).append(memory.shape[0])  # utterances, then the null frame
+            return memory_kv(memory)
+
+        model.decoder.forward, model.decoder.blocks[0].cross_attn.memory_kv = spy, kv_spy
+        model.train()
+        model(**b, utt_id=ids)[0].backward()
+    (xt1, t1, k1), (xt2, t2, k2) = seen["one"], seen["two"]
+    assert xt2.shape[0] == 4 and seen["two_kv_rows"] == seen["one_kv_rows"] == [2, 1]  # K/V once per utterance
+    torch.testing.assert_close(t2[::2], t1)  # draw 0 of each utterance is the k = 1 draw
+    assert torch.equal(xt2[::2], xt1) and torch.equal(k2[::2], k1) and torch.equal(k2[1::2], k1)
+    assert not torch.equal(t2[1::2], t1)  # draw 1: its own t
+    one.eval(), two.eval()
+    torch.testing.assert_close(two(**b, utt_id=ids)[1]["loss"], one(**b, utt_id=ids)[1]["loss"])
+    assert seen["two"][0].shape[0] == 2

@@ -15,6 +15,8 @@ the paper's behaviour as its default (the learning-efficiency study, egs/mini/ta
                             width pinned, and the length comes from a LengthPredictor at inference
     time_sampling           uniform (t ~ U[0, 1]) | stratified (one t in each of B strata of a batch)
     time_power              t -> t^power (> 1: more training on noisy states)
+    time_draws              k: each utterance trained at k times t per step (own t, noise, prompt
+                            prefix), sharing its encoder states, p_mid and cross-attention K/V
     loss_positions          all | noised (only positions drawn from the source or the middle)
     attention_anneal_steps  0: bidirectional from the start; n: self-attention mask "causal OR
                             Bernoulli(step / n)" per (query, key) over the first n updates (DiffuLLaMA)
@@ -137,6 +139,7 @@ class DraxASRModel(ESPnetASRModel):
         length_conf: dict | None = None,
         time_sampling: str = "uniform",
         time_power: float = 1.0,
+        time_draws: int = 1,
         loss_positions: str = "all",
         attention_anneal_steps: int = 0,
         **unknown,
@@ -166,6 +169,8 @@ class DraxASRModel(ESPnetASRModel):
             raise ValueError(f"model_conf.pad_weight must be >= 0 (got {pad_weight})")
         if not time_power > 0:
             raise ValueError(f"model_conf.time_power must be > 0 (got {time_power})")
+        if not (isinstance(time_draws, int) and time_draws >= 1):
+            raise ValueError(f"model_conf.time_draws must be an integer >= 1 (got {time_draws!r})")
         if canvas_margin is not None and not 0 <= canvas_margin:
             raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {canvas_margin})")
         if not attention_anneal_steps >= 0:
@@ -191,6 +196,7 @@ class DraxASRModel(ESPnetASRModel):
             LengthPredictor(enc_size, **(length_conf or {})) if canvas_margin is not None else None
         )
         self.time_sampling, self.time_power = time_sampling, float(time_power)
+        self.time_draws = time_draws
         self.loss_positions = loss_positions
         self.attention_anneal_steps = int(attention_anneal_steps)
         # training updates seen, saved with the model: a resumed run continues the anneal and the noise
@@ -293,20 +299,29 @@ class DraxASRModel(ESPnetASRModel):
         if utt_id is not None and logger.isEnabledFor(logging.DEBUG):  # which rank trained on which utterances
             logger.debug("%s batch: %s", "train" if self.training else "valid", " ".join(utt_id))
         enc, enc_lens = self.encode(speech, speech_lengths)
+        k = self.time_draws if self.training else 1  # rows u*k .. u*k+k-1 are utterance u's draws
+        n_utts = text.shape[0]
+        if k > 1:
+            text, text_lengths = text.repeat_interleave(k, 0), text_lengths.repeat_interleave(k)
+            if utt_id is not None:  # draw 0 keeps the utterance's own stream: k = 1 draws the same
+                utt_id = [u if j == 0 else f"{u}#{j}" for u in utt_id for j in range(k)]
         noise = self.batch_noise(utt_id, text.device)
         x1, pinned, weight = self.build_targets(text, text_lengths, noise)
         b, length = x1.shape
         t = self.sample_time(b, x1.device, noise)
-        pmid_logits = self.pmid(enc, enc_lens)[:, :length] if self.pmid is not None else None
+        pmid_logits = None
+        if self.pmid is not None:
+            pmid_logits = self.pmid(enc, enc_lens)[:, :length].repeat_interleave(k, 0)
         sample = self.path.sample(x1, t, pmid_logits, noise)
         xt = torch.where(pinned, x1, sample.xt)
         soft_delta = None
         if sample.soft_delta is not None:
             soft_delta = sample.soft_delta * (~pinned)[..., None]
         drop = None
-        if self.training and self.audio_dropout > 0:
-            drop = uniform((b,), noise, x1.device) < self.audio_dropout
-        logits = self.decoder(xt, t, self.decoder.encode_audio(enc, enc_lens, drop), soft_delta,
+        if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
+            drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
+        audio = self.decoder.encode_audio(enc, enc_lens, drop)
+        logits = self.decoder(xt, t, audio.repeat_interleave(k) if k > 1 else audio, soft_delta,
                               self_mask=self.self_attention_mask(length, b, x1.device, noise))
         if self.training:
             self.updates += 1
@@ -322,14 +337,14 @@ class DraxASRModel(ESPnetASRModel):
             stats["loss_mid"] = loss_mid.detach()
             stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
         if self.length_predictor is not None:
-            n_text = (text_lengths.clamp(max=self.output_length - 1) - self.prompt_length).float()
+            n_text = (text_lengths[::k].clamp(max=self.output_length - 1) - self.prompt_length).float()
             n_hat = self.length_predictor(enc, enc_lens)
             loss_len = (n_hat - n_text).abs().mean()
             loss = loss + loss_len
             stats["loss_len"] = loss_len.detach()
             stats["acc_len"] = (n_hat.round() == n_text).float().mean()
         stats["loss"] = loss.detach()
-        loss, stats, weight = force_gatherable((loss, stats, b), loss.device)
+        loss, stats, weight = force_gatherable((loss, stats, n_utts), loss.device)
         return loss, stats, weight
 
     # ---- inference -----------------------------------------------------------------------------
