@@ -38,11 +38,22 @@ def test_shards_log_apart_a_failed_one_names_its_log_and_a_rerun_does_only_the_u
     assert run_shards("stage x", shutil.copyfile, shards, log_dir, jobs, request={"inputs": "b"}) == 2  # new inputs
 
 
+def test_a_local_shard_is_not_stopped_by_submitits_two_minute_default(tmp_path):
+    """submitit's local controller signals a job after timeout_min (2 by default): stage 3 on the default
+    corpus was killed 90 s in. The controller's own limit, read inside the job, is the recipe's: none."""
+    env = tmp_path / "environ"
+    run_shards("stage x", shutil.copyfile, [{"src": "/proc/self/environ", "dst": str(env)}], tmp_path / "log", JobsConfig())
+    timeout_s = dict(v.split("=", 1) for v in env.read_text().split("\0") if "=" in v)["SUBMITIT_LOCAL_TIMEOUT_S"]
+    assert int(timeout_s) >= 30 * 24 * 3600
+
+
 def test_jobs_config_errors_name_the_key():
     with pytest.raises(ValueError, match="jobs.backend: unknown choice 'sge'; valid: local, slurm"):
         JobsConfig(backend="sge")
     with pytest.raises(ValueError, match=r"jobs.slurm: unknown key\(s\) \['partiton'\]"):
         JobsConfig(slurm={"partiton": "gpu"})
+    with pytest.raises(ValueError, match=r"jobs.slurm.time \(minutes per shard's job\) is required"):
+        JobsConfig(backend="slurm", slurm={"partition": "gpu"})
     with pytest.raises(ValueError, match=r"unknown recipe key jobs key\(s\) \['nodes'\]|'nodes'"):
         load_options(JobsConfig, {"nodes": 2}, "recipe key jobs")
 
@@ -193,3 +204,34 @@ def test_slurm_backend_decodes_the_same_files_as_local_processes(tmp_path, tiny_
     for name in ("text", "missing"):
         assert (tmp_path / "slurm" / name).read_text() == (tmp_path / "local" / name).read_text(), name
     assert len(list((tmp_path / "slurm" / "log" / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran
+
+
+@pytest.mark.slow
+def test_recipe_stage_3_on_slurm_dumps_what_local_processes_dump(tmp_path, whisper_base, slurm_cluster, monkeypatch):
+    """The recipe key `jobs` through ./run.sh: stage 3's shards as sbatch jobs, the same dumps as locally."""
+    mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
+    local, slurm = tmp_path / "local", tmp_path / "slurm"
+    shutil.copytree(mini / "conf", local / "conf")
+    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 3, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora", "{}",
+             "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2", "--stop_stage", "3"]
+
+    def run(recipe, *args):
+        proc = subprocess.run([str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags, *args],
+                              cwd=recipe, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+    run(local)
+    shutil.copytree(local, slurm, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
+    run(slurm, "--stage", "3", "--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}")
+    def dumped(recipe, name):
+        monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
+        return {utt: m for utt, m in kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp").items()}
+
+    for name in ("train", "dev", "test"):
+        dumps = [dumped(r, name) for r in (local, slurm)]
+        assert dumps[0].keys() == dumps[1].keys() and dumps[0]
+        for utt, feats in dumps[0].items():
+            assert (feats == dumps[1][utt]).all(), (name, utt)
+        logs = slurm / "exp" / "features" / name / "log"
+        assert sorted(p.name for p in logs.glob("*.done")) == ["0.done", "1.done"]
+        assert len(list((logs / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran

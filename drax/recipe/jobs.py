@@ -26,6 +26,9 @@ BACKENDS = ("local", "slurm")
 # what a Slurm job may ask for (submitit's SlurmExecutor parameters; `time` in minutes)
 SLURM_KEYS = {"partition", "time", "cpus_per_task", "gpus_per_node", "mem", "account", "qos", "constraint",
               "exclude", "nodelist", "gres", "additional_parameters", "setup"}
+# submitit stops a local job after 2 minutes and asks Slurm for 5 unless told otherwise: a shard on this
+# machine runs until it ends; a Slurm job asks for the `time` the recipe names
+LOCAL_TIMEOUT_MIN = 60 * 24 * 365
 
 
 class ShardError(RuntimeError):
@@ -48,6 +51,9 @@ class JobsConfig:
         bad = sorted(set(self.slurm) - SLURM_KEYS)
         if bad:
             raise ValueError(f"recipe key jobs.slurm: unknown key(s) {bad}; valid: {sorted(SLURM_KEYS)}")
+        if self.backend == "slurm" and "time" not in self.slurm:
+            raise ValueError("recipe key jobs.slurm.time (minutes per shard's job) is required for backend slurm, "
+                             "e.g. jobs: {backend: slurm, slurm: {partition: cpu, time: 60}} (submitit would ask for 5)")
 
 
 def executor(config: JobsConfig, folder: Path):
@@ -57,7 +63,9 @@ def executor(config: JobsConfig, folder: Path):
         ex = submitit.SlurmExecutor(folder=folder)
         ex.update_parameters(**{"cpus_per_task": config.threads, **config.slurm})
         return ex
-    return submitit.LocalExecutor(folder=folder)
+    ex = submitit.LocalExecutor(folder=folder)
+    ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    return ex
 
 
 def _run_logged(fn: Callable, kwargs: dict, log_file: str, done_file: str, request: dict, threads: int):
