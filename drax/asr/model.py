@@ -322,7 +322,7 @@ class DraxASRModel(ESPnetASRModel):
             drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
         audio = self.decoder.encode_audio(enc, enc_lens, drop)
         logits = self.decoder(xt, t, audio.repeat_interleave(k) if k > 1 else audio, soft_delta,
-                              self_mask=self.self_attention_mask(length, b, x1.device, noise))
+                              self_mask=self.self_attention_mask(length, b, x1.device, noise), pinned=pinned)
         if self.training:
             self.updates += 1
 
@@ -405,7 +405,7 @@ class DraxASRModel(ESPnetASRModel):
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
         scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(options.sampling_exponent)
-        posterior = lambda x, t: self.decoder(x, t, audio)  # noqa: E731
+        posterior = lambda x, t: self.decoder(x, t, audio, pinned=pinned)  # noqa: E731
         samples = EulerSampler(scheduler).sample(
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from drax.data.kaldi_dir import format_kv, read_kv_dict
 from drax.fileio import atomic_write_text
-from drax.text.units import PROMPT_TEMPLATE, UNIT_KINDS, BPEUnits, WhisperUnits, save_units
+from drax.text.units import (
+    PROMPT_TEMPLATE,
+    UNIT_KINDS,
+    BPEUnits,
+    WhisperUnits,
+    load_units,
+    save_units,
+    save_whisper_vocabulary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +30,14 @@ def build_units(kind: str, conf: dict, out_dir: Path, texts: list[str], langs: l
     """Build and save units of `kind` from `texts`; writes out_dir/{units.yaml,tokens.txt}."""
     if kind not in UNIT_KINDS:
         raise ValueError(f"unknown units '{kind}'; valid choices: {', '.join(UNIT_KINDS)}")
-    if kind == "whisper":
-        units = WhisperUnits.build(whisper_dir, texts, **conf)
+    if kind == "whisper" and conf.get("full_vocabulary"):  # e.g. to fine-tune a released Drax
+        if set(conf) != {"full_vocabulary"}:
+            raise ValueError(f"units_conf: full_vocabulary takes no other key (got {sorted(conf)})")
+        save_whisper_vocabulary(whisper_dir, out_dir)
+        units, tokens = load_units(out_dir), Path(out_dir) / "tokens.txt"
     else:
-        units = BPEUnits.build(out_dir, texts, **conf)
-    tokens = save_units(units, out_dir, langs)
+        units = WhisperUnits.build(whisper_dir, texts, **conf) if kind == "whisper" else BPEUnits.build(out_dir, texts, **conf)
+        tokens = save_units(units, out_dir, langs)
     logger.info("%s units: %d entries in %s", kind, len(tokens.read_text().splitlines()), tokens)
     return units
 

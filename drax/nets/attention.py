@@ -36,13 +36,13 @@ class SelfAttention(nn.Module):
     may attend to key j (a causal mask makes it Whisper's autoregressive decoder).
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden size {dim} is not divisible by the number of heads {heads}")
         self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, rotary=None, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,12 +78,12 @@ class CrossAttention(nn.Module):
     across all NFE steps (App. C.3).
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.q = nn.Linear(dim, dim, bias=bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
         self.dropout = dropout
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

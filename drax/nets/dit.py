@@ -25,12 +25,15 @@ from drax.nets import precision
 from drax.nets.attention import CrossAttention, FeedForward, SelfAttention, pool_frames, rotary_tables
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of t in [0, 1] (scaled by 1000 as in DiT's integer timesteps)."""
+def timestep_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [cos, sin] of scale * t, t in [0, 1] (1000: DiT's integer timesteps)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = 1000.0 * t.float()[:, None] * freqs[None]
+    args = scale * t.float()[:, None] * freqs[None]
     return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+AUDIO_PROJECTIONS = ("linear_norm", "mlp")
 
 
 def modulate(x, shift, scale):
@@ -52,18 +55,38 @@ class AudioMemory:
         )
 
 
+@dataclass(frozen=True)
+class BlockLayout:
+    """What differs between DiT layouts inside a block (defaults: ours; drax/pretrained/release.py
+    sets the authors' released one)."""
+
+    cond_dim: int  # width of the time embedding c that the adaLN modulation reads
+    attention_bias: bool = True  # biases on the q/k/v/out projections of both attentions
+    norm_weight: bool = False  # LayerNorms with a learned weight (no bias); else without affine
+    norm_eps: float = 1e-6
+    audio_norm: bool = False  # a LayerNorm of the block's own on the audio before its cross-attention K/V
+
+    def norm(self, dim: int) -> nn.LayerNorm:
+        return nn.LayerNorm(dim, eps=self.norm_eps, elementwise_affine=self.norm_weight, bias=False)
+
+
 class DiTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, layout: BlockLayout):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.self_attn = SelfAttention(dim, heads, dropout)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.cross_attn = CrossAttention(dim, heads, dropout)
-        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm1 = layout.norm(dim)
+        self.self_attn = SelfAttention(dim, heads, dropout, bias=layout.attention_bias)
+        self.norm2 = layout.norm(dim)
+        self.norm_audio = layout.norm(dim) if layout.audio_norm else nn.Identity()
+        self.cross_attn = CrossAttention(dim, heads, dropout, bias=layout.attention_bias)
+        self.norm3 = layout.norm(dim)
         self.mlp = FeedForward(dim, mlp_ratio, dropout)
-        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(layout.cond_dim, 9 * dim))
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
+
+    def audio_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This block's cross-attention (K, V) of projected audio frames (B, T, D)."""
+        return self.cross_attn.memory_kv(self.norm_audio(memory))
 
     def forward(self, x, c, rotary, kv, mask, self_mask=None):
         s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
@@ -105,6 +128,13 @@ class DiTDecoder(AbsDecoder):
         init_from_whisper: str | None = None,
         attention_block: int | None = None,
         autocast: str | None = None,
+        cond_dim: int | None = None,
+        time_scale: float = 1000.0,
+        audio_proj: str = "linear_norm",
+        attention_bias: bool = True,
+        norm_weight: bool = False,
+        norm_eps: float = 1e-6,
+        preserve_embedding: bool = False,
     ):
         """audio_pool: average this many encoder frames into one before cross-attention (1 = paper;
         2 halves the cost of the audio side, which dominates a small decoder's step on a CPU).
@@ -126,6 +156,14 @@ class DiTDecoder(AbsDecoder):
         a Whisper-initialised decoder starts with; training, sampling and scoring all see the mask.
         autocast: null (float32, the default) or bfloat16 / float16: matrix products in that dtype,
         logits returned in float32 (drax/nets/precision.py).
+
+        Layout keys (defaults: ours; the authors' release sets the other choice of each,
+        drax/pretrained/release.py): cond_dim: width of the time embedding (null: hidden_size);
+        time_scale: t is embedded as time_scale * t (release: 1); audio_proj: linear_norm (Linear,
+        LayerNorm) or mlp (Linear-GELU-Linear, then each block's own LayerNorm before its K/V);
+        attention_bias: biases on the attention projections; norm_weight, norm_eps: LayerNorms with a
+        learned weight (no bias) and their epsilon; preserve_embedding: a learned 2-row embedding added
+        at every position, row 1 where the position is pinned (the prompt), row 0 elsewhere.
         """
         super().__init__()
         if attention_block is not None and not (int(attention_block) == attention_block and attention_block >= 1):
@@ -143,18 +181,27 @@ class DiTDecoder(AbsDecoder):
         self.positions = nn.Embedding(max_positions, hidden_size) if max_positions > 0 else None
         if self.positions is not None:
             nn.init.normal_(self.positions.weight, std=0.02)
-        self.time_embed_dim = time_embed_dim
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_embed_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
-        )
-        self.audio_proj = nn.Sequential(nn.Linear(encoder_output_size, hidden_size), nn.LayerNorm(hidden_size))
+        if audio_proj not in AUDIO_PROJECTIONS:
+            raise ValueError(f"decoder_conf.audio_proj: unknown choice '{audio_proj}'; valid: {', '.join(AUDIO_PROJECTIONS)}")
+        cond_dim = cond_dim or hidden_size
+        layout = BlockLayout(cond_dim, attention_bias, norm_weight, norm_eps, audio_norm=audio_proj == "mlp")
+        self.preserve = nn.Embedding(2, hidden_size) if preserve_embedding else None
+        if self.preserve is not None:
+            nn.init.normal_(self.preserve.weight, std=0.02)
+        self.time_embed_dim, self.time_scale = time_embed_dim, time_scale
+        self.time_mlp = nn.Sequential(nn.Linear(time_embed_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        if audio_proj == "mlp":
+            self.audio_proj = nn.Sequential(nn.Linear(encoder_output_size, hidden_size), nn.GELU(),
+                                            nn.Linear(hidden_size, hidden_size))
+        else:
+            self.audio_proj = nn.Sequential(nn.Linear(encoder_output_size, hidden_size), nn.LayerNorm(hidden_size))
         # Stands in for the audio when conditioning is dropped (App. C.2, p = 0.1).
         self.null_audio = nn.Parameter(torch.zeros(1, 1, hidden_size))
         self.blocks = nn.ModuleList(
-            DiTBlock(hidden_size, num_heads, mlp_ratio, dropout) for _ in range(num_blocks)
+            DiTBlock(hidden_size, num_heads, mlp_ratio, dropout, layout) for _ in range(num_blocks)
         )
-        self.final_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+        self.final_norm = layout.norm(hidden_size)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * hidden_size))
         nn.init.zeros_(self.final_modulation[1].weight)
         nn.init.zeros_(self.final_modulation[1].bias)
         self.head = nn.Linear(hidden_size, vocab_size)
@@ -169,7 +216,7 @@ class DiTDecoder(AbsDecoder):
         enc, enc_lens = pool_frames(enc, enc_lens, self.audio_pool)
         with precision.autocast(enc.device, self.autocast_dtype):
             memory = self.audio_proj(enc)
-            kv = [blk.cross_attn.memory_kv(memory) for blk in self.blocks]
+            kv = [blk.audio_kv(memory) for blk in self.blocks]
         valid = torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None]
         if drop is not None:
             # Dropped utterances read one frame, the null frame's K/V. Substituting K/V (not the
@@ -179,7 +226,7 @@ class DiTDecoder(AbsDecoder):
             valid = torch.where(drop[:, None], first, valid)
             swap = (drop[:, None] & first)[:, None, :, None]  # (B, 1, T, 1)
             with precision.autocast(enc.device, self.autocast_dtype):
-                null = [blk.cross_attn.memory_kv(self.null_audio) for blk in self.blocks]
+                null = [blk.audio_kv(self.null_audio) for blk in self.blocks]
             kv = [(torch.where(swap, nk.to(k.dtype), k), torch.where(swap, nv.to(v.dtype), v))
                   for (k, v), (nk, nv) in zip(kv, null)]
         return AudioMemory(kv=kv, mask=valid[:, None, None, :])
@@ -191,8 +238,11 @@ class DiTDecoder(AbsDecoder):
         audio: AudioMemory,
         soft_delta: torch.Tensor | None = None,
         self_mask: torch.Tensor | None = None,
+        pinned: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, L, V) of p_{1|t}(. | x_t = tokens, audio) at times t (B,).
+
+        pinned (B, L) bool: the positions held fixed (prompt); read only with `preserve_embedding`.
 
         soft_delta (B, L, V): straight-through Gumbel-softmax term (numerically zero) that routes the
         loss gradient into p_mid.
@@ -201,11 +251,15 @@ class DiTDecoder(AbsDecoder):
         With `attention_block` the block-causal mask is applied on top (both must allow a key).
         """
         with precision.autocast(tokens.device, self.autocast_dtype):
-            return self._forward(tokens, t, audio, soft_delta, self_mask).float()
+            return self._forward(tokens, t, audio, soft_delta, self_mask, pinned).float()
 
-    def _forward(self, tokens, t, audio, soft_delta, self_mask):
+    def _forward(self, tokens, t, audio, soft_delta, self_mask, pinned):
         self_mask = self.combine_masks(self_mask, tokens.shape[1], tokens.device)
         x = self.embed(tokens)
+        if self.preserve is not None:
+            if pinned is None:
+                raise ValueError("decoder_conf.preserve_embedding: the decoder needs the pinned positions")
+            x = x + self.preserve(pinned.long())
         if self.positions is not None:
             if tokens.shape[1] > self.positions.num_embeddings:
                 raise ValueError(f"output length {tokens.shape[1]} exceeds decoder_conf.max_positions "
@@ -213,7 +267,7 @@ class DiTDecoder(AbsDecoder):
             x = x + self.positions.weight[: tokens.shape[1]]
         if soft_delta is not None:
             x = x + soft_delta @ self.embed.weight[: soft_delta.shape[-1]]
-        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
+        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))
         rotary = None
         if self.rotary:
             rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
@@ -258,6 +312,9 @@ class DiTDecoder(AbsDecoder):
         return logits.float(), new_cache
 
     def _step(self, tokens, t, audio, cache):
+        if self.preserve is not None:
+            raise ValueError("decoder_conf.preserve_embedding is for the fixed-length denoiser; the "
+                             "autoregressive step (model: drax_ar) has no pinned positions")
         m, n = (0 if cache is None else cache[0][0].shape[2]), tokens.shape[1]
         x = self.embed(tokens)
         if self.positions is not None:
@@ -265,7 +322,7 @@ class DiTDecoder(AbsDecoder):
                 raise ValueError(f"sequence length {m + n} exceeds decoder_conf.max_positions "
                                  f"{self.positions.num_embeddings}")
             x = x + self.positions.weight[m: m + n]
-        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim))
+        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))
         rotary = None
         if self.rotary:
             cos, sin = rotary_tables(m + n, self.hidden_size // self.num_heads, x.device, x.dtype)

@@ -81,11 +81,14 @@ def init_dit_from_whisper(decoder, source: str, token_list: list[str]) -> None:
                   mlp_ratio=decoder.blocks[0].mlp[0].out_features / decoder.hidden_size,
                   encoder_output_size=decoder.audio_proj[0].in_features)
     wrong = {k: (actual[k], v) for k, v in expected.items() if actual[k] != v}
-    if wrong or decoder.rotary or not decoder.shift_readout or decoder.positions is None:
+    ours = (isinstance(decoder.audio_proj[-1], torch.nn.LayerNorm) and decoder.blocks[0].self_attn.qkv.bias is not None
+            and decoder.preserve is None)
+    if wrong or decoder.rotary or not decoder.shift_readout or decoder.positions is None or not ours:
         raise ValueError(
             f"{KEY}={source}: the decoder must have Whisper's shape; set decoder_conf "
             + ", ".join(f"{k}: {v}" for k, (_, v) in wrong.items())
-            + (", " if wrong else "") + "rotary: false, shift_readout: true, max_positions: > 0"
+            + (", " if wrong else "") + "rotary: false, shift_readout: true, max_positions: > 0, "
+            "audio_proj: linear_norm, attention_bias: true, preserve_embedding: false"
             + (f" (differs: {', '.join(f'{k}={a}' for k, (a, _) in wrong.items())})" if wrong else "")
         )
     if decoder.positions.num_embeddings > config.max_target_positions:

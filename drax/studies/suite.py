@@ -295,7 +295,7 @@ class Suite:
                                 free = torch.ones_like(out.samples.tokens, dtype=torch.bool)
                                 free[:, : model.prompt_length] = False
                                 memory = model.decoder.encode_audio(*encoded).repeat_interleave(k)
-                                scores = trajectory_elbo(lambda x, t: model.decoder(x, t, memory),
+                                scores = trajectory_elbo(lambda x, t: model.decoder(x, t, memory, pinned=~free),
                                                          out.samples.trajectory, out.samples.times,
                                                          out.samples.tokens, free).tolist()
                             select(s, texts, lang, scores)

@@ -138,6 +138,26 @@ def save_units(units, out_dir: str | Path, langs: Iterable[str]) -> Path:
     return out_dir / "tokens.txt"
 
 
+def save_whisper_vocabulary(tokenizer_dir: str | Path, out_dir: str | Path, recorded_dir: str | Path | None = None
+                            ) -> list[str]:
+    """Units that are a Whisper model's whole vocabulary (a released model's output layer): tokens.txt
+    is <blank>, <unk>, then every Whisper token in id order (the prompt specials and the end token at
+    their Whisper ids; an id without a name, e.g. 50256, as <|id50256|>). units.yaml names
+    `recorded_dir` (default: tokenizer_dir) as the tokenizer. Returns the token list."""
+    units = WhisperUnits(tokenizer_dir, [])
+    vocab = units.tokenizer.convert_ids_to_tokens(list(range(len(units.tokenizer))))
+    units = WhisperUnits(tokenizer_dir, [tok or f"<|id{i}|>" for i, tok in enumerate(vocab)])
+    tokens = SPECIALS_HEAD + units.units
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"{tokenizer_dir}: the vocabulary repeats a token or names one <blank> or <unk>")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "tokens.txt", "\n".join(tokens) + "\n")
+    atomic_write_text(out_dir / "units.yaml", yaml.safe_dump({"kind": units.kind, "units": units.units,
+                                                           "tokenizer_dir": str(recorded_dir or tokenizer_dir)}))
+    return tokens
+
+
 def load_units(units_dir: str | Path):
     conf = yaml.safe_load((Path(units_dir) / "units.yaml").read_text(encoding="utf-8"))
     if conf["kind"] not in UNIT_KINDS:

@@ -1,0 +1,158 @@
+"""The authors' released Drax through drax/pretrained/release.py, against a tiny random release written
+in the published layout by an independent re-implementation (tests/release_reference.py)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from release_reference import write_release
+from safetensors.torch import load_file, save_file
+
+from drax.bin.convert_release import main as convert_main
+from drax.decode.options import DecodingOptions
+from drax.decode.speech2text import Speech2Text, load_model
+from drax.pretrained.release import convert_release
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, whisper_base):
+    """A converted tiny release: (release dir, converted dir, reference decoder, reference encoder)."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("release")
+    vocab = len(AutoTokenizer.from_pretrained(whisper_base))
+    decoder, encoder = write_release(root / "drax-tiny", vocab)
+    convert_main(["--release", str(root / "drax-tiny"), "--tokenizer", str(whisper_base), "--out", str(root / "converted")])
+    out = root / "converted"
+    return root / "drax-tiny", out, decoder, encoder
+
+
+def test_the_converted_model_gives_the_releases_logits_at_pinned_and_free_positions(release):
+    _, out, reference, ref_encoder = release
+    model, args = load_model(out / "config.yaml", out / "model.pth")
+    offset = args.token_list.index("!")  # Whisper id 0
+    wav = torch.from_numpy(np.random.default_rng(0).normal(scale=0.1, size=(2, 16000)).astype(np.float32))
+    enc, enc_lens = model.encode(wav, torch.tensor([16000, 12000]))
+    assert enc.shape[1] == 1500 and (enc_lens == 1500).all()  # padded to 30 s, as the release reads audio
+    feats, _ = model.frontend(wav, torch.tensor([16000, 12000]))
+    with torch.no_grad():
+        ref_states = ref_encoder(feats.transpose(1, 2)).last_hidden_state
+    assert torch.allclose(enc, ref_states, atol=1e-4)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, reference.vocab_embed.num_embeddings, (2, 12), generator=gen)
+    t = torch.tensor([0.1, 0.7])
+    pinned = torch.zeros(2, 12, dtype=torch.bool)
+    pinned[:, :4] = True
+    with torch.no_grad():
+        want = reference(x, t, ref_states, pinned)
+        got = model.decoder(x + offset, t, model.decoder.encode_audio(enc, enc_lens), pinned=pinned)
+    assert want.abs().max() > 1.0  # a release whose blocks are far from the identity
+    assert torch.allclose(got[..., offset:], want, atol=1e-4, rtol=1e-4)
+    assert (got[..., :offset] < -1e3).all()  # <blank>, <unk>: never predicted
+    with torch.no_grad():  # the pinned mask is read: the same tokens unpinned give other logits
+        other = model.decoder(x + offset, t, model.decoder.encode_audio(enc, enc_lens), pinned=~pinned)
+    assert not torch.allclose(other, got, atol=1e-3)
+
+
+def test_the_converted_model_decodes_through_speech2text(release):
+    _, out, _, _ = release
+    s2t = Speech2Text(out / "config.yaml", out / "model.pth", DecodingOptions(nfe=4, temperature=0.1),
+                      units_dir=out / "units")
+    wav = np.random.default_rng(1).normal(scale=0.1, size=16000).astype(np.float32)
+    first = s2t.batch([wav], ["en"])[0].best
+    s2t.reseed(0)
+    again = s2t.batch([wav], ["en"])[0].best
+    assert first.token_ids == again.token_ids and len(first.token_ids) <= 12 - 4
+    assert all(i >= 2 for i in first.token_ids)  # no <blank> / <unk>
+    assert (out / "units" / "tokens.txt").read_text().split("\n")[2:4] == ["!", '"']  # Whisper ids 0, 1
+    assert json.loads((out / "release.json").read_text())["config"]["model_type"] == "drax"
+
+
+def _broken_copy(src, dst, edit):
+    dst.mkdir()
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    (dst / "encoder.safetensors").write_bytes((src / "encoder.safetensors").read_bytes())
+    state = load_file(str(src / "decoder.safetensors"))
+    edit(state)
+    save_file(state, str(dst / "decoder.safetensors"))
+    return dst
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("blocks.1.kw.weight"), r"missing \['blocks.1.kw.weight'\]"),
+    (lambda s: s.update({"blocks.0.extra.weight": torch.zeros(1)}), r"unexpected \['blocks.0.extra.weight'\]"),
+    (lambda s: s.update({"audio_proj.0.weight": torch.zeros(32, 25)}), r"mis-shaped \['audio_proj.0.weight: \(32, 25\)"),
+])
+def test_a_release_with_a_missing_extra_or_misshaped_tensor_fails_naming_it(release, tmp_path, whisper_base, edit,
+                                                                            message):
+    src = release[0]
+    broken = _broken_copy(src, tmp_path / "broken", edit)
+    with pytest.raises(ValueError, match=message):
+        convert_release(broken, whisper_base, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["broken"]  # nothing left
+
+
+def test_a_tokenizer_of_another_size_or_an_existing_output_fails_before_writing(release, tmp_path, whisper_base):
+    src, out, reference, _ = release
+    vocab = reference.vocab_embed.num_embeddings
+    write_release(tmp_path / "larger", vocab + 1)  # e.g. large-v3's 51,866 tokens against base's tokenizer
+    with pytest.raises(ValueError, match=f"has {vocab} tokens but the release's decoder_config.vocab_size is {vocab + 1}"):
+        convert_release(tmp_path / "larger", whisper_base, tmp_path / "out")
+    with pytest.raises(FileExistsError, match="exists"):
+        convert_release(src, whisper_base, out)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        convert_release(tmp_path / "absent", whisper_base, tmp_path / "out2")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_finetune_yaml_trains_the_converted_decoder_from_the_releases_weights(release, tmp_path):
+    """The converter's finetune.yaml through ESPnet's trainer (init_param), on dumped states as a recipe
+    gives them: after two small steps the decoder is still the release's, p_mid trained from scratch."""
+    import kaldiio
+    import yaml
+
+    from drax.bin.train import main as train_main
+    from drax.text.units import load_units
+
+    _, out, _, _ = release
+    units = load_units(out / "units")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    feats = {f"utt{i}": rng.normal(size=(20 + 3 * i, 24)).astype(np.float32) for i in range(4)}
+    kaldiio.save_ark(str(data / "feats.ark"), feats, scp=str(data / "feats.scp"))
+    prompt = "<|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>"
+    (data / "text").write_text("".join(f"{u} {prompt} {' '.join(units.encode(t))}\n"
+                                       for u, t in zip(feats, ["hello", "good day", "yes", "one two"])))
+    conf = yaml.safe_load((out / "finetune.yaml").read_text())
+    assert conf["init_param"] == [f"{out}/model.pth:decoder:decoder"]
+    conf["model_conf"].update(output_length=12)
+    conf.update(batch_type="unsorted", batch_size=2, max_epoch=1, num_iters_per_epoch=2, optim_conf={"lr": 1e-5},
+                scheduler=None, scheduler_conf={}, use_tensorboard=False)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
+    pairs = [f"{data}/feats.scp,speech,kaldi_ark", f"{data}/text,text,text"]
+    args = ["--config", str(tmp_path / "train.yaml"), "--output_dir", str(tmp_path / "asr"), "--ngpu", "0",
+            "--token_type", "word", "--token_list", str(out / "units" / "tokens.txt"), "--input_size", "24",
+            "--train_shape_file", f"{data}/feats.scp", "--valid_shape_file", f"{data}/feats.scp"]
+    for p in pairs:
+        args += ["--train_data_path_and_name_and_type", p, "--valid_data_path_and_name_and_type", p]
+    train_main(args)
+    trained = torch.load(tmp_path / "asr" / "1epoch.pth", weights_only=True)
+    converted = torch.load(out / "model.pth", weights_only=True)
+    decoder = [k for k in trained if k.startswith("decoder.")]
+    assert decoder and all(k in converted for k in decoder)
+    drift = max(((trained[k] - converted[k]).abs() / (1 + converted[k].abs())).max().item() for k in decoder)
+    assert 0 < drift < 1e-3  # trained, from the release's weights (a fresh DiT differs by ~0.1-1)
+    assert not torch.equal(trained["pmid.head.weight"], converted["pmid.head.weight"])
+
+
+def test_recipe_units_of_the_whole_vocabulary_are_the_converted_models(release, tmp_path, whisper_base):
+    from drax.data.tokenize import build_units
+
+    _, out, _, _ = release
+    build_units("whisper", {"full_vocabulary": True}, tmp_path / "units", [], ["en"], whisper_dir=str(out / "whisper"))
+    assert (tmp_path / "units" / "tokens.txt").read_text() == (out / "units" / "tokens.txt").read_text()
+    with pytest.raises(ValueError, match="full_vocabulary takes no other key"):
+        build_units("whisper", {"full_vocabulary": True, "max_units": 10}, tmp_path / "u2", [], ["en"],
+                    whisper_dir=str(whisper_base))
