@@ -1,6 +1,7 @@
 """The authors' released Drax through drax/pretrained/release.py, against a tiny random release written
 in the published layout by an independent re-implementation (tests/release_reference.py)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,20 @@ def test_recipe_units_of_the_whole_vocabulary_are_the_converted_models(release, 
     with pytest.raises(ValueError, match="full_vocabulary takes no other key"):
         build_units("whisper", {"full_vocabulary": True, "max_units": 10}, tmp_path / "u2", [], ["en"],
                     whisper_dir=str(whisper_base))
+
+
+def test_the_authors_output_cleaning_drops_every_special_token_and_keeps_text_after_an_end(release):
+    from drax.decode.options import load_decode_options
+
+    _, out, _, _ = release
+    model, args = load_model(out / "config.yaml", out / "model.pth")
+    ids = [args.token_list.index(t) for t in ("Ġhello", "<|endoftext|>", "Ġworld", "<|en|>", "<|0.00|>", "!")]
+    tokens = torch.tensor(model.prompt_ids("en") + ids)
+    hello, _, world, _, _, bang = ids
+    assert model.strip(tokens) == [hello]  # ours: up to the first end token
+    assert model.strip(tokens, "drop_specials") == [hello, world, bang]
+    options = load_decode_options(Path(__file__).parents[1] / "egs" / "TEMPLATE" / "conf" / "decode_drax_authors.yaml")
+    assert (options.output_cleaning, options.temperature, options.jump_order, options.model_file) == (
+        "drop_specials", 0.1, "random", "model.pth")
+    with pytest.raises(ValueError, match="output_cleaning"):
+        DecodingOptions(output_cleaning="all")

@@ -159,6 +159,7 @@ class DraxASRModel(ESPnetASRModel):
         token_list = list(token_list)
         attach_espnet_parts(self, "drax", vocab_size, token_list, frontend, specaug, normalize, preencoder,
                             encoder, postencoder, decoder, prompt_template, eot_token)
+        self.special_ids = frozenset(i for i, tok in enumerate(token_list) if tok.startswith("<|") and tok.endswith("|>"))
         if len(self.prompt_template) >= output_length:
             raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({output_length})")
         for key, value, choices in (("time_sampling", time_sampling, TIME_SAMPLINGS),
@@ -428,8 +429,11 @@ class DraxASRModel(ESPnetASRModel):
         n_hat = self.length_predictor(enc, enc_lens).round().long()
         return (self.prompt_length + n_hat + 1 + self.canvas_margin).clamp(self.prompt_length + 1, self.output_length)
 
-    def strip(self, tokens: torch.Tensor) -> list[int]:
-        """Token ids of the transcript: drop the prompt, stop at the first end token."""
+    def strip(self, tokens: torch.Tensor, cleaning: str = "first_end") -> list[int]:
+        """Token ids of the transcript: drop the prompt, then stop at the first end token (first_end)
+        or drop every special token <|...|> wherever it stands (drop_specials)."""
+        if cleaning == "drop_specials":
+            return [tok for tok in tokens[self.prompt_length:].tolist() if tok not in self.special_ids]
         out = []
         for tok in tokens[self.prompt_length:].tolist():
             if tok == self.eot_id:

@@ -18,6 +18,7 @@ from drax.flow.sampler import ORDERS
 from drax.options import check_range, load_options
 
 BASELINE_METHODS = ("greedy", "beam", "ctc")
+OUTPUT_CLEANINGS = ("first_end", "drop_specials")
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,16 @@ class DecodingOptions:
     output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
     jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi
     sampling_exponent: float = 1.0  # the sampler's kappa_1 = t^n without use_pmid (1: the paper's)
+    # the transcript: first_end (the tokens after the prompt up to the first end token) | drop_specials
+    # (every <|...|> token dropped, the text after an end token kept: the authors' released decoding)
+    output_cleaning: str = "first_end"
     seed: int = 0
     batch_size: int = 16
     model_file: str = "valid.loss.best.pth"
 
     def __post_init__(self):
         what = "decode config"
+        check_range(what, "output_cleaning", self.output_cleaning, choices=OUTPUT_CLEANINGS)
         for name, low in (("nfe", 1), ("num_candidates", 1), ("batch_size", 1), ("temperature", 0)):
             check_range(what, name, getattr(self, name), low)
         check_range(what, "sampling_exponent", self.sampling_exponent, 0, strict=True)

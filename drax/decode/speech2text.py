@@ -168,7 +168,7 @@ class Speech2Text:
         return self.batch([speech], [lang])[0].best
 
     def to_hypothesis(self, tokens: torch.Tensor) -> Hypothesis:
-        ids = self.model.strip(tokens)
+        ids = self.model.strip(tokens, self.options.output_cleaning)
         return Hypothesis(text=self.detokenize(self.converter.ids2tokens(ids)), token_ids=ids)
 
 
