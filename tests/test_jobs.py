@@ -207,22 +207,29 @@ def test_slurm_backend_decodes_the_same_files_as_local_processes(tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_recipe_stage_3_on_slurm_dumps_what_local_processes_dump(tmp_path, whisper_base, slurm_cluster, monkeypatch):
-    """The recipe key `jobs` through ./run.sh: stage 3's shards as sbatch jobs, the same dumps as locally."""
+def test_recipe_stages_3_and_8_on_slurm_write_what_local_processes_write(tmp_path, whisper_base, slurm_cluster,
+                                                                          monkeypatch):
+    """The recipe key `jobs` through ./run.sh: stage 3's and stage 8's shards as sbatch jobs, the same
+    dumps and the same decoded text as with local processes."""
+    from test_recipe_e2e import small_train_config
+
     mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
-    local, slurm = tmp_path / "local", tmp_path / "slurm"
+    local, slurm, slurm8 = tmp_path / "local", tmp_path / "slurm", tmp_path / "slurm8"
     shutil.copytree(mini / "conf", local / "conf")
-    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 3, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora", "{}",
-             "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2", "--stop_stage", "3"]
+    small_train_config(local / "conf" / "train_drax.yaml")
+    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 3, n_dev: 1, n_test: 2, seed: 3}", "--extra_corpora", "{}",
+             "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2", "--whisper_baseline", "false"]
+    on_slurm = ["--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}"]
 
     def run(recipe, *args):
         proc = subprocess.run([str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags, *args],
                               cwd=recipe, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
-    run(local)
-    shutil.copytree(local, slurm, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
-    run(slurm, "--stage", "3", "--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}")
+    run(local, "--stop_stage", "8")
+    shutil.copytree(local, slurm, ignore=shutil.ignore_patterns("dump", "features", "3_features.done", "asr_*"))
+    run(slurm, "--stage", "3", "--stop_stage", "3", *on_slurm)
+
     def dumped(recipe, name):
         monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
         return {utt: m for utt, m in kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp").items()}
@@ -235,3 +242,10 @@ def test_recipe_stage_3_on_slurm_dumps_what_local_processes_dump(tmp_path, whisp
         logs = slurm / "exp" / "features" / name / "log"
         assert sorted(p.name for p in logs.glob("*.done")) == ["0.done", "1.done"]
         assert len(list((logs / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran
+
+    decoded = Path("exp") / "asr_train_drax" / "decode_drax" / "test"
+    shutil.copytree(local, slurm8, ignore=shutil.ignore_patterns("decode_drax", "8_decode.*"))
+    run(slurm8, "--stage", "8", "--stop_stage", "8", *on_slurm)
+    assert (slurm8 / decoded / "text").read_text() == (local / decoded / "text").read_text()
+    assert (local / decoded / "text").read_text().strip()
+    assert len(list((slurm8 / decoded / "log" / "submitit").glob("*_log.out"))) == 2
