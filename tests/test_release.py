@@ -1,6 +1,7 @@
 """The authors' released Drax through drax/pretrained/release.py, against a tiny random release written
 in the published layout by an independent re-implementation (tests/release_reference.py)."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,70 @@ def test_the_authors_output_cleaning_drops_every_special_token_and_keeps_text_af
         "drop_specials", 0.1, "random", "model.pth")
     with pytest.raises(ValueError, match="output_cleaning"):
         DecodingOptions(output_cleaning="all")
+
+
+@pytest.mark.slow
+def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_path, monkeypatch):
+    """Recipe key `pretrained`: stages 1-6 prepare the data with the release's encoder (30 s padded) and
+    units, stage 7 installs the converted model, stage 8 decodes the dumped states: the same text as
+    the converted model decoding the audio itself, as `Speech2Text` on its own config."""
+    import subprocess
+
+    from drax.data.audio import load_audio
+    from drax.data.kaldi_dir import read_kv_dict
+    from drax.decode.options import load_decode_options
+
+    _, out, _, _ = release
+    repo = Path(__file__).resolve().parents[1]
+    recipe = tmp_path / "mini"
+    shutil.copytree(repo / "egs" / "mini" / "conf", recipe / "conf")
+    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 2, n_dev: 1, n_test: 3, seed: 5}", "--extra_corpora", "{}",
+             "--test_sets", "[test]", "--whisper", str(out / "whisper"), "--encoder_pad_to_30s", "true",
+             "--units_conf", "{full_vocabulary: true}", "--pretrained", str(out), "--nj", "1",
+             "--decode_config", "conf/decode_drax_authors.yaml", "--whisper_baseline", "false"]
+    proc = subprocess.run([str(repo / "run.sh"), "--recipe", "conf/recipe.yaml", *flags], cwd=recipe,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    asr = recipe / "exp" / f"asr_{out.name}"
+    assert (asr / "valid.loss.best.pth").resolve() == (asr / "model.pth").resolve()
+    assert not (asr / "train.log").exists()  # installed, not trained
+    hyps = read_kv_dict(str(asr / "decode_drax_authors" / "test" / "text"))
+    assert sorted(hyps) == sorted(read_kv_dict(str(recipe / "data" / "test" / "text"))) and len(hyps) == 3
+    assert "test" in (recipe / "exp" / "RESULTS.md").read_text()
+
+    monkeypatch.chdir(recipe)  # wav.scp paths are relative to the recipe
+    options = load_decode_options(recipe / "conf" / "decode_drax_authors.yaml")
+    s2t = Speech2Text(out / "config.yaml", out / "model.pth", options, units_dir=out / "units")
+    utts = sorted(hyps)  # stage 8's order: all states are 1,500 frames long
+    wavs = read_kv_dict("data/test/wav.scp")
+    s2t.reseed(options.seed)
+    direct = s2t.batch([load_audio(wavs[u])[0] for u in utts], ["en"] * len(utts))
+    assert [d.best.text for d in direct] == [hyps[u] for u in utts]
+
+
+def test_installing_a_release_into_a_recipe_with_other_units_or_states_fails_naming_the_fix(release, tmp_path):
+    from drax.pretrained.release import install_converted
+    from drax.recipe.config import RecipeError, load_recipe
+    from drax.recipe.stages import check_stage_configs
+
+    _, out, _, _ = release
+    units, states = tmp_path / "units", tmp_path / "dev"
+    units.mkdir()
+    states.mkdir()
+    (units / "tokens.txt").write_text("<blank>\n<unk>\nhello\n")
+    d_model = json.loads((out / "whisper" / "config.json").read_text())["d_model"]
+    (states / "feats_shape").write_text(f"u1 1500,{d_model + 1}\n")
+    with pytest.raises(ValueError, match=r"has 3: run stages 5-10 with --units_conf \"\{full_vocabulary: true\}\""):
+        install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+    shutil.copy(out / "units" / "tokens.txt", units / "tokens.txt")
+    with pytest.raises(ValueError, match=f"dumped {d_model + 1}-dim whisper_states .* --encoder_pad_to_30s true"):
+        install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+    assert not (tmp_path / "asr").exists()  # nothing written before the checks pass
+    (states / "feats_shape").write_text(f"u1 1500,{d_model}\n")
+    install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+    model, args = load_model(tmp_path / "asr" / "config.yaml", tmp_path / "asr" / "valid.loss.best.pth")
+    assert args.encoder == "precomputed" and args.frontend is None and args.input_size == d_model
+
+    config = load_recipe(None, {"pretrained": str(tmp_path / "absent")})
+    with pytest.raises(RecipeError, match="recipe key pretrained: .*absent holds no config.yaml"):
+        check_stage_configs(config, 7, 7, tmp_path)

@@ -5,7 +5,8 @@
 
 --release: a release directory (config.json, decoder.safetensors, encoder.safetensors) or a hub id
 where a hub is reachable; --tokenizer: the release's Whisper tokenizer (directory or hub id). Then
-decode with exp/drax_v1/config.yaml, exp/drax_v1/model.pth and units exp/drax_v1/units.
+decode with exp/drax_v1/config.yaml, exp/drax_v1/model.pth and units exp/drax_v1/units, or in a recipe
+with --pretrained exp/drax_v1 (README: "The authors' released model").
 """
 from __future__ import annotations
 

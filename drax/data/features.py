@@ -28,7 +28,7 @@ from drax.data.audio import load_audio
 from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import format_kv, read_kv_dict
 from drax.fileio import atomic_path, atomic_write_text, temp_path
-from drax.nets.whisper import FrozenWhisperEncoder, log_mel, mel_filters, whisper_mel_bins
+from drax.nets.whisper import CHUNK_SAMPLES, FrozenWhisperEncoder, log_mel, mel_filters, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,15 @@ def dump_features(
     n_mels: int = 80,
     batch_size: int = 4,
     autocast: str | None = None,
+    pad_to_30s: bool = False,
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
 ) -> DumpSummary:
     """Write `out_dir/feats.ark`, `dumped.scp` (every utterance dumped), `feats_shape` and `skipped` for
     the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
     `feats.scp` training and decoding read, so re-filtering never loses what was dumped.
-    autocast: the frozen encoder's precision (FrozenWhisperEncoder); device: where it runs."""
+    autocast: the frozen encoder's precision (FrozenWhisperEncoder); pad_to_30s: audio padded with
+    silence to 30 s first, as Whisper was trained (3,000 log-mel frames); device: where it runs."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
     out_dir = Path(out_dir)
@@ -115,6 +117,8 @@ def dump_features(
                             summary.skipped[utt] = str(e)
                             continue
                         summary.fixed.update(fixes)
+                        if pad_to_30s:
+                            audio = np.pad(audio, (0, max(0, CHUNK_SAMPLES - len(audio))))
                         pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
                     flush(writer)
             # scp lines point into the ark by byte offset: the same offsets hold once the ark is renamed

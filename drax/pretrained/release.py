@@ -14,6 +14,9 @@ A release directory holds `config.json` (`model_type: drax`, `decoder_config`, `
     <out>/finetune.yaml    a recipe train config that fine-tunes the decoder from model.pth (its header
                            has the ./run.sh command)
 
+A recipe decodes the converted model through its stages with the key `pretrained: <out>` (stage 7
+then installs it as the experiment's model instead of training: install_converted).
+
 Every tensor of the release is mapped (a missing, extra or mis-shaped key fails, naming it). The
 release's q/k/v and cross-attention k/v matrices are stacked into ours; what the release does not
 have keeps the toolkit's initialisation: the rows of <blank> and <unk> (embedding: the mean
@@ -162,10 +165,10 @@ def train_config(config: dict, token_list: list[str], whisper_dir: str) -> dict:
 
 FINETUNE_HEADER = """\
 # Fine-tune the converted release in a recipe: units are its whole Whisper vocabulary, features the
-# states of its encoder (stage 3 dumps them from {out}/whisper), the decoder starts from its weights
-# (ESPnet's init_param), p_mid from scratch:
-#   ./run.sh --whisper {out}/whisper --units_conf "{{full_vocabulary: true}}" --train_config {out}/finetune.yaml \\
-#       --whisper_baseline false
+# states of its encoder on 30 s of audio, as it reads them (stage 3 dumps them from {out}/whisper),
+# the decoder starts from its weights (ESPnet's init_param), p_mid from scratch:
+#   ./run.sh --whisper {out}/whisper --encoder_pad_to_30s true --units_conf "{{full_vocabulary: true}}" \\
+#       --whisper_baseline false --train_config {out}/finetune.yaml
 # (the converted whisper/ holds the release's encoder only: Whisper's zero-shot rows need a full Whisper)
 """
 
@@ -299,4 +302,46 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
 def build_model(args: dict):
     from espnet2.tasks.asr import ASRTask
 
+    import drax.asr.registry  # noqa: F401  (model: drax, decoder: dit, encoder: precomputed, ...)
+
     return ASRTask.build_model(argparse.Namespace(**args))
+
+
+def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Path, set_dir: Path,
+                      features: str) -> None:
+    """A converted release as a recipe experiment (stage 7 with recipe key `pretrained`): `asr_dir`
+    gets config.yaml for the features stage 3 dumped (`features`, their dimension read from
+    `set_dir`), model.pth and valid.loss.best.pth (linked to it, as ESPnet's trainer links its best
+    epoch: the name the decode configs read). The recipe's units must be the converted model's."""
+    converted = Path(converted)
+    for name in ("config.yaml", "model.pth", "units/tokens.txt", "whisper/config.json"):
+        if not (converted / name).is_file():
+            raise FileNotFoundError(f"recipe key pretrained: {converted} has no {name}; give the --out directory "
+                                    "of python -m drax.bin.convert_release")
+    ours, theirs = ((d / "tokens.txt").read_text(encoding="utf-8").splitlines() for d in (units_dir, converted / "units"))
+    if ours != theirs:
+        raise ValueError(f"recipe key pretrained: {converted} reads Whisper's whole vocabulary ({len(theirs)} units) "
+                         f"but this recipe's {units_dir} has {len(ours)}: run stages 5-10 with "
+                         '--units_conf "{full_vocabulary: true}"')
+    args = yaml.safe_load((converted / "config.yaml").read_text(encoding="utf-8"))
+    feat_dim = int((set_dir / "feats_shape").read_text().split("\n", 1)[0].split()[1].split(",")[1])
+    whisper = json.loads((converted / "whisper" / "config.json").read_text(encoding="utf-8"))
+    expected = whisper["d_model"] if features == "whisper_states" else whisper["num_mel_bins"]
+    if feat_dim != expected:
+        raise ValueError(f"recipe key pretrained: stage 3 dumped {feat_dim}-dim {features} but the release's encoder "
+                         f"takes or gives {expected}: run stages 3-10 with --whisper {converted}/whisper "
+                         "--encoder_pad_to_30s true")
+    state = torch.load(converted / "model.pth", map_location="cpu", weights_only=True)
+    args.update(token_list=ours, input_size=feat_dim, frontend=None, frontend_conf={})
+    if features == "whisper_states":  # the encoder ran in stage 3: its weights stay out
+        args.update(encoder="precomputed", encoder_conf={})
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    build_model(args).load_state_dict(state, strict=True)  # every tensor has its place
+    asr_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(asr_dir / "model.pth") as path:
+        torch.save(state, path)
+    link = asr_dir / "valid.loss.best.pth"
+    link.unlink(missing_ok=True)
+    link.symlink_to("model.pth")
+    atomic_write_text(asr_dir / "config.yaml", yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
+    logger.info("installed %s as %s (%s in, %d units)", converted, asr_dir, features, len(ours))

@@ -43,6 +43,9 @@ class RecipeConfig:
     # precision of the frozen encoder dumping whisper_states: null (float32) or bfloat16 / float16
     # (2.4x faster here on a CPU with native bf16; drax/nets/precision.py)
     encoder_autocast: str | None = None
+    # pad every utterance to 30 s before the frozen encoder, as Whisper and the authors' released Drax
+    # read audio: 1,500 state frames per utterance whatever its length (false: its true length)
+    encoder_pad_to_30s: bool = False
     # filtering (stage 4)
     max_duration: float = 30.0
     # tokenizer (stage 5): whisper (compact Whisper-token subset) or bpe (sentencepiece)
@@ -51,12 +54,17 @@ class RecipeConfig:
     max_output_length: int = 448  # longest L; training utterances needing more are filtered
     # training (stage 7) and decoding (stage 8)
     train_config: str = "conf/train_drax.yaml"
+    # a converted release (python -m drax.bin.convert_release --out DIR): stage 7 installs it as the
+    # experiment's model (exp/asr_<DIR's name>) instead of training, and stages 8-13 decode it; the data
+    # stages then need its encoder and units: --whisper DIR/whisper --encoder_pad_to_30s true
+    # --units_conf "{full_vocabulary: true}"
+    pretrained: str = ""
     decode_config: str = "conf/decode_drax.yaml"
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
     study_variants: list = field(default_factory=list)  # the study config's variants to run (empty: all)
     compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare.py)
-    exp_tag: str = ""  # default: the train config's file stem
+    exp_tag: str = ""  # default: the train config's file stem (with `pretrained`: its directory's name)
     # a variant of the data (e.g. another corpus_conf beside the default's): its stages write
     # data_<tag>/, dump_<tag>/ and exp_<tag>/ instead of data/, dump/, exp/ (downloads/ is shared)
     data_tag: str = ""
@@ -76,7 +84,7 @@ class RecipeConfig:
 
     @property
     def tag(self) -> str:
-        return self.exp_tag or Path(self.train_config).stem
+        return self.exp_tag or Path(self.pretrained or self.train_config).stem
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}

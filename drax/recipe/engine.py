@@ -56,6 +56,10 @@ class Recipe:
         """exp/asr_<tag>/decode_<decode config stem without its own "decode_">/<set>."""
         return self.asr_dir / f"decode_{Path(self.c.decode_config).stem.removeprefix('decode_')}" / name
 
+    def model_config(self) -> str:
+        """The config naming the experiment's model: the train config, or a converted release's."""
+        return str(Path(self.c.pretrained) / "config.yaml") if self.c.pretrained else self.c.train_config
+
     def torch_device(self) -> str:
         """The recipe key `device`, checked against what torch sees on this machine."""
         if self.c.device.startswith("cuda"):

@@ -87,7 +87,7 @@ def stage_features(r: Recipe):
 
     jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
     dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast,
-                             device=r.torch_device())
+                             pad_to_30s=r.c.encoder_pad_to_30s, device=r.torch_device())
     for name in r.all_sets:
         shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
         run_shards(f"stage 3 {name}", dump, [{"data_dir": r.data / name, "out_dir": d, "shard": (i, r.c.nj)}
@@ -137,6 +137,11 @@ def stage_shapes(r: Recipe):
 
 
 def stage_train(r: Recipe):
+    if r.c.pretrained:  # a converted release is the model: nothing to train
+        from drax.pretrained.release import install_converted
+
+        install_converted(r.c.pretrained, r.asr_dir, r.units_dir, r.dump / r.c.dev_set, r.c.features)
+        return
     # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
     stamp = r.asr_dir / "inputs.fingerprint"
     if r.asr_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != r.fingerprint):
@@ -169,8 +174,8 @@ def stage_decode(r: Recipe):
     from drax.decode.decode_sets import decode_baseline, decode_drax, decode_drax_ar, decode_whisper
     from drax.decode.options import load_decode_options
 
-    options = load_decode_options(r.c.decode_config, r.c.train_config)
-    model = (yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}).get("model")
+    options = load_decode_options(r.c.decode_config, r.model_config())
+    model = (yaml.safe_load(Path(r.model_config()).read_text(encoding="utf-8")) or {}).get("model")
     for name in r.c.test_sets:
         common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
         if model == "drax":
@@ -274,11 +279,13 @@ def stage_inputs(r: Recipe, number: int) -> list:
         1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else [])
            + ([c.extra_corpora] if c.extra_corpora else []),
         2: [c.speed_perturb_factors] + ([c.augment_conf] if c.augment_conf else []),
-        3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else []),
+        3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else [])
+           + (["pad_to_30s"] if c.encoder_pad_to_30s else []),
         4: [c.max_duration],
         5: [c.units, c.units_conf],
         6: [c.max_output_length],
-        7: [file_digest(Path(c.train_config)), c.ngpu],
+        7: ([file_digest(Path(c.pretrained) / n) for n in ("config.yaml", "release.json")] if c.pretrained
+            else [file_digest(Path(c.train_config)), c.ngpu]),
         8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
             r.decode_dir("").name],  # where it writes: a renamed decode directory decodes again
         9: [],
@@ -306,6 +313,11 @@ def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root:
     from drax.decode.options import load_decode_options
 
     needed = {"train_config": 7, "decode_config": 8, "tables_config": 11, "study_config": 12, "compare_config": 13}
+    if config.pretrained:
+        if not (root / config.pretrained / "config.yaml").is_file():
+            raise RecipeError(f"recipe key pretrained: {root / config.pretrained} holds no config.yaml; give the --out "
+                              "directory of python -m drax.bin.convert_release")
+        needed.pop("train_config")
     for key, number in needed.items():
         if not stage <= number <= stop_stage:
             continue
@@ -317,7 +329,7 @@ def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root:
             raise RecipeError(f"recipe key {key}: {path} is not a YAML mapping of options")
         if key == "decode_config":
             try:
-                load_decode_options(path, root / config.train_config)
+                load_decode_options(path, root / Recipe(config, root).model_config())
             except ValueError as e:
                 raise RecipeError(str(e)) from None
 
