@@ -317,6 +317,33 @@ def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu)
         assert got == [i for i in ids if i != model.eot_id], row
 
 
+def test_a_pmid_start_begins_at_pmids_most_likely_tokens_and_reaches_the_same_greedy_fixed_point():
+    """start: pmid puts p_mid's argmax at every free position of the first state; a causal jacobi
+    decode from there ends where it ends from noise (greedy is its only fixed point)."""
+    torch.manual_seed(0)
+    model = build(decoder_conf={"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16,
+                                "attention_block": 1, "shift_readout": True, "max_positions": 16}).eval()
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    enc, lens = model.encode(torch.randn(3, 11, 8), torch.tensor([11, 9, 6]))
+    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    ends = {}
+    for start in ("source", "pmid"):
+        out = model.generate_encoded(enc, lens, DecodingOptions(nfe=10, temperature=0.0, jump_order="jacobi",
+                                                                start=start), prompt=prompt, return_trajectory=True)
+        ends[start] = [model.strip(out.tokens[row, 0]) for row in range(3)]
+        if start == "pmid":
+            first, p = out.samples.trajectory[0], prompt.shape[1]
+            assert torch.equal(first[:, p:], model.pmid(enc, lens)[:, : first.shape[1]].argmax(-1)[:, p:])
+            assert torch.equal(first[:, :p], prompt)
+    assert ends["pmid"] == ends["source"]
+    plain = build(model_conf={"path": "uniform"}).eval()
+    with pytest.raises(ValueError, match="start: pmid needs a path with an audio p_mid"):
+        plain.generate(torch.randn(1, 11, 8), torch.tensor([11]), DecodingOptions(nfe=2, start="pmid"))
+    with pytest.raises(ValueError, match="start: unknown choice 'zeros'"):
+        DecodingOptions(start="zeros")
+
+
 def test_pmid_in_velocity_and_free_language_slot():
     model = build().eval()
     prompt = torch.tensor([model.prompt_ids(None)] * 2)

@@ -368,7 +368,7 @@ class DraxASRModel(ESPnetASRModel):
     ) -> GenerateOutput:
         """Sample `options.num_candidates` transcriptions per utterance of encoder output (B, T, D) with
         lengths (B,), in one batch; the sampler's options (nfe, temperature, use_pmid, output_length,
-        jump_order, sampling_exponent) come from `options` (drax/decode/options.py).
+        jump_order, sampling_exponent, start) come from `options` (drax/decode/options.py).
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid adds the p_mid term to the velocity (App. D.6) using the training scheduler;
@@ -394,10 +394,16 @@ class DraxASRModel(ESPnetASRModel):
             raise ValueError("use_pmid needs a path with an audio p_mid and at most the trained output_length")
         audio = audio_memory if audio_memory is not None else self.decoder.encode_audio(enc, enc_lens)
         audio = audio.repeat_interleave(k)
+        if options.start == "pmid" and (self.pmid is None or length > self.output_length):
+            raise ValueError("decode option start: pmid needs a path with an audio p_mid (model_conf.path: audio_mid) "
+                             "and at most the trained output_length")
         pmid_logits = None
-        if self.pmid is not None and (use_pmid or self.path.source == "audio"):
+        if self.pmid is not None and (use_pmid or self.path.source == "audio" or options.start == "pmid"):
             pmid_logits = self.pmid(enc, enc_lens)[:, :length].repeat_interleave(k, 0)
-        x0 = self.path.sample_source((b * k, length), pmid_logits, generator, enc.device)
+        if options.start == "pmid":  # p_mid's most likely token per position instead of noise
+            x0 = pmid_logits.argmax(-1)
+        else:
+            x0 = self.path.sample_source((b * k, length), pmid_logits, generator, enc.device)
         pinned = torch.arange(length, device=enc.device)[None] >= canvas[:, None]  # beyond the canvas: end
         x0[pinned] = self.eot_id
         if prompt is not None and prompt.shape[1] > 0:

@@ -19,6 +19,7 @@ from drax.options import check_range, load_options
 
 BASELINE_METHODS = ("greedy", "beam", "ctc")
 OUTPUT_CLEANINGS = ("first_end", "drop_specials")
+STARTS = ("source", "pmid")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class DecodingOptions:
     output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
     jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi
     sampling_exponent: float = 1.0  # the sampler's kappa_1 = t^n without use_pmid (1: the paper's)
+    # the canvas the sampler starts from: source (a draw of the path's source, the paper's) | pmid (the
+    # most likely token of p_mid per position: the audio-conditioned middle distribution as a first guess)
+    start: str = "source"
     # the transcript: first_end (the tokens after the prompt up to the first end token) | drop_specials
     # (every <|...|> token dropped, the text after an end token kept: the authors' released decoding)
     output_cleaning: str = "first_end"
@@ -42,6 +46,7 @@ class DecodingOptions:
     def __post_init__(self):
         what = "decode config"
         check_range(what, "output_cleaning", self.output_cleaning, choices=OUTPUT_CLEANINGS)
+        check_range(what, "start", self.start, choices=STARTS)
         for name, low in (("nfe", 1), ("num_candidates", 1), ("batch_size", 1), ("temperature", 0)):
             check_range(what, name, getattr(self, name), low)
         check_range(what, "sampling_exponent", self.sampling_exponent, 0, strict=True)

@@ -90,7 +90,7 @@ class StudyConfig:
 
 _VARIANT_KEYS = {"label", "config", "train"}
 _DECODE_KEYS = {"label", "decode"}
-SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent"}
+SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent", "start"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
