@@ -1,5 +1,6 @@
 """Sharded stage work (drax/recipe/jobs.py) and sharded decoding (drax/decode/decode_sets.py)."""
 import functools
+import json
 import os
 import shutil
 import signal
@@ -112,6 +113,8 @@ def test_a_decode_in_shards_writes_the_same_files_as_one(tmp_path, tiny_model):
     assert len((tmp_path / "one" / "text").read_text().splitlines()) == 10
     texts = [len((d / "text").read_text().splitlines()) for d in shard_dirs]
     assert texts == [3 + 1, 3, 3]  # batches of 3 dealt round-robin: 0 and 3 to the first shard
+    one, three = (json.loads((tmp_path / name / "timing.json").read_text()) for name in ("one", "three"))
+    assert (three["batches"], three["sampler_steps"]) == (one["batches"], one["sampler_steps"]) == (4, 4 * 4)
 
 
 SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol")

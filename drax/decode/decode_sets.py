@@ -96,18 +96,21 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
 
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, device=device,
                       rescorer=whisper_dir)
-    hyps, missing, candidates = {}, {}, []
+    hyps, missing, candidates, steps = {}, {}, [], []
     start = time.perf_counter()
     for k, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
                                                    missing, "drax", shard):
         s2t.reseed(options.seed + k)
-        for utt, decoded in zip(batch, s2t.batch(arrays, langs)):
+        decodes = s2t.batch(arrays, langs)
+        steps.append(decodes[0].steps)
+        for utt, decoded in zip(batch, decodes):
             hyps[utt] = decoded.best.text
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
                                    "scores": [h.scores for h in decoded.candidates],
                                    "pick": decoded.picks[decoded.scoring]})
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **asdict(options)}
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "batches": len(steps),
+              "sampler_steps": sum(steps), **asdict(options)}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
@@ -125,8 +128,9 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path) -> None:
         timings.append(json.loads((d / "timing.json").read_text()))
         if (d / "candidates.jsonl").exists():
             candidates += (d / "candidates.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-    timing = {**timings[0], "decode_seconds": sum(t["decode_seconds"] for t in timings),
-              "utterances": sum(t["utterances"] for t in timings), "shards": len(shard_dirs)}
+    timing = {**timings[0], **{k: sum(t[k] for t in timings) for k in ("decode_seconds", "utterances", "batches",
+                                                                        "sampler_steps") if k in timings[0]},
+              "shards": len(shard_dirs)}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"),

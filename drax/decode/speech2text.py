@@ -37,6 +37,7 @@ class Decoded:
     candidates: list[Hypothesis]
     picks: dict[str, int]  # scoring -> index of the candidate it chose
     scoring: str
+    steps: int = 0  # decoder calls of the sampler for the utterance's batch (the jacobi order may stop early)
 
     @property
     def best(self) -> Hypothesis:
@@ -153,7 +154,7 @@ class Speech2Text:
                 for s in scorings:
                     scores = [h.scores[s] for h in hyps] if s in ("ar", "elbo") else None
                     picks[s] = select(s, texts, lang or "en", scores)
-            results.append(Decoded(candidates=hyps, picks=picks, scoring=scorings[0]))
+            results.append(Decoded(candidates=hyps, picks=picks, scoring=scorings[0], steps=out.samples.steps))
         return results
 
     def ar_rescorer(self):

@@ -114,7 +114,8 @@ def write_results(r, path: Path) -> None:
         lines += [f"## {name}", ""] + _table(systems) + [""]
         for label, d in systems:
             t = json.loads((d / "timing.json").read_text())
-            lines.append(f"- {label}: {t['utterances']} utterances decoded in {t['decode_seconds']:.1f} s")
+            steps = f", {t['sampler_steps'] / t['batches']:.1f} decoder calls per batch" if t.get("batches") else ""
+            lines.append(f"- {label}: {t['utterances']} utterances decoded in {t['decode_seconds']:.1f} s{steps}")
         filtered = r.dump / name / "filtered"
         if filtered.exists() and filtered.read_text().strip():
             lines.append(f"- {len(read_kv_dict(str(filtered)))} utterance(s) not scored (listed in `{filtered}`)")

@@ -140,7 +140,12 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
         transcribe = ar.batch
     else:
         s2t = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir, device=device)
-        transcribe = lambda feats, langs: [d.best.text for d in s2t.batch(feats, langs)]  # noqa: E731
+        steps = []
+
+        def transcribe(feats, langs):
+            decoded = s2t.batch(feats, langs)
+            steps.append(decoded[0].steps)
+            return [d.best.text for d in decoded]
     feats = read_kv_dict(str(set_dir / "feats.scp"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     refs = read_kv_dict(str(set_dir / "text.raw"))
@@ -153,6 +158,8 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
            "cer": {s.lang: s.cer for s in scores}}
     for errors in out.values():
         errors["avg"] = sum(errors.values()) / len(errors)
+    if not is_autoregressive(asr_dir):
+        out["steps"] = sum(steps) / len(steps)  # decoder calls per batch
     return out
 
 
@@ -300,13 +307,18 @@ class Study:
         if c.decodes:
             names = list(c.decodes)
             labels = [(c.decodes[n] or {}).get("label", n) for n in names]
-            lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages; "
-                      f"the first column is the {c.jump_order} sampler above):", "",
+            lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages, and "
+                      f"in brackets the decoder calls per batch of {c.batch_size}; the first column is the "
+                      f"{c.jump_order} sampler above):", "",
                       f"| variant | {c.jump_order} sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
+
+            def cell(point):
+                return fmt(point["cer"]["avg"]) + (f" ({point['steps']:.1f})" if point.get("steps") else "")
+
             for res in results:
                 if res["decodes"]:
-                    lines.append(f"| {res['label']} | {fmt(res['curve'][-1]['cer']['avg'])} | "
-                                 + " | ".join(fmt(res["decodes"][n]["cer"]["avg"]) for n in names) + " |")
+                    lines.append(f"| {res['label']} | {cell(res['curve'][-1])} | "
+                                 + " | ".join(cell(res["decodes"][n]) for n in names) + " |")
             lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c.decodes[n] or {}).get('decode', {}), sort_keys=True)}`"
                              for n, label in zip(names, labels)]
         lines += ["", "Overrides of each variant:", ""]
