@@ -133,7 +133,7 @@ def test_default_is_the_paper_config_plus_the_measured_levers():
     the AR yardstick shares their decoder and budget."""
     paper, default = _load("train_drax_paper.yaml"), _load("train_drax.yaml")
     assert default["decoder_conf"].pop("attention_block") == 1
-    assert default["model_conf"].pop("time_power") == 0.25 and "time_power" not in paper["model_conf"]
+    assert default["model_conf"].pop("time_power") == 0.1 and "time_power" not in paper["model_conf"]
     assert default["optim_conf"].pop("lr") == 1.0e-4 and paper["optim_conf"].pop("lr") == 3.0e-4
     assert default["decoder_conf"].pop("autocast") == "bfloat16" and "autocast" not in paper["decoder_conf"]
     assert default.pop("num_iters_per_epoch") > paper.pop("num_iters_per_epoch")
