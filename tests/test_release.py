@@ -222,20 +222,17 @@ def test_installing_a_release_into_a_recipe_with_other_units_or_states_fails_nam
     from drax.recipe.stages import check_stage_configs
 
     _, out, _, _ = release
-    units, states = tmp_path / "units", tmp_path / "dev"
+    units = tmp_path / "units"
     units.mkdir()
-    states.mkdir()
     (units / "tokens.txt").write_text("<blank>\n<unk>\nhello\n")
     d_model = json.loads((out / "whisper" / "config.json").read_text())["d_model"]
-    (states / "feats_shape").write_text(f"u1 1500,{d_model + 1}\n")
     with pytest.raises(ValueError, match=r"has 3: run stages 5-10 with --units_conf \"\{full_vocabulary: true\}\""):
-        install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+        install_converted(out, tmp_path / "asr", units, d_model, "whisper_states")
     shutil.copy(out / "units" / "tokens.txt", units / "tokens.txt")
     with pytest.raises(ValueError, match=f"dumped {d_model + 1}-dim whisper_states .* --encoder_pad_to_30s true"):
-        install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+        install_converted(out, tmp_path / "asr", units, d_model + 1, "whisper_states")
     assert not (tmp_path / "asr").exists()  # nothing written before the checks pass
-    (states / "feats_shape").write_text(f"u1 1500,{d_model}\n")
-    install_converted(out, tmp_path / "asr", units, states, "whisper_states")
+    install_converted(out, tmp_path / "asr", units, d_model, "whisper_states")
     model, args = load_model(tmp_path / "asr" / "config.yaml", tmp_path / "asr" / "valid.loss.best.pth")
     assert args.encoder == "precomputed" and args.frontend is None and args.input_size == d_model
 

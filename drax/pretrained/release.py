@@ -307,12 +307,12 @@ def build_model(args: dict):
     return ASRTask.build_model(argparse.Namespace(**args))
 
 
-def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Path, set_dir: Path,
+def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Path, feat_dim: int,
                       features: str) -> None:
     """A converted release as a recipe experiment (stage 7 with recipe key `pretrained`): `asr_dir`
-    gets config.yaml for the features stage 3 dumped (`features`, their dimension read from
-    `set_dir`), model.pth and valid.loss.best.pth (linked to it, as ESPnet's trainer links its best
-    epoch: the name the decode configs read). The recipe's units must be the converted model's."""
+    gets config.yaml for the features stage 3 dumped (`features` of dimension `feat_dim`), model.pth
+    and valid.loss.best.pth (linked to it, as ESPnet's trainer links its best epoch: the name the
+    decode configs read). The recipe's units must be the converted model's."""
     converted = Path(converted)
     for name in ("config.yaml", "model.pth", "units/tokens.txt", "whisper/config.json"):
         if not (converted / name).is_file():
@@ -324,7 +324,6 @@ def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Pa
                          f"but this recipe's {units_dir} has {len(ours)}: run stages 5-10 with "
                          '--units_conf "{full_vocabulary: true}"')
     args = yaml.safe_load((converted / "config.yaml").read_text(encoding="utf-8"))
-    feat_dim = int((set_dir / "feats_shape").read_text().split("\n", 1)[0].split()[1].split(",")[1])
     whisper = json.loads((converted / "whisper" / "config.json").read_text(encoding="utf-8"))
     expected = whisper["d_model"] if features == "whisper_states" else whisper["num_mel_bins"]
     if feat_dim != expected:

@@ -137,10 +137,11 @@ def stage_shapes(r: Recipe):
 
 
 def stage_train(r: Recipe):
+    feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
     if r.c.pretrained:  # a converted release is the model: nothing to train
         from drax.pretrained.release import install_converted
 
-        install_converted(r.c.pretrained, r.asr_dir, r.units_dir, r.dump / r.c.dev_set, r.c.features)
+        install_converted(r.c.pretrained, r.asr_dir, r.units_dir, feat_dim, r.c.features)
         return
     # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
     stamp = r.asr_dir / "inputs.fingerprint"
@@ -149,7 +150,6 @@ def stage_train(r: Recipe):
     r.asr_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())
-    feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
     train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
     args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
             "--ngpu", str(r.c.ngpu), "--token_type", "word", "--token_list", str(r.units_dir / "tokens.txt"),
