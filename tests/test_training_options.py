@@ -69,6 +69,38 @@ def test_length_predictor_learns_the_text_token_count_and_sets_the_sampler_canva
     assert model.generate(b["speech"], b["speech_lengths"], DecodingOptions(nfe=2, output_length=9)).tokens.shape[-1] == 9
 
 
+CAUSAL = {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "time_embed_dim": 16, "attention_block": 1}
+
+
+def test_a_causal_fitted_canvas_without_length_predictor_trains_on_text_plus_end_and_decodes_on_l():
+    torch.manual_seed(0)
+    model = build({"canvas_margin": 0, "length_predictor": False}, decoder_conf=CAUSAL)
+    assert model.length_predictor is None
+    b = batch(model)
+    n = b["text_lengths"]
+    x1, pinned, weight = model.build_targets(b["text"], n)
+    assert x1.shape[1] == int(n.max()) + 1  # text + one end token, nothing after it
+    assert ((~pinned[:, P:]).sum(1) + P).tolist() == (n + 1).tolist()
+    assert (x1[torch.arange(2), n] == model.eot_id).all() and (weight[torch.arange(2), n] == 1).all()
+    loss, stats, _ = model(**b)
+    assert torch.isfinite(loss) and "loss_len" not in stats
+    model.eval()
+    out = model.generate(b["speech"], b["speech_lengths"], DecodingOptions(nfe=12, jump_order="jacobi"),
+                         prompt=torch.tensor([model.prompt_ids("en")] * 2))
+    assert out.tokens.shape == (2, 1, model.output_length)  # the full L: no predicted length truncates
+
+
+@pytest.mark.parametrize("conf,decoder_conf", [
+    ({"canvas_margin": 0, "length_predictor": False}, None),  # bidirectional: the canvas length is seen
+    ({"length_predictor": False}, CAUSAL),  # a fixed canvas has no length predictor to leave out
+])
+def test_leaving_out_the_length_predictor_needs_a_causal_fitted_canvas(conf, decoder_conf):
+    overrides = {"decoder_conf": decoder_conf} if decoder_conf else {}
+    with pytest.raises(ValueError, match="model_conf.length_predictor: false .* needs model_conf.canvas_margin and "
+                                         "causal self-attention"):
+        build(conf, **overrides)
+
+
 def test_length_predictor_counts_scale_with_duration():
     torch.manual_seed(0)
     pred = LengthPredictor(8, hidden_size=4)

@@ -13,6 +13,9 @@ the paper's behaviour as its default (the learning-efficiency study, egs/mini/ta
     canvas_margin           null: a fixed canvas of L = output_length; m: each utterance's canvas is its
                             own length + 1 + U{0..2m} end tokens (m at validation), the rest of the batch
                             width pinned, and the length comes from a LengthPredictor at inference
+    length_predictor        true: that LengthPredictor; false (a causal decoder only): none, decoding
+                            runs on the full L up to the first end token, as with the fixed canvas;
+                            the positions after the end cannot change the text before them
     time_sampling           uniform (t ~ U[0, 1]) | stratified (one t in each of B strata of a batch)
     time_power              t -> t^power (> 1: more training on noisy states)
     time_draws              k: each utterance trained at k times t per step (own t, noise, prompt
@@ -136,6 +139,7 @@ class DraxASRModel(ESPnetASRModel):
         pmid_conf: dict | None = None,
         pad_weight: float = 1.0,
         canvas_margin: int | None = None,
+        length_predictor: bool = True,
         length_conf: dict | None = None,
         time_sampling: str = "uniform",
         time_power: float = 1.0,
@@ -174,6 +178,13 @@ class DraxASRModel(ESPnetASRModel):
             raise ValueError(f"model_conf.time_draws must be an integer >= 1 (got {time_draws!r})")
         if canvas_margin is not None and not 0 <= canvas_margin:
             raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {canvas_margin})")
+        if length_predictor not in (True, False):
+            raise ValueError(f"model_conf.length_predictor must be true or false (got {length_predictor!r})")
+        if not length_predictor and (canvas_margin is None or decoder.attention_block != 1):
+            raise ValueError(
+                "model_conf.length_predictor: false decodes a fitted canvas on the full output_length, which "
+                "needs model_conf.canvas_margin and causal self-attention (decoder_conf.attention_block: 1); "
+                f"got canvas_margin {canvas_margin}, attention_block {decoder.attention_block}")
         if not attention_anneal_steps >= 0:
             raise ValueError(f"model_conf.attention_anneal_steps must be >= 0 (got {attention_anneal_steps})")
 
@@ -194,7 +205,8 @@ class DraxASRModel(ESPnetASRModel):
         self.pad_weight = float(pad_weight)
         self.canvas_margin = canvas_margin
         self.length_predictor = (
-            LengthPredictor(enc_size, **(length_conf or {})) if canvas_margin is not None else None
+            LengthPredictor(enc_size, **(length_conf or {})) if canvas_margin is not None and length_predictor
+            else None
         )
         self.time_sampling, self.time_power = time_sampling, float(time_power)
         self.time_draws = time_draws
@@ -372,8 +384,8 @@ class DraxASRModel(ESPnetASRModel):
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid adds the p_mid term to the velocity (App. D.6) using the training scheduler;
-        output_length None: the trained L or, with a fitted canvas (canvas_margin), each utterance's
-        predicted length + 1 + canvas_margin; jump_order "random" (the paper's independent jumps),
+        output_length None: the trained L or, with a fitted canvas (canvas_margin) and its length
+        predictor, each utterance's predicted length + 1 + canvas_margin; jump_order "random" (the paper's independent jumps),
         "confidence" (mask-predict ordering) or "jacobi" (every position re-predicted each step at
         t = 1; with a causal decoder it converges to greedy left-to-right decoding): drax/flow/sampler.py.
         elbo: also estimate each candidate's ELBO along its trajectory (drax/flow/elbo.py; NFE more
@@ -427,8 +439,9 @@ class DraxASRModel(ESPnetASRModel):
                               encoder_out_lens=enc_lens, elbo=scores)
 
     def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None):
-        """Canvas length (B,) per utterance: `output_length` if given, else the trained fixed L or, with
-        a fitted canvas, prompt + predicted text length + 1 + canvas_margin (at most L)."""
+        """Canvas length (B,) per utterance: `output_length` if given, else the trained L or, with a
+        fitted canvas and its length predictor, prompt + predicted text length + 1 + canvas_margin
+        (at most L)."""
         b = enc.shape[0]
         if output_length is not None or self.length_predictor is None:
             return torch.full((b,), output_length or self.output_length, dtype=torch.long, device=enc.device)
