@@ -128,12 +128,15 @@ def test_paper_config_trains_and_decodes_as_the_paper_does():
 
 def test_default_is_the_paper_config_plus_the_measured_levers():
     """The default differs from the paper's recipe only in what the learning-efficiency and default
-    studies measured (causal self-attention, a lower learning rate, t = u^0.25, the jacobi sampler)
+    studies measured (causal self-attention, a lower learning rate, t = u^0.1, a canvas of the text
+    and its end token, the jacobi sampler)
     and in its budget (bf16 matrix products, more steps); test_config_builds_its_model checks that
     the AR yardstick shares their decoder and budget."""
     paper, default = _load("train_drax_paper.yaml"), _load("train_drax.yaml")
     assert default["decoder_conf"].pop("attention_block") == 1
     assert default["model_conf"].pop("time_power") == 0.1 and "time_power" not in paper["model_conf"]
+    assert (default["model_conf"].pop("canvas_margin"), default["model_conf"].pop("length_predictor")) == (0, False)
+    assert "canvas_margin" not in paper["model_conf"] and "length_predictor" not in paper["model_conf"]
     assert default["optim_conf"].pop("lr") == 1.0e-4 and paper["optim_conf"].pop("lr") == 3.0e-4
     assert default["decoder_conf"].pop("autocast") == "bfloat16" and "autocast" not in paper["decoder_conf"]
     assert default.pop("num_iters_per_epoch") > paper.pop("num_iters_per_epoch")

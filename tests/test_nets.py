@@ -457,3 +457,33 @@ def test_causal_decoder_logits_do_not_depend_on_the_canvas_behind_them():
     bidirectional.load_state_dict(dec.state_dict())
     short = bidirectional(x[:, :7], t, bidirectional.encode_audio(enc, lens))
     assert not torch.allclose(short, bidirectional(x, t, bidirectional.encode_audio(enc, lens))[:, :7], atol=1e-4)
+
+
+@pytest.mark.parametrize("shift_readout,rotary", [(True, False), (False, True)])
+def test_prefix_cache_gives_the_decoders_logits_from_the_first_changed_position_on(shift_readout, rotary):
+    """PrefixCache (the jacobi sampler's causal posterior) returns what the decoder's forward does on
+    every call: canvases that change from some position on, of another width, at another time."""
+    from drax.nets.dit import PrefixCache
+
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16, max_positions=16,
+                     shift_readout=shift_readout, rotary=rotary, attention_block=1).eval()
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    audio = dec.encode_audio(torch.randn(2, 9, 12), torch.tensor([9, 6]))
+    cached, t = PrefixCache(dec, audio), torch.ones(2)
+    x = torch.randint(VOCAB, (2, 12))
+    calls = []
+    for change, width, time in ((None, 12, t), (5, 12, t), (9, 12, t), (None, 8, t), (2, 10, t), (None, 10, t / 2)):
+        x = x.clone()
+        if change is not None:
+            x[1, change:] = (x[1, change:] + 1) % VOCAB  # every token from `change` on differs
+        calls.append((x[:, :width], time))
+    computed, step = [], dec.step
+    dec.step = lambda tokens, *args: computed.append(tokens.shape[1]) or step(tokens, *args)
+    with torch.no_grad():
+        for tokens, time in calls:
+            torch.testing.assert_close(cached(tokens, time), dec(tokens, time, audio), rtol=1e-5, atol=1e-5)
+    assert computed == [12, 7, 3, 1, 8, 10]  # from the first changed position on; all of it at a new time
+    with pytest.raises(ValueError, match="PrefixCache needs causal self-attention"):
+        PrefixCache(DiTDecoder(VOCAB, 12, hidden_size=32, num_heads=4), audio)

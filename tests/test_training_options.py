@@ -267,3 +267,23 @@ def test_time_draws_train_each_utterance_at_k_times_on_one_audio_memory():
     one.eval(), two.eval()
     torch.testing.assert_close(two(**b, utt_id=ids)[1]["loss"], one(**b, utt_id=ids)[1]["loss"])
     assert seen["two"][0].shape[0] == 2
+
+
+def test_jacobi_decoding_of_a_causal_model_is_the_same_with_the_prefix_cache(monkeypatch):
+    """generate's jacobi steps run the causal decoder through PrefixCache; the plain decoder reaches
+    the same tokens in the same number of steps."""
+    import drax.asr.model as drax_model
+
+    torch.manual_seed(0)
+    model = build({}, decoder_conf=CAUSAL).eval()
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    speech, lens = torch.randn(3, 11, 8), torch.tensor([11, 9, 7])
+    options = DecodingOptions(nfe=model.output_length, jump_order="jacobi")
+    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    cached = model.generate(speech, lens, options, prompt=prompt, generator=torch.Generator().manual_seed(1))
+    calls = []
+    monkeypatch.setattr(drax_model, "PrefixCache", lambda dec, audio: lambda x, t: calls.append(1) or dec(x, t, audio))
+    plain = model.generate(speech, lens, options, prompt=prompt, generator=torch.Generator().manual_seed(1))
+    assert 3 < len(calls) == plain.samples.steps == cached.samples.steps
+    assert torch.equal(cached.tokens, plain.tokens)

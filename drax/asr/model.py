@@ -46,7 +46,7 @@ from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import build_path
 from drax.flow.sampler import EulerSampler, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
-from drax.nets.dit import DiTDecoder
+from drax.nets.dit import DiTDecoder, PrefixCache
 from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
@@ -424,12 +424,16 @@ class DraxASRModel(ESPnetASRModel):
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
         scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(options.sampling_exponent)
-        posterior = lambda x, t: self.decoder(x, t, audio, pinned=pinned)  # noqa: E731
+        causal = self.decoder.attention_block == 1
+        if options.jump_order == "jacobi" and causal and self.decoder.preserve is None:
+            posterior = PrefixCache(self.decoder, audio)  # each step from the first changed position on
+        else:
+            posterior = lambda x, t: self.decoder(x, t, audio, pinned=pinned)  # noqa: E731
         samples = EulerSampler(scheduler).sample(
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
             return_trajectory=return_trajectory or elbo, generator=generator, order=options.jump_order,
-            end_token=self.eot_id, causal=self.decoder.attention_block == 1,
+            end_token=self.eot_id, causal=causal,
         )
         scores = None
         if elbo:

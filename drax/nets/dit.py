@@ -10,7 +10,8 @@ where (a, b, g) = Linear(SiLU(c)) is zero-initialised, so every block starts as 
 The output head predicts logits of p_{1|t}(x1 | x_t, audio) for all L positions at once.
 
 `DiTDecoder.step` runs the same blocks autoregressively (causal self-attention, cached keys/values of
-earlier positions): the AR yardstick `model: drax_ar` (drax/asr/ar_model.py).
+earlier positions): the AR yardstick `model: drax_ar` (drax/asr/ar_model.py), and `PrefixCache`, the
+causal denoiser of the jacobi sampler evaluated only from the first position that changed.
 """
 from __future__ import annotations
 
@@ -333,3 +334,43 @@ class DiTDecoder(AbsDecoder):
             new_cache.append(past)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale)), new_cache
+
+
+class PrefixCache:
+    """A causal DiT (`attention_block: 1`) as the sampler's posterior, called repeatedly at one time t
+    on canvases that change from some position on (the jacobi sampler's steps, drax/flow/sampler.py).
+
+    With causal self-attention the state of position j reads the tokens 0 .. j only, so between two
+    calls the states before the first position p whose token changed (in any row) are the same: a call
+    runs `DiTDecoder.step` on positions p .. w - 1 from the cached self-attention K/V of positions
+    0 .. p - 1, and keeps the earlier logits of the positions whose states did not change. The logits
+    are those of `decoder(x, t, audio)` (B, w, V), up to float rounding, at the cost of the changed
+    suffix instead of the whole canvas.
+    """
+
+    def __init__(self, decoder: DiTDecoder, audio: AudioMemory):
+        if decoder.attention_block != 1 or decoder.preserve is not None:
+            raise ValueError("PrefixCache needs causal self-attention (decoder_conf.attention_block: 1) "
+                             "and no preserve_embedding")
+        self.decoder, self.audio = decoder, audio
+        self.tokens = self.t = self.logits = self.kv = None
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        w = x.shape[1]
+        p = 0  # positions 0 .. p - 1 keep their states (and their K/V in the cache)
+        if self.tokens is not None and self.tokens.shape[0] == x.shape[0] and torch.equal(t, self.t):
+            common = min(w, self.tokens.shape[1])
+            changed = (x[:, :common] != self.tokens[:, :common]).any(0)
+            p = int(changed.int().argmax()) if changed.any() else common
+            # with the shifted readout the logits of position p come from state p - 1: kept only if computed
+            p = min(p, w - 1, self.logits.shape[1] - int(self.decoder.shift_readout))
+        past = [(k[:, :, :p], v[:, :, :p]) for k, v in self.kv] if p > 0 else None
+        rows, self.kv = self.decoder.step(x[:, p:], t, self.audio, past)  # row i: state p + i
+        if not self.decoder.shift_readout:  # logits of position j from state j
+            logits = rows if p == 0 else torch.cat([self.logits[:, :p], rows], 1)
+        elif p == 0:  # position 0 reads state 0, position j state j - 1
+            logits = torch.cat([rows[:, :1], rows[:, :-1]], 1)
+        else:
+            logits = torch.cat([self.logits[:, : p + 1], rows[:, :-1]], 1)
+        self.tokens, self.t, self.logits = x.clone(), t.clone(), logits
+        return logits
