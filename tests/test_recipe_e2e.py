@@ -148,6 +148,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     study = yaml.safe_load((MINI / "conf" / "path_study.yaml").read_text())
     study.update(max_epoch=2, num_iters_per_epoch=2, jobs=2, threads=1, utts_per_lang=1, nfe=2)
     study["variants"]["ar"] = {"label": "AR yardstick", "config": "conf/train_drax_ar.yaml"}  # greedy, no sampler
+    study["decodes"] = {"ave2": {"label": "the 2 epochs averaged", "model_file": "valid.loss.ave_2best.pth"}}
     ar = yaml.safe_load((MINI / "conf" / "train_drax_ar.yaml").read_text())
     train = yaml.safe_load((recipe / "conf" / "train_drax.yaml").read_text())
     (recipe / "conf" / "train_drax_ar.yaml").write_text(yaml.safe_dump(
@@ -161,6 +162,11 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert (recipe / "exp" / "path_study" / "path_study.png").read_bytes()[:4] == b"\x89PNG"
     trained = yaml.safe_load((recipe / "exp" / "asr_path_study_audio_src" / "config.yaml").read_text())
     assert trained["model_conf"]["path"] == "audio_src" and trained["model_conf"]["scheduler"] == "polynomial"
+    # the trainer's average of both epochs is decoded beside the last epoch (Drax variants only)
+    assert re.search(r"\| uniform source \(2-way\) \| \d+\.\d \(\d+\.\d\) \| \d+\.\d \(\d+\.\d\) \|", table), table
+    average = recipe / "exp" / "asr_path_study_audio_src" / "valid.loss.ave_2best.pth"
+    decoded = json.loads((recipe / "exp" / "path_study" / "eval" / "audio_src" / "last_ave2.json").read_text())
+    assert decoded["request"]["checkpoint"] == file_digest(average) != file_digest(average.with_name("2epoch.pth"))
     # a re-run decodes only what changed: a checkpoint that is not the one a cached point was decoded from
     evals = recipe / "exp" / "path_study" / "eval"
     kept, changed = evals / "ar" / "epoch2.json", evals / "audio_src" / "epoch2.json"

@@ -36,6 +36,23 @@ def test_each_variant_changes_only_its_overrides_and_the_budget():
     assert variant_train_config(base, {"optim": "sgd", "batch_size": 8}, conf)["optim"] == "sgd"
 
 
+def test_a_variant_choosing_another_class_gets_only_its_own_conf_and_the_averages_are_kept():
+    base = {"scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 100}, "optim": "adamw",
+            "optim_conf": {"lr": 1e-4, "weight_decay": 0.01}, "keep_nbest_models": 1}
+    conf = load_options(StudyConfig, yaml.safe_load((MINI / "schedule_study.yaml").read_text()), "study config")
+    linear = variant_train_config(base, conf.variants["linear"]["train"], conf)
+    assert linear["scheduler"] == "piecewiselinearwarmuplr"
+    assert linear["scheduler_conf"] == conf.variants["linear"]["train"]["scheduler_conf"]  # no warmup_steps
+    assert linear["optim_conf"] == base["optim_conf"]  # an unchanged class keeps its conf
+    assert variant_train_config(base, {"scheduler": "noamlr"}, conf)["scheduler_conf"] == {}  # the class's defaults
+    assert variant_train_config(base, {"scheduler_conf": {"warmup_steps": 50}}, conf)["scheduler_conf"] == {
+        "warmup_steps": 50}
+    # every epoch kept for the curve, and the trainer writes the average the decodes read
+    assert linear["keep_nbest_models"] == [3, 8] and conf.decodes["ave3"]["model_file"] == "valid.loss.ave_3best.pth"
+    with pytest.raises(ValueError, match=r"decodes.avg: unknown key\(s\) \['checkpoint'\]"):
+        load_options(StudyConfig, {"variants": {"a": {}}, "decodes": {"avg": {"checkpoint": "x"}}}, "study config")
+
+
 def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path):
     """The default train config adopts what the efficiency study found; the paper-lever studies start
     from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""

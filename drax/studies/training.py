@@ -9,7 +9,8 @@ A variant is the study's `base_config` (default: the recipe's train config) or t
 `train` overrides: a top-level key is replaced, except
 that a mapping (`model_conf`, `decoder_conf`, `optim_conf`, ...) is updated key by key, one level
 deep (so `model_conf: {path: uniform, scheduler_conf: {exponent: 2.0}}` keeps the other model_conf
-keys and replaces scheduler_conf as a whole). Every variant then gets the study's budget
+keys and replaces scheduler_conf as a whole), and that a variant choosing another class (`scheduler:
+piecewiselinearwarmuplr`) gets only its own `<key>_conf`, none of the base's. Every variant then gets the study's budget
 (`max_epoch` x `num_iters_per_epoch` steps) and is an experiment of the recipe
 (exp/asr_<study>_<variant>, resumable like any training). `jobs` trainings run side by side with
 `threads` threads each (on a small CPU two 1-thread jobs make more steps per second than one 2-thread
@@ -24,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,7 +58,10 @@ class StudyConfig:
     base_config: str | None = None  # train config the variants start from (default: the recipe's train_config)
     # name -> {label: str, config: train config (default: base_config), train: {overrides}}
     variants: dict = field(default_factory=dict)
-    decodes: dict = field(default_factory=dict)  # name -> {label, decode: {sampler options}}: on the last checkpoint
+    # name -> {label, decode: {sampler options}, model_file}: on the last epoch's checkpoint, or on the
+    # trainer's `model_file` in the experiment (e.g. valid.loss.ave_3best.pth, ESPnet's average of the
+    # 3 epochs of lowest validation loss: the variants keep that average beside every epoch)
+    decodes: dict = field(default_factory=dict)
     max_epoch: int = 6  # budget: max_epoch x num_iters_per_epoch steps for every variant
     num_iters_per_epoch: int = 50  # one dev evaluation per epoch
     jobs: int = 2  # trainings side by side
@@ -89,20 +94,30 @@ class StudyConfig:
 
 
 _VARIANT_KEYS = {"label", "config", "train"}
-_DECODE_KEYS = {"label", "decode"}
+_DECODE_KEYS = {"label", "decode", "model_file"}
+_AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent", "start"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
-    """The recipe's train config with one variant's overrides and the study's budget."""
+    """The recipe's train config with one variant's overrides and the study's budget; it keeps every
+    epoch's checkpoint (the curve) and the averages the study's decodes read."""
     out = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+    overrides = overrides or {}
+    for key, value in overrides.items():
+        other_class = key.endswith("_conf") and overrides.get(key[:-5], base.get(key[:-5])) != base.get(key[:-5])
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not other_class:
             out[key] = {**out[key], **copy.deepcopy(value)}
         else:
             out[key] = copy.deepcopy(value)
+    for key, value in overrides.items():  # another class without a _conf of its own: the class's defaults
+        if value != base.get(key) and f"{key}_conf" in base and f"{key}_conf" not in overrides:
+            out[f"{key}_conf"] = {}
+    averages = {int(m.group(1)) for spec in conf.decodes.values()
+                if (m := _AVERAGE.match((spec or {}).get("model_file", "")))}
+    keep = sorted(averages | {conf.max_epoch})
     out.update(max_epoch=conf.max_epoch, num_iters_per_epoch=conf.num_iters_per_epoch,
-               keep_nbest_models=conf.max_epoch)  # keep every epoch's checkpoint for the curve
+               keep_nbest_models=keep[0] if len(keep) == 1 else keep)
     return out
 
 
@@ -245,9 +260,11 @@ class Study:
         for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf.decodes).items():
             sampler = (spec or {}).get("decode", {})
             cached = eval_dir / f"last_{name}.json"
-            model_file = r.asr_dir / f"{self.conf.max_epoch}epoch.pth"
-            request = {"checkpoint": curve[-1]["request"]["checkpoint"], "sampler": sampler,  # the last epoch's
-                       **self.decode_request()}
+            model_file = r.asr_dir / ((spec or {}).get("model_file") or f"{self.conf.max_epoch}epoch.pth")
+            if not model_file.exists():
+                raise FileNotFoundError(f"study config decodes.{name}: {model_file} is missing (the trainer "
+                                        "writes valid.loss.ave_<n>best.pth when keep_nbest_models lists n)")
+            request = {"checkpoint": file_digest(model_file), "sampler": sampler, **self.decode_request()}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
@@ -307,7 +324,8 @@ class Study:
         if c.decodes:
             names = list(c.decodes)
             labels = [(c.decodes[n] or {}).get("label", n) for n in names]
-            lines += ["", "Sampler options on each variant's last checkpoint (dev CER %, mean over languages, and "
+            lines += ["", "Decodes of each variant's last checkpoint, or of the trainer's model file named below "
+                      "(dev CER %, mean over languages, and "
                       f"in brackets the decoder calls per batch of {c.batch_size}; the first column is the "
                       f"{c.jump_order} sampler above):", "",
                       f"| variant | {c.jump_order} sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
@@ -320,6 +338,7 @@ class Study:
                     lines.append(f"| {res['label']} | {cell(res['curve'][-1])} | "
                                  + " | ".join(cell(res["decodes"][n]) for n in names) + " |")
             lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c.decodes[n] or {}).get('decode', {}), sort_keys=True)}`"
+                             + (f" on `{c.decodes[n]['model_file']}`" if (c.decodes[n] or {}).get("model_file") else "")
                              for n, label in zip(names, labels)]
         lines += ["", "Overrides of each variant:", ""]
         for name, spec in c.variants.items():
