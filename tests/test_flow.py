@@ -344,6 +344,57 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
                                                    pmid_probs=torch.full((b, length, vocab), 1 / vocab))
 
 
+def test_a_jacobi_window_settles_the_same_greedy_decoding_from_the_first_position_that_can_change():
+    """A causal denoiser (the logits of position j read the tokens before j, here an end token ends a
+    row): with a window of w positions a jacobi step re-predicts positions [first that can change,
+    + w) only, keeps the rest, and reaches the same fixed point; cut short by nfe, its last step
+    re-predicts every position."""
+    vocab, end, b, length, prompt = 9, 8, 5, 16, 2
+    torch.manual_seed(29)  # rows that end after 2 to 9 tokens
+    table = torch.randn(vocab, vocab, vocab) * 3  # next-token logits from the two tokens before
+    table[..., end] -= 1.5
+
+    calls = []
+
+    def posterior(x, t):
+        calls.append(x.clone())
+        prev1 = torch.cat([x[:, :1], x[:, :-1]], 1)
+        prev2 = torch.cat([x[:, :2], x[:, :-2]], 1)
+        return table[prev2, prev1]
+
+    x0 = torch.randint(end, (b, length), generator=torch.Generator().manual_seed(1))  # no end token yet
+    pinned = torch.zeros(b, length, dtype=torch.bool)
+    pinned[:, :prompt] = True
+    sampler = EulerSampler(PolynomialScheduler(1.0))
+    kwargs = dict(temperature=1e-6, pinned=pinned, order="jacobi", end_token=end, causal=True)
+    full = sampler.sample(posterior, x0, 100, **kwargs)
+    first_end = [int((row == end).int().argmax()) if (row == end).any() else length for row in full.tokens]
+    assert max(first_end) < length - 2 and len(set(first_end)) > 2, first_end  # rows of different lengths
+    for window in (1, 2, 3, 5):
+        calls.clear()
+        out = sampler.sample(posterior, x0, 100, window=window, return_trajectory=True, **kwargs)
+        for row, e in enumerate(first_end):
+            assert torch.equal(out.tokens[row, : e + 1], full.tokens[row, : e + 1]), (window, row)
+        final = prompt  # positions before it hold their final tokens
+        states = out.trajectory + [out.tokens]
+        for call, before, after in zip(calls, states, states[1:]):
+            assert call.shape[1] <= final + window  # a step re-predicts at most `window` positions
+            rest = slice(call.shape[1], None)  # kept, or the end token beyond the rows' reach
+            assert ((after[:, rest] == before[:, rest]) | (after[:, rest] == end)).all()
+            assert torch.equal(after[:, :final], full.tokens[:, :final])
+            changed = (after != before).any(0)
+            final = min(call.shape[1], int(changed.int().argmax()) + 1) if changed.any() else call.shape[1]
+        assert out.steps == len(calls) <= max(first_end) - prompt + 2  # at least one position settled per step
+    # one step short of the end: the last step re-predicts the whole reach from the settled prefix
+    calls.clear()
+    cut = sampler.sample(posterior, x0, 3, window=1, **kwargs)
+    assert [c.shape[1] for c in calls][:2] == [prompt + 1, prompt + 2] and calls[-1].shape[1] == length
+    assert torch.equal(cut.tokens[:, : prompt + 3], full.tokens[:, : prompt + 3])
+    for bad in (dict(order="random"), dict(causal=False), dict(end_token=None)):
+        with pytest.raises(ValueError, match="window 2: a jacobi step's window needs the jacobi order"):
+            sampler.sample(posterior, x0, 4, window=2, **{**kwargs, **bad})
+
+
 def test_row_noise_draws_belong_to_the_utterance_not_to_its_batch():
     def noise(utts, step=3):
         return RowNoise.for_utterances(0, utts, step, width=12)

@@ -233,7 +233,9 @@ def test_unusable_features_are_named_and_bad_decode_options_refused(tmp_path):
                             ({"nfe": 0}, "nfe: 0 must be >= 1"), ({"temperature": -1.0}, "temperature: -1.0 must be"),
                             ({"nfe": 2.5}, "nfe: 2.5 is not an int"), ({"output_length": "twelve"}, "is not an int"),
                             ({"jump_order": "best"}, "jump_order: unknown choice 'best'; valid: random"),
-                            ({"scoring": "vote"}, "scoring: unknown choice 'vote'")):
+                            ({"scoring": "vote"}, "scoring: unknown choice 'vote'"),
+                            ({"jump_order": "jacobi", "jacobi_window": 0}, "jacobi_window: 0 must be >= 1"),
+                            ({"jacobi_window": 2}, "jacobi_window: 2 needs jump_order: jacobi")):
         with pytest.raises(ValueError, match=message):
             load_options(DecodingOptions, option, "decode config")
 

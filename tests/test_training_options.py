@@ -1,4 +1,6 @@
 """The learning-efficiency options of the Drax model (model_conf), each against its definition."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -287,3 +289,8 @@ def test_jacobi_decoding_of_a_causal_model_is_the_same_with_the_prefix_cache(mon
     plain = model.generate(speech, lens, options, prompt=prompt, generator=torch.Generator().manual_seed(1))
     assert 3 < len(calls) == plain.samples.steps == cached.samples.steps
     assert torch.equal(cached.tokens, plain.tokens)
+    # re-predicting a window of 2 positions a step: with as many steps as positions, the same greedy canvas
+    monkeypatch.undo()
+    windowed = model.generate(speech, lens, dataclasses.replace(options, jacobi_window=2), prompt=prompt,
+                              generator=torch.Generator().manual_seed(1))
+    assert torch.equal(windowed.tokens, cached.tokens)

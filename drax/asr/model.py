@@ -380,7 +380,7 @@ class DraxASRModel(ESPnetASRModel):
     ) -> GenerateOutput:
         """Sample `options.num_candidates` transcriptions per utterance of encoder output (B, T, D) with
         lengths (B,), in one batch; the sampler's options (nfe, temperature, use_pmid, output_length,
-        jump_order, sampling_exponent, start) come from `options` (drax/decode/options.py).
+        jump_order, jacobi_window, sampling_exponent, start) come from `options` (drax/decode/options.py).
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid adds the p_mid term to the velocity (App. D.6) using the training scheduler;
@@ -433,7 +433,7 @@ class DraxASRModel(ESPnetASRModel):
             posterior, x0, nfe, temperature, pinned,
             pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
             return_trajectory=return_trajectory or elbo, generator=generator, order=options.jump_order,
-            end_token=self.eot_id, causal=causal,
+            end_token=self.eot_id, causal=causal, window=options.jacobi_window,
         )
         scores = None
         if elbo:

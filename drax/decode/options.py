@@ -32,6 +32,9 @@ class DecodingOptions:
     use_pmid: bool = False  # add the p_mid term to the sampler's velocity (paper App. D.6)
     output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
     jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi
+    # jacobi with a causal decoder: a step re-predicts at most this many positions from the first one
+    # that can still change (null: every position up to the furthest end token; the same fixed point)
+    jacobi_window: int | None = None
     sampling_exponent: float = 1.0  # the sampler's kappa_1 = t^n without use_pmid (1: the paper's)
     # the canvas the sampler starts from: source (a draw of the path's source, the paper's) | pmid (the
     # most likely token of p_mid per position: the audio-conditioned middle distribution as a first guess)
@@ -53,6 +56,10 @@ class DecodingOptions:
         check_range(what, "scoring", self.scoring, choices=SCORINGS)
         check_range(what, "jump_order", self.jump_order, choices=ORDERS)
         check_range(what, "output_length", self.output_length, 2)
+        check_range(what, "jacobi_window", self.jacobi_window, 1)
+        if self.jacobi_window is not None and self.jump_order != "jacobi":
+            raise ValueError(f"decode config jacobi_window: {self.jacobi_window} needs jump_order: jacobi "
+                             f"(got {self.jump_order}); set jacobi_window: null")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,13 @@ it is not part of the transcript, and with a causal denoiser cannot change what 
 causal (`causal=True`), it evaluates each step only up to one position past the furthest first end
 token of the batch, the positions beyond holding the end token: every row's fixed point (greedy
 decoding up to its end) is the same, at the cost of the transcripts' length instead of the canvas's.
+
+`window=w` (jacobi, causal) re-predicts at most w positions a step, from the first one that can still
+change: positions before it are final (their prefix is), and a position predicted from a final
+prefix is final, so each step settles at least one more position, as the whole canvas does, and the
+fixed point is the same greedy decoding. It gives up only what the positions beyond the window would
+have guessed from a prefix that is not final yet; the last allowed step (k = nfe - 1) re-predicts
+every position, so a transcript cut short by `nfe` still ends on the model's guesses, not on the start.
 """
 from __future__ import annotations
 
@@ -75,6 +82,7 @@ class EulerSampler:
         order: str = "random",
         end_token: int | None = None,
         causal: bool = False,
+        window: int | None = None,
     ) -> SampleOutput:
         """Integrate from x_init (B, L) at t = 0 to t = 1 in exactly `nfe` posterior calls.
 
@@ -84,6 +92,7 @@ class EulerSampler:
         end_token: the jacobi order's fixed point looks at each row up to its first end token only.
         causal: the logits of position j depend on the positions before j only; with the jacobi order
         and an end token, steps evaluate the canvas up to one past the furthest first end token.
+        window: the jacobi order re-predicts at most this many positions a step (causal only; None: all).
         """
         if int(nfe) != nfe or nfe < 1:
             raise ValueError(f"nfe must be a positive integer (got {nfe})")
@@ -93,6 +102,9 @@ class EulerSampler:
         use_mid = pmid_probs is not None and self.scheduler.has_mid
         if order != "random" and use_mid:
             raise ValueError(f"the {order} order has no p_mid term; use it without use_pmid")
+        if window is not None and not (order == "jacobi" and causal and end_token is not None and window >= 1):
+            raise ValueError(f"window {window}: a jacobi step's window needs the jacobi order, a causal denoiser, "
+                             "an end token and window >= 1")
         if order == "confidence":
             decided = pinned.clone() if pinned is not None else torch.zeros_like(x_init, dtype=torch.bool)
             free = (~decided).sum(1)
@@ -100,15 +112,18 @@ class EulerSampler:
         out = SampleOutput(tokens=x)
         batch = x.shape[0]
         h = 1.0 / nfe
+        # the first position a jacobi step can change (every position before it is final)
+        final = int((~pinned).any(0).int().argmax()) if pinned is not None and (~pinned).any() else 0
         for k in range(nfe):
             t = k * h  # integer step index: exactly nfe steps for every nfe
             width = x.shape[1]
             if causal and order == "jacobi" and end_token is not None:
                 width = _reach(x, end_token)
-            logits = posterior(x[:, :width], torch.full((batch,), 1.0 if order == "jacobi" else t, device=x.device))
+            upto = width if window is None or k == nfe - 1 else min(width, final + window)
+            logits = posterior(x[:, :upto], torch.full((batch,), 1.0 if order == "jacobi" else t, device=x.device))
             x1_hat = gumbel_max(logits, temperature, generator)
-            if width < x.shape[1]:
-                x1_hat = torch.cat([x1_hat, x1_hat.new_full((batch, x.shape[1] - width), end_token)], 1)
+            if upto < x.shape[1]:  # beyond the window: unchanged; beyond the reach: the end token
+                x1_hat = torch.cat([x1_hat, x[:, upto:width], x1_hat.new_full((batch, x.shape[1] - width), end_token)], 1)
             if return_trajectory:
                 out.trajectory.append(x.clone())
                 out.x1_hats.append(x1_hat.clone())
@@ -143,20 +158,30 @@ class EulerSampler:
             if pinned is not None:
                 new = torch.where(pinned, x_init, new)
             out.steps = k + 1
-            if order == "jacobi" and _settled(x, new, end_token):
-                x = new
+            if order == "jacobi" and _settled(x, new, end_token) and _first_end(new, end_token).max() < upto:
+                x = new  # (every row's first end token re-predicted: nothing beyond the window is left)
                 break
+            if window is not None:
+                changed = (new[:, :upto] != x[:, :upto]).any(0)
+                final = min(upto, int(changed.int().argmax()) + 1) if changed.any() else upto
             x = new
         out.tokens = x
         return out
 
 
+def _first_end(x: torch.Tensor, end_token: int | None = None) -> torch.Tensor:
+    """(B,) position of each row's first `end_token` in x (B, L), L where it has none (no end token
+    given: 0, a fixed point that needs none)."""
+    if end_token is None:
+        return torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    is_end = x == end_token
+    return torch.where(is_end.any(1), is_end.int().argmax(1), x.shape[1])
+
+
 def _reach(x: torch.Tensor, end_token: int) -> int:
     """One past the furthest first end token of the rows of x (B, L), at most L: the positions a causal
     denoiser's step must evaluate (no end token in a row: all L)."""
-    is_end = x == end_token
-    first = torch.where(is_end.any(1), is_end.int().argmax(1), x.shape[1])
-    return min(x.shape[1], int(first.max()) + 2)
+    return min(x.shape[1], int(_first_end(x, end_token).max()) + 2)
 
 
 def _settled(old: torch.Tensor, new: torch.Tensor, end_token: int | None) -> bool:
@@ -164,6 +189,6 @@ def _settled(old: torch.Tensor, new: torch.Tensor, end_token: int | None) -> boo
     if end_token is None:
         return torch.equal(old, new)
     is_end = new == end_token
-    first = torch.where(is_end.any(1), is_end.int().argmax(1), new.shape[1])  # (B,): no end -> whole row
+    first = _first_end(new, end_token)  # (B,): no end -> whole row
     upto = torch.arange(new.shape[1], device=new.device)[None] <= first[:, None]
     return bool(is_end.any(1).all() and ((old == new) | ~upto).all())

@@ -96,7 +96,7 @@ class StudyConfig:
 _VARIANT_KEYS = {"label", "config", "train"}
 _DECODE_KEYS = {"label", "decode", "model_file"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
-SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "sampling_exponent", "start"}
+SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
