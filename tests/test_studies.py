@@ -40,9 +40,9 @@ def test_a_variant_choosing_another_class_gets_only_its_own_conf_and_the_average
     base = {"scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 100}, "optim": "adamw",
             "optim_conf": {"lr": 1e-4, "weight_decay": 0.01}, "keep_nbest_models": 1}
     conf = load_options(StudyConfig, yaml.safe_load((MINI / "schedule_study.yaml").read_text()), "study config")
-    linear = variant_train_config(base, conf.variants["linear"]["train"], conf)
-    assert linear["scheduler"] == "piecewiselinearwarmuplr"
-    assert linear["scheduler_conf"] == conf.variants["linear"]["train"]["scheduler_conf"]  # no warmup_steps
+    schedule = {"warmup_steps_list": [0, 100, 2000], "warmup_lr_list": [0.0, 1e-4, 0.0]}
+    linear = variant_train_config(base, {"scheduler": "piecewiselinearwarmuplr", "scheduler_conf": schedule}, conf)
+    assert linear["scheduler"] == "piecewiselinearwarmuplr" and linear["scheduler_conf"] == schedule  # no warmup_steps
     assert linear["optim_conf"] == base["optim_conf"]  # an unchanged class keeps its conf
     assert variant_train_config(base, {"scheduler": "noamlr"}, conf)["scheduler_conf"] == {}  # the class's defaults
     assert variant_train_config(base, {"scheduler_conf": {"warmup_steps": 50}}, conf)["scheduler_conf"] == {
