@@ -75,3 +75,35 @@ def time_steps(model, speech, lengths, text, text_lengths, steps: int, conf: dic
         if i >= 2:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def jacobi_arguments(description: str) -> argparse.ArgumentParser:
+    """The jacobi benchmarks' shared arguments: a trained causal Drax, a dumped set, the batches."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("asr_dir", type=Path, help="a trained causal Drax: config.yaml and the model file")
+    parser.add_argument("set_dir", type=Path, help="a dumped set: feats.scp, utt2lang, speech_shape (text.raw)")
+    parser.add_argument("--model_file", default="valid.loss.best.pth")
+    parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="the recipe's output units")
+    parser.add_argument("--batches", type=int, default=12, help="every k-th batch of the set, this many")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--nfe", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def jacobi_setup(args):
+    """(Speech2Text of the causal model decoding greedily with jacobi steps, [(utts, arrays, langs)]:
+    every k-th batch of the set, shortest first as stage 8 decodes)."""
+    from drax.decode.decode_sets import feature_batches
+    from drax.decode.options import DecodingOptions
+    from drax.decode.speech2text import Speech2Text
+
+    torch.set_num_threads(args.threads)
+    options = DecodingOptions(nfe=args.nfe, temperature=0.0, jump_order="jacobi")
+    s2t = Speech2Text(args.asr_dir / "config.yaml", args.asr_dir / args.model_file, options, args.units_dir)
+    if s2t.model.decoder.attention_block != 1:
+        raise SystemExit(f"{args.asr_dir}: the decoder is not causal (decoder_conf.attention_block: 1)")
+    batches = [(utts, arrays, langs) for _, utts, arrays, langs in
+               feature_batches(args.set_dir, args.batch_size, None, {}, "read")]
+    every = max(1, len(batches) // args.batches)
+    return s2t, batches[::every][: args.batches]

@@ -13,19 +13,14 @@ the hypotheses equal to the whole canvas's, and the CER against the set's refere
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
-from pathlib import Path
-
-import torch
 
 from drax.data.kaldi_dir import read_kv_dict
-from drax.decode.decode_sets import feature_batches
-from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
-from drax.decode.speech2text import Speech2Text
+
+from common import jacobi_arguments, jacobi_setup
 
 
 def window(value: str) -> int | None:
@@ -33,30 +28,15 @@ def window(value: str) -> int | None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("asr_dir", type=Path, help="a trained causal Drax: config.yaml and the model file")
-    parser.add_argument("set_dir", type=Path, help="a dumped set: feats.scp, utt2lang, speech_shape, text.raw")
-    parser.add_argument("--model_file", default="valid.loss.best.pth")
-    parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="the recipe's output units")
+    parser = jacobi_arguments(__doc__)
     parser.add_argument("--windows", type=window, nargs="+", default=[None, 1, 2, 4], help="none: the whole canvas")
-    parser.add_argument("--batches", type=int, default=15, help="every k-th batch of the set, this many")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--nfe", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    options = DecodingOptions(nfe=args.nfe, temperature=0.0, jump_order="jacobi")
-    s2t = Speech2Text(args.asr_dir / "config.yaml", args.asr_dir / args.model_file, options, args.units_dir)
-    if s2t.model.decoder.attention_block != 1:
-        raise SystemExit(f"{args.asr_dir}: the decoder is not causal (decoder_conf.attention_block: 1)")
-    batches = list(feature_batches(args.set_dir, args.batch_size, None, {}, "read"))
-    every = max(1, len(batches) // args.batches)
-    batches = batches[::every][: args.batches]
+    s2t, batches = jacobi_setup(args)
+    options = s2t.options
     windows = [None, *[w for w in args.windows if w is not None]]  # the whole canvas: the reference
     seconds, steps = {w: [] for w in windows}, {w: [] for w in windows}
     hyps = {w: {} for w in windows}
-    for _, utts, arrays, langs in batches:
+    for utts, arrays, langs in batches:
         for w in windows:
             s2t.options = dataclasses.replace(options, jacobi_window=w)
             s2t.reseed(0)
