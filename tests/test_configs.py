@@ -70,8 +70,11 @@ def test_config_builds_its_model(path, random_whisper):
         drax = yaml.safe_load((path.parent / "train_drax.yaml").read_text())
         drax["decoder_conf"]["init_from_whisper"] = None
         del drax["decoder_conf"]["attention_block"]  # the AR model is causal whatever the config says
-        assert {k: v for k, v in conf.items() if k not in ("model", "model_conf", "optim_conf")} == \
-            {k: v for k, v in drax.items() if k not in ("model", "model_conf", "optim_conf")}
+        own = ("model", "model_conf", "optim_conf", "scheduler_conf")
+        assert {k: v for k, v in conf.items() if k not in own} == {k: v for k, v in drax.items() if k not in own}
+        for c in (conf, drax):  # the same schedule, to each one's own peak learning rate
+            assert c["scheduler_conf"] == {"warmup_steps_list": [0, 100, c["max_epoch"] * c["num_iters_per_epoch"]],
+                                           "warmup_lr_list": [0.0, c["optim_conf"]["lr"], 0.0]}
         assert model.max_length == 48
     assert model.prompt_ids("ja")[1] == vocab.index("<|ja|>")
     n_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))
@@ -128,8 +131,8 @@ def test_paper_config_trains_and_decodes_as_the_paper_does():
 
 def test_default_is_the_paper_config_plus_the_measured_levers():
     """The default differs from the paper's recipe only in what the learning-efficiency and default
-    studies measured (causal self-attention, a lower learning rate, t = u^0.1, a canvas of the text
-    and its end token, the jacobi sampler)
+    studies measured (causal self-attention, a lower learning rate decaying linearly to 0, t = u^0.1, a
+    canvas of the text and its end token, the jacobi sampler)
     and in its budget (bf16 matrix products, more steps); test_config_builds_its_model checks that
     the AR yardstick shares their decoder and budget."""
     paper, default = _load("train_drax_paper.yaml"), _load("train_drax.yaml")
@@ -138,6 +141,11 @@ def test_default_is_the_paper_config_plus_the_measured_levers():
     assert (default["model_conf"].pop("canvas_margin"), default["model_conf"].pop("length_predictor")) == (0, False)
     assert "canvas_margin" not in paper["model_conf"] and "length_predictor" not in paper["model_conf"]
     assert default["optim_conf"].pop("lr") == 1.0e-4 and paper["optim_conf"].pop("lr") == 3.0e-4
+    # linear to 0 at the last step (the schedule study) instead of the paper's warmuplr decay
+    assert (default.pop("scheduler"), paper.pop("scheduler")) == ("piecewiselinearwarmuplr", "warmuplr")
+    budget = default["max_epoch"] * default["num_iters_per_epoch"]
+    assert default.pop("scheduler_conf") == {"warmup_steps_list": [0, 100, budget], "warmup_lr_list": [0.0, 1.0e-4, 0.0]}
+    assert paper.pop("scheduler_conf") == {"warmup_steps": 100}
     assert default["decoder_conf"].pop("autocast") == "bfloat16" and "autocast" not in paper["decoder_conf"]
     assert default.pop("num_iters_per_epoch") > paper.pop("num_iters_per_epoch")
     assert default == paper
