@@ -36,7 +36,8 @@ def small_train_config(path: Path) -> None:
     assert conf["decoder_conf"]["init_from_whisper"] == "recipe"
     conf["model_conf"]["pmid_conf"].update(hidden_size=32, num_heads=2)
     conf.update(max_epoch=2, num_iters_per_epoch=3, batch_size=4, use_tensorboard=True)
-    conf["scheduler_conf"] = {"warmup_steps": 2}
+    steps = conf["max_epoch"] * conf["num_iters_per_epoch"]  # the default's schedule, cut to these steps
+    conf["scheduler_conf"] = {"warmup_steps_list": [0, 2, steps], "warmup_lr_list": [0.0, conf["optim_conf"]["lr"], 0.0]}
     path.write_text(yaml.safe_dump(conf))
 
 
