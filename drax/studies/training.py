@@ -264,7 +264,8 @@ class Study:
             if not model_file.exists():
                 raise FileNotFoundError(f"study config decodes.{name}: {model_file} is missing (the trainer "
                                         "writes valid.loss.ave_<n>best.pth when keep_nbest_models lists n)")
-            request = {"checkpoint": file_digest(model_file), "sampler": sampler, **self.decode_request()}
+            digest = file_digest(model_file) if (spec or {}).get("model_file") else curve[-1]["request"]["checkpoint"]
+            request = {"checkpoint": digest, "sampler": sampler, **self.decode_request()}  # last epoch: hashed above
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
