@@ -185,6 +185,36 @@ def test_pmid_shapes_and_masking():
     enc2 = enc.clone()
     enc2[1, 4:] = -50
     torch.testing.assert_close(net(enc2, lens), out, rtol=1e-5, atol=1e-5)
+    # a shorter canvas reads the first positions' logits of the full L, computed for those only
+    torch.testing.assert_close(net(enc, lens, 3), out[:, :3])
+
+
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_soft_delta_on_its_rows_only_gives_the_dense_logits_and_gradients(autocast):
+    """The straight-through term multiplied with the embedding table at the rows drawn from p_mid only
+    (soft_rows) equals the dense product: the same logits, the same gradients into p_mid and the table."""
+    from drax.flow.path import build_path
+
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, hidden_size=32, num_blocks=2, num_heads=4, time_embed_dim=16, max_positions=16,
+                     autocast=autocast)
+    for p in dec.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    pmid, pmid_in = torch.nn.Linear(12, VOCAB), torch.randn(3, 10, 12)
+    enc, lens = torch.randn(3, 9, 12), torch.tensor([9, 5, 7])
+    x1, t = torch.randint(VOCAB, (3, 10)), torch.tensor([0.3, 0.5, 0.8])
+    path = build_path("audio_mid", VOCAB)
+    grads = []
+    for sparse in (False, True):
+        dec.zero_grad(), pmid.zero_grad()
+        s = path.sample(x1, t, pmid(pmid_in), torch.Generator().manual_seed(1))
+        assert 0 < s.soft_rows.sum() < s.soft_rows.numel() and not s.soft_delta[~s.soft_rows].any()
+        logits = dec(s.xt, t, dec.encode_audio(enc, lens), s.soft_delta, soft_rows=s.soft_rows if sparse else None)
+        (logits.square().mean()).backward()
+        grads.append((logits.detach(), pmid.weight.grad.clone(), dec.embed.weight.grad.clone()))
+    assert grads[0][1].abs().sum() > 0  # the loss reaches p_mid
+    for dense, rows in zip(*grads):
+        torch.testing.assert_close(rows, dense, rtol=1e-4, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -324,18 +324,19 @@ class DraxASRModel(ESPnetASRModel):
         t = self.sample_time(b, x1.device, noise)
         pmid_logits = None
         if self.pmid is not None:
-            pmid_logits = self.pmid(enc, enc_lens)[:, :length].repeat_interleave(k, 0)
+            pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
         sample = self.path.sample(x1, t, pmid_logits, noise)
         xt = torch.where(pinned, x1, sample.xt)
-        soft_delta = None
+        soft_delta = soft_rows = None
         if sample.soft_delta is not None:
-            soft_delta = sample.soft_delta * (~pinned)[..., None]
+            soft_delta, soft_rows = sample.soft_delta * (~pinned)[..., None], sample.soft_rows & ~pinned
         drop = None
         if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
             drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
         audio = self.decoder.encode_audio(enc, enc_lens, drop)
         logits = self.decoder(xt, t, audio.repeat_interleave(k) if k > 1 else audio, soft_delta,
-                              self_mask=self.self_attention_mask(length, b, x1.device, noise), pinned=pinned)
+                              self_mask=self.self_attention_mask(length, b, x1.device, noise), pinned=pinned,
+                              soft_rows=soft_rows)
         if self.training:
             self.updates += 1
 
@@ -411,7 +412,7 @@ class DraxASRModel(ESPnetASRModel):
                              "and at most the trained output_length")
         pmid_logits = None
         if self.pmid is not None and (use_pmid or self.path.source == "audio" or options.start == "pmid"):
-            pmid_logits = self.pmid(enc, enc_lens)[:, :length].repeat_interleave(k, 0)
+            pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
         if options.start == "pmid":  # p_mid's most likely token per position instead of noise
             x0 = pmid_logits.argmax(-1)
         else:

@@ -32,6 +32,9 @@ class PathSample:
     # (B, L, V), numerically zero; carries the straight-through gradient of the Gumbel-softmax
     # samples back to p_mid. Add `soft_delta @ embedding_weight` to the token embeddings.
     soft_delta: torch.Tensor | None
+    # (B, L) bool: the positions where soft_delta can carry a gradient (drawn from p_mid); elsewhere its
+    # rows are zero, so `soft_delta[soft_rows] @ embedding_weight` is all a decoder needs to compute
+    soft_rows: torch.Tensor | None
     noised: torch.Tensor  # (B, L) bool: drawn from the source or the middle component, not the target
 
 
@@ -110,13 +113,13 @@ class MixturePath:
 
         x0, delta0 = self._draw(self.source, x1.shape, pmid_logits, generator, x1.device)
         xt = torch.where(from_source, x0, x1)
-        soft_delta = None if delta0 is None else delta0 * from_source[..., None]
+        soft_delta, soft_rows = (None, None) if delta0 is None else (delta0 * from_source[..., None], from_source)
         if self.mid is not None:
             xmid, delta_mid = self._draw(self.mid, x1.shape, pmid_logits, generator, x1.device)
             xt = torch.where(from_mid, xmid, xt)
             if delta_mid is not None:
-                soft_delta = delta_mid * from_mid[..., None]
-        return PathSample(xt=xt, soft_delta=soft_delta, noised=from_source | from_mid)
+                soft_delta, soft_rows = delta_mid * from_mid[..., None], from_mid
+        return PathSample(xt=xt, soft_delta=soft_delta, soft_rows=soft_rows, noised=from_source | from_mid)
 
 
 def build_path(name: str, vocab_size: int, scheduler: str | None = None, scheduler_conf=None,

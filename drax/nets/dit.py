@@ -240,21 +240,24 @@ class DiTDecoder(AbsDecoder):
         soft_delta: torch.Tensor | None = None,
         self_mask: torch.Tensor | None = None,
         pinned: torch.Tensor | None = None,
+        soft_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, L, V) of p_{1|t}(. | x_t = tokens, audio) at times t (B,).
 
         pinned (B, L) bool: the positions held fixed (prompt); read only with `preserve_embedding`.
 
         soft_delta (B, L, V): straight-through Gumbel-softmax term (numerically zero) that routes the
-        loss gradient into p_mid.
+        loss gradient into p_mid. soft_rows (B, L) bool: the positions where it is not zero (default: all);
+        only those rows are multiplied with the embedding table, which at a large vocabulary costs as
+        much as the readout when done for every position.
         self_mask (B or 1, 1, L, L) bool: which positions each position's self-attention may read
         (default: all of them); e.g. causal, or the annealed mask of `model_conf.attention_anneal_steps`.
         With `attention_block` the block-causal mask is applied on top (both must allow a key).
         """
         with precision.autocast(tokens.device, self.autocast_dtype):
-            return self._forward(tokens, t, audio, soft_delta, self_mask, pinned).float()
+            return self._forward(tokens, t, audio, soft_delta, self_mask, pinned, soft_rows).float()
 
-    def _forward(self, tokens, t, audio, soft_delta, self_mask, pinned):
+    def _forward(self, tokens, t, audio, soft_delta, self_mask, pinned, soft_rows):
         self_mask = self.combine_masks(self_mask, tokens.shape[1], tokens.device)
         x = self.embed(tokens)
         if self.preserve is not None:
@@ -267,7 +270,12 @@ class DiTDecoder(AbsDecoder):
                                  f"{self.positions.num_embeddings}")
             x = x + self.positions.weight[: tokens.shape[1]]
         if soft_delta is not None:
-            x = x + soft_delta @ self.embed.weight[: soft_delta.shape[-1]]
+            table = self.embed.weight[: soft_delta.shape[-1]]
+            if soft_rows is None:
+                x = x + soft_delta @ table
+            else:
+                rows = soft_rows.nonzero(as_tuple=True)
+                x = x.index_put(rows, (soft_delta[rows] @ table).to(x.dtype), accumulate=True)
         c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))
         rotary = None
         if self.rotary:

@@ -38,8 +38,9 @@ class PMidNetwork(nn.Module):
         self.out_norm = nn.LayerNorm(hidden_size)
         self.head = nn.Linear(hidden_size, vocab_size)
 
-    def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, L, V) of p_mid for encoder states enc (B, T, D)."""
+    def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Logits (B, length, V) of p_mid's first `length` positions (default: all L) for encoder states
+        enc (B, T, D); the queries still attend to all L, so a shorter canvas reads the same logits."""
         enc, enc_lens = pool_frames(enc, enc_lens, self.audio_pool)
         mask = (torch.arange(enc.shape[1], device=enc.device)[None] < enc_lens[:, None])[:, None, None]
         kv = self.cross_attn.memory_kv(self.audio_proj(enc))
@@ -47,4 +48,4 @@ class PMidNetwork(nn.Module):
         x = x + self.self_attn(self.norm1(x))
         x = x + self.cross_attn(self.norm2(x), kv, mask)
         x = x + self.mlp(self.norm3(x))
-        return self.head(self.out_norm(x))
+        return self.head(self.out_norm(x[:, :length]))
