@@ -154,9 +154,9 @@ def test_loss_on_noised_positions_only_ignores_target_draws():
     seen = {}
     decoder_forward = model.decoder.forward
 
-    def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None):
+    def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None, active=None):
         seen["xt"] = xt
-        logits = decoder_forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows)
+        logits = decoder_forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows, active)
         seen["logits"] = logits
         return logits
 
@@ -250,10 +250,10 @@ def test_time_draws_train_each_utterance_at_k_times_on_one_audio_memory():
     for name, model in (("one", one), ("two", two)):
         decoder_forward, memory_kv = model.decoder.forward, model.decoder.blocks[0].cross_attn.memory_kv
 
-        def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None, name=name,
+        def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None, active=None, name=name,
                 decoder_forward=decoder_forward):
             seen[name] = (xt, t, audio.kv[0][0])
-            return decoder_forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows)
+            return decoder_forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows, active)
 
         def kv_spy(memory, name=name, memory_kv=memory_kv):
             seen.setdefault(name + "_kv_rows", []).append(memory.shape[0])  # utterances, then the null frame

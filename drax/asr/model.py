@@ -23,6 +23,14 @@ the paper's behaviour as its default (the learning-efficiency study, egs/mini/ta
     loss_positions          all | noised (only positions drawn from the source or the middle)
     attention_anneal_steps  0: bidirectional from the start; n: self-attention mask "causal OR
                             Bernoulli(step / n)" per (query, key) over the first n updates (DiffuLLaMA)
+    active_block            null: the path noises the whole canvas (the paper); n (a causal decoder with
+                            the shifted readout): block-parallel Drax. Each utterance gets one active
+                            block of n positions at a random start s in its text (up to its end token):
+                            positions before s are the clean committed prefix (causal, read at t = 1),
+                            the block follows the path at t and is bidirectional inside, what follows
+                            is not seen. The block decoder (drax/flow/block.py) commits blocks of n
+    prefix_loss_weight      with active_block: weight of the next-token CE on the clean prefix (its
+                            logits are those of an AR decoder, computed anyway); 0: the block's loss only
 
 Every `text` starts with the prompt described by
 `prompt_template`, e.g. Whisper's <|startoftranscript|><|{lang}|><|transcribe|><|notimestamps|>; it stays pinned;
@@ -41,6 +49,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from drax.decode.options import DecodingOptions
+from drax.flow.block import BlockSampler
 from drax.flow.elbo import trajectory_elbo
 from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import build_path
@@ -146,6 +155,8 @@ class DraxASRModel(ESPnetASRModel):
         time_draws: int = 1,
         loss_positions: str = "all",
         attention_anneal_steps: int = 0,
+        active_block: int | None = None,
+        prefix_loss_weight: float = 1.0,
         **unknown,
     ):
         if unknown:
@@ -187,6 +198,18 @@ class DraxASRModel(ESPnetASRModel):
                 f"got canvas_margin {canvas_margin}, attention_block {decoder.attention_block}")
         if not attention_anneal_steps >= 0:
             raise ValueError(f"model_conf.attention_anneal_steps must be >= 0 (got {attention_anneal_steps})")
+        if active_block is not None:
+            if not (isinstance(active_block, int) and active_block >= 1):
+                raise ValueError(f"model_conf.active_block must be null or an integer >= 1 (got {active_block!r})")
+            if decoder.attention_block != 1 or not decoder.shift_readout:
+                raise ValueError("model_conf.active_block trains a causal decoder whose logits of position j come "
+                                 "from state j - 1: set decoder_conf.attention_block: 1 and shift_readout: true "
+                                 f"(got {decoder.attention_block}, {decoder.shift_readout})")
+            if canvas_margin is not None and length_predictor:
+                raise ValueError("model_conf.active_block: the block decoder stops at the end token and reads "
+                                 "no predicted length; set length_predictor: false")
+        if not prefix_loss_weight >= 0:
+            raise ValueError(f"model_conf.prefix_loss_weight must be >= 0 (got {prefix_loss_weight})")
 
         self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
         self.output_length = output_length
@@ -212,6 +235,7 @@ class DraxASRModel(ESPnetASRModel):
         self.time_draws = time_draws
         self.loss_positions = loss_positions
         self.attention_anneal_steps = int(attention_anneal_steps)
+        self.active_block, self.prefix_loss_weight = active_block, float(prefix_loss_weight)
         # training updates seen, saved with the model: a resumed run continues the anneal and the noise
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._register_load_state_dict_pre_hook(_count_from_zero)
@@ -287,6 +311,27 @@ class DraxASRModel(ESPnetASRModel):
             u = (torch.randperm(b, device=device) + u) / b
         return u**self.time_power if self.time_power != 1.0 else u
 
+    def draw_active_block(self, x1, pinned, weight, text_lengths, noise: RowNoise | None = None):
+        """Each row's active block of `active_block` positions from a start s uniform over its text and
+        end token (prompt_length .. n): (x1, pinned, weight) widened with end tokens where a block
+        runs past the canvas (up to output_length), and active (B, W) bool."""
+        b, n = x1.shape[0], text_lengths.clamp(max=self.output_length - 1)
+        choices = (n - self.prompt_length + 1).clamp(min=1)
+        start = self.prompt_length + (uniform((b,), noise, x1.device) * choices).long().clamp(max=choices - 1)
+        stop = (start + self.active_block).clamp(max=self.output_length)
+        width = max(x1.shape[1], int(stop.max()))
+        if width > x1.shape[1]:
+            extra = width - x1.shape[1]
+            x1 = torch.cat([x1, x1.new_full((b, extra), self.eot_id)], 1)
+            pinned = torch.cat([pinned, pinned.new_ones(b, extra)], 1)
+            weight = torch.cat([weight, weight.new_zeros(b, extra)], 1)
+        pos = torch.arange(width, device=x1.device)[None]
+        active = (pos >= start[:, None]) & (pos < stop[:, None])
+        beyond = active & pinned & (pos > n[:, None])  # end tokens past the canvas, inside the block: trained
+        pinned = pinned & ~beyond
+        weight = torch.where(beyond, self.pad_weight, weight)
+        return x1, pinned, weight, active
+
     def self_attention_mask(self, length: int, b: int, device, noise: RowNoise | None = None) -> torch.Tensor | None:
         """The annealed mask (B, 1, L, L) of `attention_anneal_steps`, or None for full attention."""
         if not self.training or self.attention_anneal_steps == 0:
@@ -320,31 +365,42 @@ class DraxASRModel(ESPnetASRModel):
                 utt_id = [u if j == 0 else f"{u}#{j}" for u in utt_id for j in range(k)]
         noise = self.batch_noise(utt_id, text.device)
         x1, pinned, weight = self.build_targets(text, text_lengths, noise)
+        active = None
+        if self.active_block is not None:
+            x1, pinned, weight, active = self.draw_active_block(x1, pinned, weight, text_lengths, noise)
         b, length = x1.shape
         t = self.sample_time(b, x1.device, noise)
         pmid_logits = None
         if self.pmid is not None:
             pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
         sample = self.path.sample(x1, t, pmid_logits, noise)
-        xt = torch.where(pinned, x1, sample.xt)
+        noised = ~pinned if active is None else active & ~pinned  # the committed prefix stays clean
+        xt = torch.where(noised, sample.xt, x1)
         soft_delta = soft_rows = None
         if sample.soft_delta is not None:
-            soft_delta, soft_rows = sample.soft_delta * (~pinned)[..., None], sample.soft_rows & ~pinned
+            soft_delta, soft_rows = sample.soft_delta * noised[..., None], sample.soft_rows & noised
         drop = None
         if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
             drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
         audio = self.decoder.encode_audio(enc, enc_lens, drop)
         logits = self.decoder(xt, t, audio.repeat_interleave(k) if k > 1 else audio, soft_delta,
                               self_mask=self.self_attention_mask(length, b, x1.device, noise), pinned=pinned,
-                              soft_rows=soft_rows)
+                              soft_rows=soft_rows, active=active)
         if self.training:
             self.updates += 1
 
         w = weight * sample.noised if self.loss_positions == "noised" else weight
+        if active is not None:
+            w = w * active
         loss_dfm = weighted_ce(logits, x1, w)
-        target = weight > 0
+        target = (weight > 0) if active is None else (weight > 0) & active
         stats = dict(loss_dfm=loss_dfm.detach(), acc=(logits[target].argmax(-1) == x1[target]).float().mean())
         loss = loss_dfm
+        if active is not None:
+            prefix = (weight > 0) & ~active & (torch.arange(length, device=x1.device)[None] < active.int().argmax(1)[:, None])
+            loss_prefix = weighted_ce(logits, x1, weight * prefix)
+            loss = loss + self.prefix_loss_weight * loss_prefix
+            stats["loss_prefix"] = loss_prefix.detach()
         if pmid_logits is not None:
             loss_mid = weighted_ce(pmid_logits, x1, weight)
             loss = loss + loss_mid
@@ -394,6 +450,8 @@ class DraxASRModel(ESPnetASRModel):
         audio_memory: `decoder.encode_audio(enc, enc_lens)` if already computed (a drafter samples
         many times per utterance).
         """
+        if options.jump_order == "block":
+            return self.generate_blocks(enc, enc_lens, options, prompt, generator, audio_memory)
         nfe, temperature, use_pmid = options.nfe, options.temperature, options.use_pmid
         output_length = options.output_length
         if elbo and use_pmid:
@@ -442,6 +500,33 @@ class DraxASRModel(ESPnetASRModel):
                                      scheduler).view(b, k)
         return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
                               encoder_out_lens=enc_lens, elbo=scores)
+
+    def generate_blocks(self, enc, enc_lens, options: DecodingOptions, prompt=None, generator=None,
+                        audio_memory=None) -> GenerateOutput:
+        """`generate_encoded` with the block decoder (drax/flow/block.py): blocks of `options.block_size`
+        (default: the trained active_block) committed by `options.threshold`, on the canvas of
+        output_length (default: the trained L), each row up to its first end token."""
+        size = options.block_size or self.active_block
+        if size is None or self.decoder.attention_block != 1 or not self.decoder.shift_readout:
+            raise ValueError("decode option jump_order: block needs a block-parallel model (model_conf.active_block) "
+                             "or a causal decoder with the shifted readout and the option block_size")
+        if prompt is None or prompt.shape[1] == 0:
+            raise ValueError("the block decoder needs the prompt (at least its first token)")
+        b, k = enc.shape[0], options.num_candidates
+        length = options.output_length or self.output_length
+        audio = audio_memory if audio_memory is not None else self.decoder.encode_audio(enc, enc_lens)
+        canvas = torch.full((b * k, length), self.eot_id, dtype=torch.long, device=enc.device)
+        prompt = prompt.to(enc.device).repeat_interleave(k, 0)
+        given = torch.zeros_like(canvas, dtype=torch.bool)
+        given[:, :prompt.shape[1]] = prompt >= 0
+        canvas[:, :prompt.shape[1]] = prompt.clamp(min=0)
+        pmid_logits = None
+        if self.pmid is not None:
+            pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
+        samples = BlockSampler(self.path, size, options.threshold, options.temperature).sample(
+            self.decoder, audio.repeat_interleave(k), canvas, given, self.eot_id, pmid_logits, generator)
+        return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
+                              encoder_out_lens=enc_lens)
 
     def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None):
         """Canvas length (B,) per utterance: `output_length` if given, else the trained L or, with a

@@ -20,6 +20,7 @@ from drax.options import check_range, load_options
 BASELINE_METHODS = ("greedy", "beam", "ctc")
 OUTPUT_CLEANINGS = ("first_end", "drop_specials")
 STARTS = ("source", "pmid")
+JUMP_ORDERS = (*ORDERS, "block")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class DecodingOptions:
     rescorer: str | None = None  # Whisper for `ar` (default: the recipe's, whose encoder Drax uses)
     use_pmid: bool = False  # add the p_mid term to the sampler's velocity (paper App. D.6)
     output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
-    jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi
+    jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi | block (drax/flow/block.py)
+    block_size: int | None = None  # block: positions per block (null: the model's model_conf.active_block)
+    threshold: float = 0.9  # block: commit every position at least this probable (and the most probable one)
     # jacobi with a causal decoder: a step re-predicts at most this many positions from the first one
     # that can still change (null: every position up to the furthest end token; the same fixed point)
     jacobi_window: int | None = None
@@ -54,7 +57,11 @@ class DecodingOptions:
             check_range(what, name, getattr(self, name), low)
         check_range(what, "sampling_exponent", self.sampling_exponent, 0, strict=True)
         check_range(what, "scoring", self.scoring, choices=SCORINGS)
-        check_range(what, "jump_order", self.jump_order, choices=ORDERS)
+        check_range(what, "jump_order", self.jump_order, choices=JUMP_ORDERS)
+        check_range(what, "block_size", self.block_size, 1)
+        check_range(what, "threshold", self.threshold, 0)
+        if self.threshold > 1:
+            raise ValueError(f"{what} key threshold: {self.threshold!r} must be <= 1 (1: one token per call)")
         check_range(what, "output_length", self.output_length, 2)
         check_range(what, "jacobi_window", self.jacobi_window, 1)
         if self.jacobi_window is not None and self.jump_order != "jacobi":

@@ -38,6 +38,7 @@ class Decoded:
     picks: dict[str, int]  # scoring -> index of the candidate it chose
     scoring: str
     steps: int = 0  # decoder calls of the sampler for the utterance's batch (the jacobi order may stop early)
+    calls: int = 0  # of those, the calls that decoded this utterance (the block decoder's rows finish apart)
 
     @property
     def best(self) -> Hypothesis:
@@ -154,7 +155,10 @@ class Speech2Text:
                 for s in scorings:
                     scores = [h.scores[s] for h in hyps] if s in ("ar", "elbo") else None
                     picks[s] = select(s, texts, lang or "en", scores)
-            results.append(Decoded(candidates=hyps, picks=picks, scoring=scorings[0], steps=out.samples.steps))
+            row_steps = out.samples.row_steps
+            calls = out.samples.steps if row_steps is None else int(row_steps[b * len(cands)])
+            results.append(Decoded(candidates=hyps, picks=picks, scoring=scorings[0], steps=out.samples.steps,
+                                   calls=calls))
         return results
 
     def ar_rescorer(self):

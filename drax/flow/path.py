@@ -93,6 +93,17 @@ class MixturePath:
                 return gumbel_softmax_sample(pmid_logits, self.gumbel_tau, generator)[0]
         return self._draw(self.source, shape, None, generator, device)[0]
 
+    def sample_noise(self, shape, t: torch.Tensor, pmid_logits=None, generator=None, device=None) -> torch.Tensor:
+        """Tokens (B, L) of positions known not to be the target at times t (B,): from the source with
+        probability kappa_0 / (kappa_0 + kappa_mid), else from the middle component (no gradient)."""
+        kappa = self.scheduler.kappa(t.to(torch.float32))
+        with torch.no_grad():
+            x0 = self._draw(self.source, shape, pmid_logits, generator, device)[0]
+            if self.mid is None:
+                return x0
+            from_source = uniform(shape, generator, device) * (kappa.source + kappa.mid)[:, None] < kappa.source[:, None]
+            return torch.where(from_source, x0, self._draw(self.mid, shape, pmid_logits, generator, device)[0])
+
     def sample(
         self,
         x1: torch.Tensor,

@@ -60,6 +60,10 @@ class SampleOutput:
     trajectory: list[torch.Tensor] = field(default_factory=list)
     x1_hats: list[torch.Tensor] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    # The block decoder (drax/flow/block.py), per call when asked for: the committed positions (B, L) bool
+    committed: list[torch.Tensor] = field(default_factory=list)
+    # (B,) the calls each row took part in (the block decoder's rows finish apart); None: all `steps`
+    row_steps: torch.Tensor | None = None
 
 
 class EulerSampler:

@@ -125,6 +125,16 @@ class PolynomialScheduler:
         return k.d_target / (1 - k.target), torch.zeros_like(k.target)
 
 
+def time_of_target(scheduler, fraction: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """t with kappa_1(t) = fraction (in [0, 1]) by bisection: kappa_1 increases from 0 to 1 on [0, 1]."""
+    lo, hi = torch.zeros_like(fraction, dtype=torch.float32), torch.ones_like(fraction, dtype=torch.float32)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = scheduler.kappa(mid).target < fraction
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (lo + hi) / 2
+
+
 SCHEDULERS = {"tri_mixture": TriMixtureScheduler, "polynomial": PolynomialScheduler}
 
 

@@ -53,8 +53,10 @@ class SelfAttention(nn.Module):
         y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
-    def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None, rotary=None):
-        """Causal attention of the next n positions over the m before them and themselves.
+    def step(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None, rotary=None,
+             mask: torch.Tensor | None = None):
+        """Attention of the next n positions over the m before them and themselves: causal, or `mask`
+        (B, 1, n, m + n) bool (True: may read).
 
         x (B, n, D); past: (K, V) (B, H, m, D / H) of the earlier positions, or None (m = 0); rotary:
         the tables of the n new positions. Returns (B, n, D) and (K, V) of all m + n positions.
@@ -65,9 +67,10 @@ class SelfAttention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
-        m = k.shape[2] - n
-        causal = torch.ones(n, m + n, dtype=torch.bool, device=x.device).tril(m)  # new i reads 0 .. m + i
-        y = attend(q, k, v, causal, self.dropout if self.training else 0.0)
+        if mask is None:
+            m = k.shape[2] - n
+            mask = torch.ones(n, m + n, dtype=torch.bool, device=x.device).tril(m)  # new i reads 0 .. m + i
+        y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d)), (k, v)
 
 

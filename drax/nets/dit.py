@@ -38,7 +38,23 @@ AUDIO_PROJECTIONS = ("linear_norm", "mlp")
 
 
 def modulate(x, shift, scale):
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """adaLN: x (B, L, D) scaled and shifted by (B, 1 or L, D)."""
+    return x * (1 + scale) + shift
+
+
+@dataclass
+class TimeCondition:
+    """The time embeddings of a call: c (B, K, C), K times per row, and `select` (B, L) long, which of
+    them each position reads (None: K = 1, every position reads its row's). Two times per row (clean
+    t = 1 and the active block's t) cost two modulations per row, not one per position."""
+
+    c: torch.Tensor
+    select: torch.Tensor | None = None
+
+    def modulation(self, linear: nn.Module) -> torch.Tensor:
+        """linear(c) per position: (B, 1 or L, out)."""
+        m = linear(self.c)
+        return m if self.select is None else m.gather(1, self.select[..., None].expand(-1, -1, m.shape[-1]))
 
 
 @dataclass
@@ -89,20 +105,21 @@ class DiTBlock(nn.Module):
         """This block's cross-attention (K, V) of projected audio frames (B, T, D)."""
         return self.cross_attn.memory_kv(self.norm_audio(memory))
 
-    def forward(self, x, c, rotary, kv, mask, self_mask=None):
-        s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
-        x = x + g1[:, None] * self.self_attn(modulate(self.norm1(x), s1, a1), rotary, self_mask)
-        x = x + g2[:, None] * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
-        return x + g3[:, None] * self.mlp(modulate(self.norm3(x), s3, a3))
+    def forward(self, x, cond: TimeCondition, rotary, kv, mask, self_mask=None):
+        s1, a1, g1, s2, a2, g2, s3, a3, g3 = cond.modulation(self.modulation).chunk(9, dim=-1)
+        x = x + g1 * self.self_attn(modulate(self.norm1(x), s1, a1), rotary, self_mask)
+        x = x + g2 * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
+        return x + g3 * self.mlp(modulate(self.norm3(x), s3, a3))
 
-    def step(self, x, c, rotary, kv, mask, past=None):
-        """As forward for the next n positions (B, n, D), self-attention causal over the cached (K, V)
-        `past` of the earlier ones; returns (x, (K, V) of all positions so far)."""
-        s1, a1, g1, s2, a2, g2, s3, a3, g3 = self.modulation(c).chunk(9, dim=-1)
-        y, past = self.self_attn.step(modulate(self.norm1(x), s1, a1), past, rotary)
-        x = x + g1[:, None] * y
-        x = x + g2[:, None] * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
-        return x + g3[:, None] * self.mlp(modulate(self.norm3(x), s3, a3)), past
+    def step(self, x, cond: TimeCondition, rotary, kv, mask, past=None, self_mask=None):
+        """As forward for the next n positions (B, n, D), self-attention over the cached (K, V) `past`
+        of the earlier ones and themselves (causal, or `self_mask` (B, 1, n, m + n)); returns
+        (x, (K, V) of all positions so far)."""
+        s1, a1, g1, s2, a2, g2, s3, a3, g3 = cond.modulation(self.modulation).chunk(9, dim=-1)
+        y, past = self.self_attn.step(modulate(self.norm1(x), s1, a1), past, rotary, self_mask)
+        x = x + g1 * y
+        x = x + g2 * self.cross_attn(modulate(self.norm2(x), s2, a2), kv, mask)
+        return x + g3 * self.mlp(modulate(self.norm3(x), s3, a3)), past
 
 
 class DiTDecoder(AbsDecoder):
@@ -241,6 +258,7 @@ class DiTDecoder(AbsDecoder):
         self_mask: torch.Tensor | None = None,
         pinned: torch.Tensor | None = None,
         soft_rows: torch.Tensor | None = None,
+        active: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, L, V) of p_{1|t}(. | x_t = tokens, audio) at times t (B,).
 
@@ -253,12 +271,25 @@ class DiTDecoder(AbsDecoder):
         self_mask (B or 1, 1, L, L) bool: which positions each position's self-attention may read
         (default: all of them); e.g. causal, or the annealed mask of `model_conf.attention_anneal_steps`.
         With `attention_block` the block-causal mask is applied on top (both must allow a key).
+        active (B, L) bool: each row's active block (`model_conf.active_block`): its positions read
+        each other both ways (on top of the masks above) and are read at time t; every other position
+        is clean, read at t = 1, as the block decoder's cache of committed positions holds them.
         """
         with precision.autocast(tokens.device, self.autocast_dtype):
-            return self._forward(tokens, t, audio, soft_delta, self_mask, pinned, soft_rows).float()
+            return self._forward(tokens, t, audio, soft_delta, self_mask, pinned, soft_rows, active).float()
 
-    def _forward(self, tokens, t, audio, soft_delta, self_mask, pinned, soft_rows):
+    def condition(self, t: torch.Tensor, active: torch.Tensor | None = None) -> TimeCondition:
+        """The time embedding of rows at t (B,); with `active` (B, L), the other positions' at t = 1."""
+        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))[:, None]
+        if active is None:
+            return TimeCondition(c)
+        clean = self.time_mlp(timestep_embedding(torch.ones_like(t), self.time_embed_dim, self.time_scale))[:, None]
+        return TimeCondition(torch.cat([clean, c], 1), active.long())
+
+    def _forward(self, tokens, t, audio, soft_delta, self_mask, pinned, soft_rows, active):
         self_mask = self.combine_masks(self_mask, tokens.shape[1], tokens.device)
+        if active is not None and self_mask is not None:
+            self_mask = self_mask | (active[:, None, :, None] & active[:, None, None, :])
         x = self.embed(tokens)
         if self.preserve is not None:
             if pinned is None:
@@ -276,15 +307,17 @@ class DiTDecoder(AbsDecoder):
             else:
                 rows = soft_rows.nonzero(as_tuple=True)
                 x = x.index_put(rows, (soft_delta[rows] @ table).to(x.dtype), accumulate=True)
-        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))
+        cond = self.condition(t, active)
         rotary = None
         if self.rotary:
             rotary = rotary_tables(tokens.shape[1], self.hidden_size // self.num_heads, x.device, x.dtype)
         for block, kv in zip(self.blocks, audio.kv):
-            x = block(x, c, rotary, kv, audio.mask, self_mask)
+            x = block(x, cond, rotary, kv, audio.mask, self_mask)
         if self.shift_readout:
             x = torch.cat([x[:, :1], x[:, :-1]], dim=1)
-        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+            if cond.select is not None:
+                cond = TimeCondition(cond.c, torch.cat([cond.select[:, :1], cond.select[:, :-1]], 1))
+        shift, scale = cond.modulation(self.final_modulation).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale))
 
     def block_mask(self, length: int, device) -> torch.Tensor | None:
@@ -331,17 +364,67 @@ class DiTDecoder(AbsDecoder):
                 raise ValueError(f"sequence length {m + n} exceeds decoder_conf.max_positions "
                                  f"{self.positions.num_embeddings}")
             x = x + self.positions.weight[m: m + n]
-        c = self.time_mlp(timestep_embedding(t, self.time_embed_dim, self.time_scale))
+        cond = self.condition(t)
         rotary = None
         if self.rotary:
             cos, sin = rotary_tables(m + n, self.hidden_size // self.num_heads, x.device, x.dtype)
             rotary = cos[m:], sin[m:]
         new_cache = []
         for i, (block, kv) in enumerate(zip(self.blocks, audio.kv)):
-            x, past = block.step(x, c, rotary, kv, audio.mask, None if cache is None else cache[i])
+            x, past = block.step(x, cond, rotary, kv, audio.mask, None if cache is None else cache[i])
             new_cache.append(past)
-        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        shift, scale = cond.modulation(self.final_modulation).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(x), shift, scale)), new_cache
+
+    def block_step(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        t: torch.Tensor,
+        audio: AudioMemory,
+        active: torch.Tensor,
+        valid: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        past_valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One call of the block decoder (drax/flow/block.py): the rows' next positions, each row its own.
+
+        tokens, positions (B, q): tokens at absolute positions (increasing along each row); valid (B, q):
+        which are real (the rest pad a row to q); active (B, q): the row's active block, read at time
+        t (B,) and both ways among itself; the others are committed, read at t = 1 and causally, as in
+        `forward(..., active=...)`. past: per block (K, V) (B, H, M, D / H) of the committed positions
+        before them, past_valid (B, M) which of the M cached slots a row has.
+        Returns logits (B, q, V), row i from the state of position i (no readout shift), and per block
+        the (K, V) (B, H, q, D / H) of the q new positions.
+        """
+        with precision.autocast(tokens.device, self.autocast_dtype):
+            logits, new = self._block_step(tokens, positions, t, audio, active, valid, past, past_valid)
+        return logits.float(), new
+
+    def _block_step(self, tokens, positions, t, audio, active, valid, past, past_valid):
+        if self.preserve is not None:
+            raise ValueError("decoder_conf.preserve_embedding is for the fixed-length denoiser")
+        q = tokens.shape[1]
+        x = self.embed(tokens)
+        if self.positions is not None:
+            x = x + self.positions.weight[positions]
+        cond = self.condition(t, active)
+        rotary = None
+        if self.rotary:
+            cos, sin = rotary_tables(int(positions.max()) + 1, self.hidden_size // self.num_heads, x.device, x.dtype)
+            rotary = cos[positions][:, None], sin[positions][:, None]
+        own = torch.eye(q, dtype=torch.bool, device=x.device)[None]
+        reads = ((positions[:, None, :] <= positions[:, :, None]) | (active[:, :, None] & active[:, None, :]))
+        mask = (reads & valid[:, None, :]) | own  # (B, q, q); a padding position reads itself only
+        if past is not None:
+            mask = torch.cat([past_valid[:, None, :].expand(-1, q, -1), mask], 2)
+        mask = mask[:, None]
+        new = []
+        for i, (block, kv) in enumerate(zip(self.blocks, audio.kv)):
+            x, (k, v) = block.step(x, cond, rotary, kv, audio.mask, None if past is None else past[i], mask)
+            new.append((k[:, :, -q:], v[:, :, -q:]))
+        shift, scale = cond.modulation(self.final_modulation).chunk(2, dim=-1)
+        return self.head(modulate(self.final_norm(x), shift, scale)), new
 
 
 class PrefixCache:

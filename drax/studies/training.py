@@ -38,11 +38,10 @@ import yaml
 
 from drax.asr.checkpoint import reporter_stats
 from drax.data.kaldi_dir import read_kv_dict
-from drax.decode.options import DecodingOptions
+from drax.decode.options import JUMP_ORDERS, DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
-from drax.flow.sampler import ORDERS
 from drax.options import load_options
 from drax.recipe.engine import Recipe, file_digest
 from drax.studies.report import fmt, per_language_subset
@@ -74,8 +73,8 @@ class StudyConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.jump_order not in ORDERS:
-            raise ValueError(f"study config jump_order: unknown choice '{self.jump_order}'; valid: {', '.join(ORDERS)}")
+        if self.jump_order not in JUMP_ORDERS:
+            raise ValueError(f"study config jump_order: unknown choice '{self.jump_order}'; valid: {', '.join(JUMP_ORDERS)}")
         if not self.variants:
             raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
         for name, spec in self.variants.items():
@@ -85,6 +84,10 @@ class StudyConfig:
                                  f"valid: {sorted(_VARIANT_KEYS)}")
             if not isinstance((spec or {}).get("train", {}), dict):
                 raise ValueError(f"study config variants.{name}.train must be a mapping of train-config overrides")
+            bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
+            if bad_options:
+                raise ValueError(f"study config variants.{name}.decode: unknown key(s) {sorted(bad_options)}; "
+                                 f"valid: {sorted(SAMPLER_KEYS)}")
         for name, spec in self.decodes.items():
             bad = set(spec or {}) - _DECODE_KEYS
             bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
@@ -93,10 +96,11 @@ class StudyConfig:
                                  f"{sorted(_DECODE_KEYS)}, and in `decode`: {sorted(SAMPLER_KEYS)}")
 
 
-_VARIANT_KEYS = {"label", "config", "train"}
+_VARIANT_KEYS = {"label", "config", "train", "decode"}
 _DECODE_KEYS = {"label", "decode", "model_file"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
-SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start"}
+SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start", "block_size",
+                "threshold"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
@@ -155,11 +159,13 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
         transcribe = ar.batch
     else:
         s2t = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir, device=device)
-        steps = []
+        steps, tokens, calls = [], [], []
 
         def transcribe(feats, langs):
             decoded = s2t.batch(feats, langs)
             steps.append(decoded[0].steps)
+            tokens.extend(len(d.best.token_ids) + 1 for d in decoded)  # the end token counted once
+            calls.extend(d.calls for d in decoded)
             return [d.best.text for d in decoded]
     feats = read_kv_dict(str(set_dir / "feats.scp"))
     langs = read_kv_dict(str(set_dir / "utt2lang"))
@@ -175,6 +181,7 @@ def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_di
         errors["avg"] = sum(errors.values()) / len(errors)
     if not is_autoregressive(asr_dir):
         out["steps"] = sum(steps) / len(steps)  # decoder calls per batch
+        out["tokens_per_call"] = sum(tokens) / sum(calls)  # per utterance: its tokens over the calls that decoded it
     return out
 
 
@@ -234,6 +241,7 @@ class Study:
         eval_dir = self.out_dir / "eval" / variant
         eval_dir.mkdir(parents=True, exist_ok=True)
         stats = epoch_stats(r.asr_dir)
+        own = (self.conf.variants[variant] or {}).get("decode", {})  # the variant's own decoding (e.g. block)
         curve, seconds = [], 0.0
         for epoch in range(1, self.conf.max_epoch + 1):
             model_file = r.asr_dir / f"{epoch}epoch.pth"
@@ -242,11 +250,11 @@ class Study:
                                         "every epoch (keep_nbest_models); delete that directory and run again")
             cached = eval_dir / f"epoch{epoch}.json"
             request = {"checkpoint": file_digest(model_file),  # a retrained variant is decoded again
-                       **self.decode_request()}
+                       **self.decode_request(), **({"sampler": own} if own else {})}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
-                                             utts, self.conf, device=self.r.torch_device())
+                                             utts, self.conf, own, device=self.r.torch_device())
                 point = {"request": request, "epoch": epoch, "step": epoch * self.conf.num_iters_per_epoch,
                          **errors}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
@@ -258,7 +266,7 @@ class Study:
             curve.append(point)
         decodes = {}  # sampler levers on the last checkpoint (Drax only: the AR yardstick decodes greedily)
         for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf.decodes).items():
-            sampler = (spec or {}).get("decode", {})
+            sampler = {**own, **(spec or {}).get("decode", {})}
             cached = eval_dir / f"last_{name}.json"
             model_file = r.asr_dir / ((spec or {}).get("model_file") or f"{self.conf.max_epoch}epoch.pth")
             if not model_file.exists():
@@ -308,14 +316,18 @@ class Study:
             f"{c.threads} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
             f"utterances ({c.utts_per_lang} per language), NFE {c.nfe}, {c.jump_order} jumps, one sample at "
             f"temperature {c.temperature}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
+            "A variant's own decoding options, where it has them, are listed under its overrides; tokens per call: "
+            "each dev utterance's tokens (its end token once) over the decoder calls that decoded it (1 for AR "
+            "greedy).", "",
             "| variant | " + " | ".join(f"step {s}" for s in steps)
-            + " | WER (last) | valid loss_dfm (last) | train CPU-s |",
-            "|---|" + "---|" * (len(steps) + 3),
+            + " | WER (last) | tokens / call (last) | valid loss_dfm (last) | train CPU-s |",
+            "|---|" + "---|" * (len(steps) + 4),
         ]
         for res in results:
             last = res["curve"][-1]
             lines.append(f"| {res['label']} | " + " | ".join(fmt(p["cer"]["avg"]) for p in res["curve"])
-                         + f" | {fmt(last['wer']['avg'])} | {fmt(last['valid_loss_dfm'])} | {fmt(last['cpu_seconds'])} |")
+                         + f" | {fmt(last['wer']['avg'])} | {fmt(last.get('tokens_per_call', 1.0))} "
+                         f"| {fmt(last['valid_loss_dfm'])} | {fmt(last['cpu_seconds'])} |")
         langs = [k for k in results[0]["curve"][-1]["cer"] if k != "avg"]
         lines += ["", f"Dev CER per language at step {steps[-1]}:", "",
                   "| variant | " + " | ".join(langs) + " | avg |", "|---|" + "---|" * (len(langs) + 1)]
@@ -327,12 +339,16 @@ class Study:
             labels = [(c.decodes[n] or {}).get("label", n) for n in names]
             lines += ["", "Decodes of each variant's last checkpoint, or of the trainer's model file named below "
                       "(dev CER %, mean over languages, and "
-                      f"in brackets the decoder calls per batch of {c.batch_size}; the first column is the "
+                      f"in brackets the decoder calls per batch of {c.batch_size} and the tokens per call; the first "
+                      "column is the "
                       f"{c.jump_order} sampler above):", "",
                       f"| variant | {c.jump_order} sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
 
             def cell(point):
-                return fmt(point["cer"]["avg"]) + (f" ({point['steps']:.1f})" if point.get("steps") else "")
+                calls = f" ({point['steps']:.1f}" if point.get("steps") else ""
+                if calls and point.get("tokens_per_call"):
+                    calls += f", {point['tokens_per_call']:.2f}"
+                return fmt(point["cer"]["avg"]) + (calls + ")" if calls else "")
 
             for res in results:
                 if res["decodes"]:
@@ -345,7 +361,9 @@ class Study:
         for name, spec in c.variants.items():
             overrides = json.dumps((spec or {}).get("train", {}), sort_keys=True)
             base = f"`{spec['config']}` with " if (spec or {}).get("config") else ""
-            lines.append(f"- {self.label(name)} (`{name}`): {base}`{overrides}`")
+            decode = (spec or {}).get("decode")
+            decode = f", decoded with `{json.dumps(decode, sort_keys=True)}`" if decode else ""
+            lines.append(f"- {self.label(name)} (`{name}`): {base}`{overrides}`{decode}")
         best = min(results, key=lambda res: res["curve"][-1]["cer"]["avg"])
         lines += ["", f"Lowest dev CER after {steps[-1]} steps: **{best['label']}**."]
         return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""Block-parallel decoding of a block-parallel Drax (`model_conf.active_block`, drax/asr/model.py).
+
+The canvas is decoded left to right in blocks of n positions. The positions before the active block
+are committed: their self-attention keys/values were computed once, causally and at t = 1, and are
+read from a cache. Each decoder call evaluates a row's active block (plus the committed positions
+not cached yet) and, per row,
+
+    1. reads x1_hat and its probability at every position of the block (greedy, or at a temperature),
+    2. commits every uncommitted position whose probability is at least `threshold`, and at least
+       the most probable one (Fast-dLLM's rule: one token per call at worst, the AR decoder's pace),
+    3. redraws the positions still uncommitted as the path's noise at the block's time
+       t = kappa_1^{-1}(committed / n): the state the path puts there when that fraction is target.
+
+A committed token never changes. The block's first position is predicted from the state of the last
+committed position (the shifted readout): that token is the greedy AR one, and with n = 1 the whole
+decoding is greedy AR decoding, one token per call. A row is done when its block holds an end token
+with every position before it committed; rows advance independently, so a call carries each row's
+own block. Calls made, tokens committed and the rows' results go into a SampleOutput.
+"""
+from __future__ import annotations
+
+import torch
+
+from drax.flow.gumbel import gumbel_noise
+from drax.flow.sampler import SampleOutput
+from drax.flow.scheduler import time_of_target
+
+
+class BlockSampler:
+    """Blocks of `block_size`, committed by confidence `threshold` (see the module docstring).
+
+    reuse_cache: read the committed positions' keys/values from the cache (False: recompute every
+    committed position at every call, the same result at the cost of the whole prefix)."""
+
+    def __init__(self, path, block_size: int, threshold: float = 0.9, temperature: float = 0.0,
+                 reuse_cache: bool = True):
+        if not (int(block_size) == block_size and block_size >= 1):
+            raise ValueError(f"block_size must be an integer >= 1 (got {block_size})")
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1] (got {threshold})")
+        self.path, self.block_size, self.threshold = path, int(block_size), float(threshold)
+        self.temperature, self.reuse_cache = temperature, reuse_cache
+
+    @torch.no_grad()
+    def sample(self, decoder, audio, canvas: torch.Tensor, committed: torch.Tensor, end_token: int,
+               pmid_logits: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               return_trajectory: bool = False) -> SampleOutput:
+        """Decode the canvas (B, L): `committed` (B, L) bool marks the positions given (the prompt, at
+        least position 0); the others are decoded. decoder: a DiTDecoder (block_step); audio: its
+        AudioMemory for the B rows; pmid_logits (B, L, V): p_mid, for a path whose noise draws from it.
+        return_trajectory: keep the canvas and its committed positions after every call."""
+        b, length = canvas.shape
+        canvas_given = committed
+        device, n = canvas.device, self.block_size
+        # n end tokens past the canvas: a block's positions never need clipping (only its reach does)
+        x = torch.cat([canvas, canvas.new_full((b, n), end_token)], 1)
+        committed = torch.cat([committed, committed.new_ones(b, n)], 1)
+        if not committed[:, 0].all():
+            raise ValueError("the block decoder needs position 0 given (the first prompt token)")
+        rows = torch.arange(b, device=device)
+        start = (~committed).int().argmax(1)  # each row's active block starts at its first free position
+        done = committed.all(1)
+        cached = torch.zeros(b, dtype=torch.long, device=device)  # positions 0 .. cached - 1 are in the cache
+        cache = None  # per DiT block (K, V) (B, H, L, D / H)
+        out = SampleOutput(tokens=x, row_steps=torch.zeros(b, dtype=torch.long, device=device))
+        offsets = torch.arange(n, device=device)
+        while not done.all():
+            stop = (start + n).clamp(max=length)
+            lo = cached if self.reuse_cache else torch.zeros_like(cached)
+            q = int((stop - lo)[~done].max())
+            idx = lo[:, None] + torch.arange(q, device=device)[None]  # (B, q) absolute positions
+            valid = (idx < stop[:, None]) & ~done[:, None]
+            idx = idx.clamp(max=length - 1)
+            pos = start[:, None] + offsets[None]  # (B, n) the block's positions
+            in_block = (pos < stop[:, None]) & ~done[:, None]
+            known = committed.gather(1, pos) | ~in_block
+            fraction = (committed.gather(1, pos) & in_block).sum(1) / in_block.sum(1).clamp(min=1)
+            t = time_of_target(self.path.scheduler, fraction.float())
+            noise = self.path.sample_noise((b, length), t, pmid_logits, generator, device)
+            blank = torch.zeros_like(committed).scatter(1, pos, in_block & ~known)[:, :length]
+            state = torch.where(blank, noise, x[:, :length])
+            active = (idx >= start[:, None]) & valid
+            m = int(lo.max()) if self.reuse_cache else 0
+            past = None if m == 0 else [(k[:, :, :m], v[:, :, :m]) for k, v in cache]
+            past_valid = torch.arange(m, device=device)[None] < lo[:, None]
+            logits, new = decoder.block_step(state.gather(1, idx), idx, t, audio, active, valid, past, past_valid)
+            out.steps += 1
+            out.row_steps += ~done
+            # position p of the block reads the state of p - 1 (the shifted readout)
+            rows_logits = logits.gather(1, (pos - 1 - lo[:, None]).clamp(0, q - 1)[..., None].expand(-1, -1, logits.shape[-1]))
+            probs = rows_logits.float().softmax(-1)
+            if self.temperature > 0:
+                scores = rows_logits.float() / self.temperature + gumbel_noise(rows_logits.shape, generator, device)
+                guess = scores.argmax(-1)
+            else:
+                guess = probs.argmax(-1)
+            confidence = probs.gather(-1, guess[..., None]).squeeze(-1)
+            open_ = ~known
+            take = open_ & (confidence >= self.threshold)
+            best = confidence.masked_fill(~open_, -1.0).argmax(1)
+            need = open_.any(1) & ~take.any(1)
+            take[rows[need], best[need]] = True
+            x.scatter_(1, pos, torch.where(take, guess, x.gather(1, pos)))
+            committed.scatter_(1, pos, committed.gather(1, pos) | take)
+            if return_trajectory:
+                out.trajectory.append(x[:, :length].clone())
+                out.committed.append(committed[:, :length].clone())
+            # cache the committed positions computed in this call, all but the block's last predecessor
+            # (start - 1), whose state predicts the block's first position and is recomputed
+            if self.reuse_cache:
+                if cache is None:
+                    cache = [(k.new_zeros(b, k.shape[1], length, k.shape[3]), v.new_zeros(b, v.shape[1], length, v.shape[3]))
+                             for k, v in new]
+                write = valid & (idx < (start - 1)[:, None]) & (idx >= lo[:, None])
+                r, c = write.nonzero(as_tuple=True)
+                for (ck, cv), (k, v) in zip(cache, new):
+                    ck[r, :, idx[r, c]] = k[r, :, c]
+                    cv[r, :, idx[r, c]] = v[r, :, c]
+                cached = torch.where(done, cached, torch.maximum(cached, start - 1))
+            # a block is finished when every position up to its first committed end token is committed
+            block_done = committed.gather(1, pos) | ~in_block
+            is_end = (x.gather(1, pos) == end_token) & block_done & in_block
+            first_end = torch.where(is_end.any(1), is_end.int().argmax(1), n)
+            finished = (block_done | (offsets[None] > first_end[:, None])).all(1) & ~done
+            ended = finished & (is_end.any(1) | (stop >= length))
+            start = torch.where(finished & ~ended, stop, start)
+            done = done | ended
+        x = x[:, :length]
+        is_end = (x == end_token) & ~canvas_given
+        first = torch.where(is_end.any(1), is_end.int().argmax(1), length)
+        out.tokens = torch.where(torch.arange(length, device=device)[None] > first[:, None], end_token, x)
+        return out

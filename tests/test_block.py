@@ -1,0 +1,217 @@
+"""Block-parallel Drax (`model_conf.active_block`) and its block decoder (drax/flow/block.py).
+
+The training mask (clean causal prefix, bidirectional active block, nothing after it), the decoder's
+block step against its full forward, the block decoder against AR greedy (a one-position block), its
+key/value cache against recomputing the prefix, and the threshold rule (at least one commit per call,
+a committed token never changes).
+"""
+import dataclasses
+
+import pytest
+import torch
+from test_training_options import build
+
+from drax.decode.autoregressive import DiTAR, batched_greedy
+from drax.decode.options import DecodingOptions
+from drax.flow.block import BlockSampler
+from drax.flow.path import build_path
+from drax.nets.dit import DiTDecoder
+
+VOCAB = 20
+BLOCK = {"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16, "attention_block": 1,
+         "shift_readout": True, "max_positions": 16, "rotary": False}
+
+
+def random_decoder(**conf):
+    torch.manual_seed(0)
+    dec = DiTDecoder(VOCAB, 12, **{**BLOCK, **conf}).eval()
+    for p in dec.parameters():  # zero-initialised modulation would hide the time input
+        torch.nn.init.normal_(p, std=0.3)
+    return dec
+
+
+def block_model(size, **model_conf):
+    torch.manual_seed(0)
+    model = build({"active_block": size, "canvas_margin": 0, "length_predictor": False, **model_conf},
+                  decoder_conf=BLOCK).eval()
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_active_block_mask_clean_prefix_visible_future_hidden_block_bidirectional(rotary):
+    dec = random_decoder(rotary=rotary)
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
+    audio = dec.encode_audio(enc, lens)
+    x, t = torch.randint(VOCAB, (2, 12)), torch.tensor([0.3, 0.7])
+    active = torch.zeros(2, 12, dtype=torch.bool)
+    active[0, 4:7], active[1, 6:10] = True, True
+    base = dec(x, t, audio, active=active)
+
+    def changed(row, pos):
+        y = x.clone()
+        y[row, pos] = (y[row, pos] + 1) % VOCAB
+        return (dec(y, t, audio, active=active)[row] - base[row]).abs().amax(-1) > 1e-5
+
+    # logits of position j read state j - 1 (the shifted readout): row 0's block is positions 4..6,
+    # read from states 3..5; state 3 is the last committed position
+    assert not changed(0, 8)[:8].any()  # a token after the block: nothing up to the block's reach sees it
+    assert changed(0, 6)[5:7].all()  # the block's last token: seen by the block's earlier states
+    assert not changed(0, 6)[:5].any()  # ... not by the prefix (nor by the state predicting position 4)
+    assert changed(0, 1)[2:7].all()  # the prefix: seen by everything after it
+    # the prefix is clean: read at t = 1 whatever the block's t
+    other_t = dec(x, torch.tensor([0.9, 0.1]), audio, active=active)
+    torch.testing.assert_close(other_t[0, :5], base[0, :5])
+    assert (other_t[0, 5:7] - base[0, 5:7]).abs().amax() > 1e-4
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_block_step_with_cached_prefix_equals_the_full_forward(rotary):
+    dec = random_decoder(rotary=rotary)
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
+    audio = dec.encode_audio(enc, lens)
+    x, t = torch.randint(VOCAB, (2, 10)), torch.tensor([0.3, 0.7])
+    active = torch.zeros(2, 10, dtype=torch.bool)
+    active[:, 5:9] = True
+    full = dec(x, t, audio, active=active)  # shifted: position j from state j - 1
+    pos = torch.arange(10)[None].expand(2, -1)
+    ones = torch.ones(2, 10, dtype=torch.bool)
+    whole, _ = dec.block_step(x, pos, t, audio, active, ones)
+    torch.testing.assert_close(whole[:, :-1], full[:, 1:], rtol=1e-4, atol=1e-4)
+    # the first 3 positions cached (rows may hold different numbers of them: row 1 has 2)
+    _, kv = dec.block_step(x[:, :3], pos[:, :3], t, audio, active[:, :3], ones[:, :3])
+    past_valid = torch.tensor([[True, True, True], [True, True, False]])
+    lo = torch.tensor([3, 2])
+    idx = lo[:, None] + torch.arange(7)[None]
+    valid = idx < 10
+    idx = idx.clamp(max=9)
+    rest, _ = dec.block_step(x.gather(1, idx), idx, t, audio, active.gather(1, idx) & valid, valid, kv, past_valid)
+    for r in range(2):
+        n = int(valid[r].sum())
+        torch.testing.assert_close(rest[r, :n], whole[r, lo[r]:lo[r] + n], rtol=1e-4, atol=1e-4)
+
+
+def test_a_one_position_block_is_ar_greedy():
+    model = block_model(1)
+    speech, lens = torch.randn(3, 11, 8), torch.tensor([11, 9, 7])
+    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    out = model.generate(speech, lens, DecodingOptions(jump_order="block", temperature=0.0), prompt=prompt)
+    enc, enc_lens = model.encode(speech, lens)
+    greedy = batched_greedy(DiTAR(model.decoder, model.eot_id), enc, enc_lens, prompt,
+                            model.output_length - prompt.shape[1])
+    for row, ref in zip(out.tokens[:, 0], greedy):
+        assert row[prompt.shape[1]:prompt.shape[1] + len(ref)].tolist() == ref
+    longest = max(len(ref) for ref in greedy)
+    assert out.samples.steps == longest  # one token per call, the end token included
+
+
+@pytest.mark.parametrize("path", ["audio_mid", "mask_mid", "uniform"])
+def test_the_cache_of_committed_positions_decodes_as_recomputing_them(path):
+    model = block_model(3, path=path)
+    speech, lens = torch.randn(3, 11, 8), torch.tensor([11, 9, 7])
+    enc, enc_lens = model.encode(speech, lens)
+    audio = model.decoder.encode_audio(enc, enc_lens)
+    canvas = torch.full((3, model.output_length), model.eot_id)
+    canvas[:, :4] = torch.tensor(model.prompt_ids("en"))
+    given = torch.zeros_like(canvas, dtype=torch.bool)
+    given[:, :4] = True
+    pmid = model.pmid(enc, enc_lens, model.output_length) if model.pmid is not None else None
+    outs = [BlockSampler(model.path, 3, 0.3, reuse_cache=reuse).sample(
+        model.decoder, audio, canvas, given, model.eot_id, pmid, torch.Generator().manual_seed(2))
+        for reuse in (True, False)]
+    assert torch.equal(outs[0].tokens, outs[1].tokens) and outs[0].steps == outs[1].steps
+
+
+class RandomLogits:
+    """A decoder whose every call returns fresh random logits (sharp at some positions)."""
+
+    def __init__(self, vocab):
+        self.vocab, self.generator = vocab, torch.Generator().manual_seed(0)
+
+    def block_step(self, tokens, positions, t, audio, active, valid, past=None, past_valid=None):
+        b, q = tokens.shape
+        logits = torch.randn(b, q, self.vocab, generator=self.generator) * 6
+        return logits, [(torch.zeros(b, 1, q, 1), torch.zeros(b, 1, q, 1))]
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.9, 0.5, 0.0])
+def test_threshold_commits_at_least_one_token_per_call_and_never_changes_one(threshold):
+    path, end = build_path("uniform", VOCAB), VOCAB - 1
+    canvas = torch.full((4, 14), end)
+    canvas[:, :2] = torch.tensor([3, 4])
+    given = torch.zeros_like(canvas, dtype=torch.bool)
+    given[:, :2] = True
+    out = BlockSampler(path, 4, threshold).sample(RandomLogits(VOCAB), None, canvas, given, end,
+                                                  generator=torch.Generator().manual_seed(1), return_trajectory=True)
+    before_tokens, before = canvas, given
+    finished = torch.zeros(4, dtype=torch.bool)
+    for tokens, committed in zip(out.trajectory, out.committed):
+        new = (committed & ~before).sum(1)
+        assert (new[~finished] >= 1).all() and (new[finished] == 0).all()
+        assert (committed >= before).all() and (tokens[before] == before_tokens[before]).all()
+        if threshold == 1.0:  # nothing is that sure: exactly one token per call
+            assert (new[~finished] == 1).all()
+        is_end = (tokens == end) & committed
+        first = torch.where(is_end.any(1), is_end.int().argmax(1), 14)
+        finished |= (committed | (torch.arange(14)[None] > first[:, None])).all(1)  # ended, or the canvas is full
+        before_tokens, before = tokens, committed
+    assert len(out.trajectory) == out.steps
+    if threshold == 0.0:  # everything sure: a whole block per call
+        assert out.steps <= 3
+
+
+def test_block_training_noises_only_the_active_block_and_adds_the_prefix_loss():
+    model = block_model(2).train()
+    from test_training_options import batch
+
+    seen = {}
+    forward = model.decoder.forward
+
+    def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None, active=None):
+        seen.update(xt=xt, active=active, soft_rows=soft_rows)
+        return forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows, active)
+
+    model.decoder.forward = spy
+    data = batch(model)
+    torch.manual_seed(3)
+    loss, stats, _ = model(**data)
+    loss.backward()
+    active = seen["active"]
+    assert active.shape == seen["xt"].shape and (active.sum(1) >= 1).all() and (active.sum(1) <= 2).all()
+    start = active.int().argmax(1)
+    assert (start >= model.prompt_length).all() and (start <= data["text_lengths"]).all()
+    text = torch.where(data["text"] >= 0, data["text"], model.eot_id)
+    for r in range(2):  # the committed prefix is the clean text
+        assert torch.equal(seen["xt"][r, :start[r]], text[r, :start[r]])
+    assert not (seen["soft_rows"] & ~active).any()
+    assert {"loss_prefix", "loss_dfm", "loss_mid"} <= set(stats)
+    assert model.pmid.head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("conf, decoder_conf, message", [
+    ({"active_block": 0}, BLOCK, "active_block must be"),
+    ({"active_block": 4}, {**BLOCK, "attention_block": None}, "attention_block: 1 and shift_readout"),
+    ({"active_block": 4}, {**BLOCK, "shift_readout": False}, "attention_block: 1 and shift_readout"),
+    ({"active_block": 4, "canvas_margin": 2, "length_predictor": True}, BLOCK, "length_predictor: false"),
+])
+def test_bad_active_block_settings_name_the_key(conf, decoder_conf, message):
+    with pytest.raises(ValueError, match=message):
+        build(conf, decoder_conf=decoder_conf)
+
+
+def test_block_decoding_options():
+    with pytest.raises(ValueError, match="threshold"):
+        DecodingOptions(jump_order="block", threshold=1.5)
+    with pytest.raises(ValueError, match="block_size"):
+        DecodingOptions(jump_order="block", block_size=0)
+    model = build({}, decoder_conf={**BLOCK, "attention_block": None})
+    with pytest.raises(ValueError, match="block-parallel model"):
+        model.generate(torch.randn(1, 11, 8), torch.tensor([11]), DecodingOptions(jump_order="block"),
+                       prompt=torch.tensor([model.prompt_ids("en")]))
+    # a causal decoder with the shifted readout decodes in blocks when told the size
+    causal = build({}, decoder_conf=BLOCK).eval()
+    out = causal.generate(torch.randn(1, 11, 8), torch.tensor([11]),
+                          dataclasses.replace(DecodingOptions(jump_order="block"), block_size=2),
+                          prompt=torch.tensor([causal.prompt_ids("en")]))
+    assert out.tokens.shape == (1, 1, causal.output_length)
