@@ -97,6 +97,7 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, device=device,
                       rescorer=whisper_dir)
     hyps, missing, candidates, steps = {}, {}, [], []
+    tokens = calls = 0
     start = time.perf_counter()
     for k, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
                                                    missing, "drax", shard):
@@ -105,12 +106,14 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
         steps.append(decodes[0].steps)
         for utt, decoded in zip(batch, decodes):
             hyps[utt] = decoded.best.text
+            tokens += len(decoded.best.token_ids) + 1  # the end token counted once
+            calls += decoded.calls
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
                                    "scores": [h.scores for h in decoded.candidates],
                                    "pick": decoded.picks[decoded.scoring]})
     timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "batches": len(steps),
-              "sampler_steps": sum(steps), **asdict(options)}
+              "sampler_steps": sum(steps), "tokens": tokens, "calls": calls, **asdict(options)}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
@@ -129,7 +132,8 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path) -> None:
         if (d / "candidates.jsonl").exists():
             candidates += (d / "candidates.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     timing = {**timings[0], **{k: sum(t[k] for t in timings) for k in ("decode_seconds", "utterances", "batches",
-                                                                        "sampler_steps") if k in timings[0]},
+                                                                        "sampler_steps", "tokens", "calls")
+                               if k in timings[0]},
               "shards": len(shard_dirs)}
     _write_outputs(out_dir, hyps, missing, timing)
     if candidates:
@@ -149,11 +153,15 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
                         max_length=options.output_length)
     hyps, missing = {}, {}
+    tokens = 0
     start = time.perf_counter()
     for _, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
                                                    missing, "drax_ar", shard):
-        hyps.update(zip(batch, s2t.batch(arrays, langs)))
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps),
+        for utt, ids in zip(batch, s2t.token_ids(arrays, langs)):
+            hyps[utt] = s2t.text(ids)
+            tokens += len(ids) + 1  # and its end token; one decoder call each
+    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "tokens": tokens,
+              "calls": tokens,
               "system": "AR yardstick", "method": "greedy (KV cache)", "batch_size": options.batch_size,
               "model_file": options.model_file, "output_length": options.output_length or s2t.model.max_length}
     _write_outputs(out_dir, hyps, missing, timing)

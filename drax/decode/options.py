@@ -64,6 +64,9 @@ class DecodingOptions:
             raise ValueError(f"{what} key threshold: {self.threshold!r} must be <= 1 (1: one token per call)")
         check_range(what, "output_length", self.output_length, 2)
         check_range(what, "jacobi_window", self.jacobi_window, 1)
+        if self.block_size is not None and self.jump_order != "block":
+            raise ValueError(f"decode config block_size: {self.block_size} needs jump_order: block "
+                             f"(got {self.jump_order}); set block_size: null")
         if self.jacobi_window is not None and self.jump_order != "jacobi":
             raise ValueError(f"decode config jacobi_window: {self.jacobi_window} needs jump_order: jacobi "
                              f"(got {self.jump_order}); set jacobi_window: null")

@@ -191,7 +191,14 @@ class ARSpeech2Text:
         self.detokenize = load_units(units_dir).decode
 
     @torch.no_grad()
-    def batch(self, speech: list, langs: list[str]) -> list[str]:
+    def token_ids(self, speech: list, langs: list[str]) -> list[list[int]]:
+        """Each utterance's transcript token ids (the end token left out): one decoder call each, and one
+        for the end token."""
         prompt = torch.tensor([self.model.prompt_ids(lang) for lang in langs])
-        ids = self.model.generate(*pad_batch(speech, self.device), prompt, max_length=self.max_length)
-        return [self.detokenize([self.model.token_list[t] for t in row]) for row in ids]
+        return self.model.generate(*pad_batch(speech, self.device), prompt, max_length=self.max_length)
+
+    def text(self, ids: list[int]) -> str:
+        return self.detokenize([self.model.token_list[t] for t in ids])
+
+    def batch(self, speech: list, langs: list[str]) -> list[str]:
+        return [self.text(row) for row in self.token_ids(speech, langs)]

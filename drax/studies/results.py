@@ -115,6 +115,8 @@ def write_results(r, path: Path) -> None:
         for label, d in systems:
             t = json.loads((d / "timing.json").read_text())
             steps = f", {t['sampler_steps'] / t['batches']:.1f} decoder calls per batch" if t.get("batches") else ""
+            if t.get("calls"):
+                steps += f", {t['tokens'] / t['calls']:.2f} tokens per call"
             lines.append(f"- {label}: {t['utterances']} utterances decoded in {t['decode_seconds']:.1f} s{steps}")
         filtered = r.dump / name / "filtered"
         if filtered.exists() and filtered.read_text().strip():

@@ -57,7 +57,8 @@ class StudyConfig:
     base_config: str | None = None  # train config the variants start from (default: the recipe's train_config)
     # name -> {label: str, config: train config (default: base_config), train: {overrides}}
     variants: dict = field(default_factory=dict)
-    # name -> {label, decode: {sampler options}, model_file}: on the last epoch's checkpoint, or on the
+    # name -> {label, decode: {sampler options}, model_file, variants}: on the last epoch's checkpoint (of the
+    # variants listed, default all; options on top of a variant's own `decode`), or on the
     # trainer's `model_file` in the experiment (e.g. valid.loss.ave_3best.pth, ESPnet's average of the
     # 3 epochs of lowest validation loss: the variants keep that average beside every epoch)
     decodes: dict = field(default_factory=dict)
@@ -97,7 +98,7 @@ class StudyConfig:
 
 
 _VARIANT_KEYS = {"label", "config", "train", "decode"}
-_DECODE_KEYS = {"label", "decode", "model_file"}
+_DECODE_KEYS = {"label", "decode", "model_file", "variants"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start", "block_size",
                 "threshold"}
@@ -198,6 +199,11 @@ class Study:
                  only: list | None = None):
         self.r, self.train = recipe, train
         self.conf = load_options(StudyConfig, conf, "study config")
+        for name, spec in self.conf.decodes.items():
+            unknown = sorted(set((spec or {}).get("variants") or []) - set(self.conf.variants))
+            if unknown:
+                raise ValueError(f"study config decodes.{name}.variants: {unknown} are not among the variants "
+                                 f"({', '.join(self.conf.variants)})")
         if only:  # a subset of the variants (recipe key study_variants), in the study config's order
             unknown = sorted(set(only) - set(self.conf.variants))
             if unknown:
@@ -266,6 +272,8 @@ class Study:
             curve.append(point)
         decodes = {}  # sampler levers on the last checkpoint (Drax only: the AR yardstick decodes greedily)
         for name, spec in ({} if is_autoregressive(r.asr_dir) else self.conf.decodes).items():
+            if (spec or {}).get("variants") and variant not in spec["variants"]:
+                continue
             sampler = {**own, **(spec or {}).get("decode", {})}
             cached = eval_dir / f"last_{name}.json"
             model_file = r.asr_dir / ((spec or {}).get("model_file") or f"{self.conf.max_epoch}epoch.pth")
@@ -353,7 +361,8 @@ class Study:
             for res in results:
                 if res["decodes"]:
                     lines.append(f"| {res['label']} | {cell(res['curve'][-1])} | "
-                                 + " | ".join(cell(res["decodes"][n]) for n in names) + " |")
+                                 + " | ".join(cell(res["decodes"][n]) if n in res["decodes"] else "-" for n in names)
+                                 + " |")
             lines += [""] + [f"- {label} (`{n}`): `{json.dumps((c.decodes[n] or {}).get('decode', {}), sort_keys=True)}`"
                              + (f" on `{c.decodes[n]['model_file']}`" if (c.decodes[n] or {}).get("model_file") else "")
                              for n, label in zip(names, labels)]
