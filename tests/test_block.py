@@ -15,7 +15,7 @@ from drax.decode.autoregressive import DiTAR, batched_greedy
 from drax.decode.options import DecodingOptions
 from drax.flow.block import BlockSampler
 from drax.flow.path import build_path
-from drax.nets.dit import DiTDecoder
+from drax.nets.dit import Denoiser, DiTDecoder
 
 VOCAB = 20
 BLOCK = {"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16, "attention_block": 1,
@@ -117,9 +117,8 @@ def test_the_cache_of_committed_positions_decodes_as_recomputing_them(path):
     given = torch.zeros_like(canvas, dtype=torch.bool)
     given[:, :4] = True
     pmid = model.pmid(enc, enc_lens, model.output_length) if model.pmid is not None else None
-    outs = [BlockSampler(model.path, 3, 0.3, reuse_cache=reuse).sample(
-        model.decoder, audio, canvas, given, model.eot_id, pmid, torch.Generator().manual_seed(2))
-        for reuse in (True, False)]
+    outs = [BlockSampler(model.path, 3, 0.3, end_token=model.eot_id, pmid_logits=pmid, reuse_cache=reuse).sample(
+        Denoiser(model.decoder, audio), canvas, given, torch.Generator().manual_seed(2)) for reuse in (True, False)]
     assert torch.equal(outs[0].tokens, outs[1].tokens) and outs[0].steps == outs[1].steps
 
 
@@ -128,6 +127,7 @@ class RandomLogits:
 
     def __init__(self, vocab):
         self.vocab, self.generator = vocab, torch.Generator().manual_seed(0)
+        self.decoder, self.audio = self, None
 
     def block_step(self, tokens, positions, t, audio, active, valid, past=None, past_valid=None):
         b, q = tokens.shape
@@ -142,8 +142,8 @@ def test_threshold_commits_at_least_one_token_per_call_and_never_changes_one(thr
     canvas[:, :2] = torch.tensor([3, 4])
     given = torch.zeros_like(canvas, dtype=torch.bool)
     given[:, :2] = True
-    out = BlockSampler(path, 4, threshold).sample(RandomLogits(VOCAB), None, canvas, given, end,
-                                                  generator=torch.Generator().manual_seed(1), return_trajectory=True)
+    out = BlockSampler(path, 4, threshold, end_token=end).sample(RandomLogits(VOCAB), canvas, given,
+                                                                 torch.Generator().manual_seed(1), return_trajectory=True)
     before_tokens, before = canvas, given
     finished = torch.zeros(4, dtype=torch.bool)
     for tokens, committed in zip(out.trajectory, out.committed):
@@ -215,3 +215,19 @@ def test_block_decoding_options():
                           dataclasses.replace(DecodingOptions(jump_order="block"), block_size=2),
                           prompt=torch.tensor([causal.prompt_ids("en")]))
     assert out.tokens.shape == (1, 1, causal.output_length)
+
+
+def test_decoding_options_choose_the_sampler():
+    from drax.flow.sampler import ConfidenceOrder, EulerJumps, JacobiSteps
+
+    model = block_model(4)
+    chosen = {order: type(model.sampler(DecodingOptions(jump_order=order)))
+              for order in ("random", "confidence", "jacobi", "block")}
+    assert chosen == {"random": EulerJumps, "confidence": ConfidenceOrder, "jacobi": JacobiSteps, "block": BlockSampler}
+    assert model.sampler(DecodingOptions(jump_order="block")).block_size == 4  # the trained block
+    assert model.sampler(DecodingOptions(jump_order="block", block_size=2)).block_size == 2
+    for order in ("confidence", "jacobi", "block"):
+        with pytest.raises(ValueError, match=f"the {order} order has no p_mid term"):
+            model.sampler(DecodingOptions(jump_order=order, use_pmid=True))
+    with pytest.raises(ValueError, match="jump_order: unknown choice 'best'"):
+        DecodingOptions(jump_order="best")

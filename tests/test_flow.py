@@ -8,7 +8,7 @@ from drax.flow.elbo import trajectory_elbo
 from drax.flow.gumbel import gumbel_softmax_sample
 from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import PATH_CHOICES, build_path
-from drax.flow.sampler import EulerSampler
+from drax.flow.sampler import ConfidenceOrder, EulerJumps, JacobiSteps
 from drax.flow.scheduler import PolynomialScheduler, TriMixtureScheduler, build_scheduler
 
 T_GRID = torch.linspace(0, 1, 1001, dtype=torch.float64)
@@ -124,7 +124,7 @@ def test_sampler_with_oracle_posterior_lands_on_target(nfe):
         return torch.nn.functional.one_hot(x1, vocab).float() * 100
 
     x0 = torch.randint(vocab, (b, length), generator=g)
-    out = EulerSampler(PolynomialScheduler(1.0)).sample(oracle, x0, nfe, temperature=1.0, generator=g)
+    out = EulerJumps(PolynomialScheduler(1.0), nfe, temperature=1.0).sample(oracle, x0, generator=g)
     assert torch.equal(out.tokens, x1)
     assert len(calls) == nfe
     assert calls == pytest.approx([k / nfe for k in range(nfe)])
@@ -135,8 +135,8 @@ def test_sampler_final_marginals_match_fixed_posterior():
     probs = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
     logits = probs.log().expand(1, n, vocab)
     x0 = torch.randint(vocab, (1, n), generator=torch.Generator().manual_seed(0))
-    out = EulerSampler(PolynomialScheduler(1.0)).sample(
-        lambda x, t: logits, x0, nfe=4, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    out = EulerJumps(PolynomialScheduler(1.0), nfe=4, temperature=1.0).sample(
+        lambda x, t: logits, x0, generator=torch.Generator().manual_seed(1))
     freq = torch.bincount(out.tokens.flatten(), minlength=vocab).double() / n
     bound = 5 * (probs * (1 - probs) / n).sqrt().double()
     assert ((freq - probs.double()).abs() < bound).all(), freq
@@ -148,9 +148,8 @@ def test_sampler_pins_prompt_and_records_trajectory():
     x0 = torch.tensor([[7, 8, 0, 0, 0, 0], [7, 8, 1, 1, 1, 1]])
     pinned = torch.zeros_like(x0, dtype=torch.bool)
     pinned[:, :2] = True
-    out = EulerSampler(PolynomialScheduler(1.0)).sample(
-        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 5, pinned=pinned,
-        return_trajectory=True)
+    out = EulerJumps(PolynomialScheduler(1.0), 5).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, pinned, return_trajectory=True)
     assert out.tokens[:, :2].tolist() == [[7, 8], [7, 8]]
     assert (out.tokens[:, 2:] == 3).all()
     assert len(out.trajectory) == 5 and torch.equal(out.trajectory[0], x0)
@@ -165,14 +164,12 @@ def test_sampler_with_pmid_term_visits_pmid_and_lands_on_oracle():
     x1 = torch.randint(10, (3, length), generator=gen)
     x0 = torch.randint(10, 15, (3, length), generator=gen)
     pmid = torch.nn.functional.one_hot(torch.full((3, length), mid), vocab).float()
-    out = EulerSampler(TriMixtureScheduler()).sample(
-        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 8, pmid_probs=pmid,
-        return_trajectory=True, generator=gen)
+    out = EulerJumps(TriMixtureScheduler(), 8, pmid_probs=pmid).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, return_trajectory=True, generator=gen)
     assert torch.equal(out.tokens, x1) and len(out.trajectory) == 8
     assert any((state == mid).any() for state in out.trajectory[1:])
-    without = EulerSampler(TriMixtureScheduler()).sample(
-        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, 8, return_trajectory=True,
-        generator=gen)
+    without = EulerJumps(TriMixtureScheduler(), 8).sample(
+        lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 50, x0, return_trajectory=True, generator=gen)
     assert not any((state == mid).any() for state in without.trajectory)  # no p_mid term, no p_mid token
 
 
@@ -200,8 +197,8 @@ def test_trajectory_elbo_is_zero_for_a_certain_posterior_and_negative_otherwise(
     free = torch.ones(b, length, dtype=torch.bool)
     free[:, :2] = False
     oracle = lambda x, t: torch.nn.functional.one_hot(x1, vocab).float() * 100  # noqa: E731
-    out = EulerSampler(PolynomialScheduler(1.0)).sample(
-        oracle, torch.randint(vocab, (b, length), generator=g), nfe, return_trajectory=True, generator=g)
+    out = EulerJumps(PolynomialScheduler(1.0), nfe).sample(
+        oracle, torch.randint(vocab, (b, length), generator=g), return_trajectory=True, generator=g)
     assert torch.equal(out.tokens, x1)
     elbo = trajectory_elbo(oracle, out.trajectory, out.times, x1, free)
     assert elbo.abs().max() < 1e-6
@@ -250,8 +247,7 @@ def test_confidence_order_decides_the_most_confident_first_on_schedule(exponent)
         return torch.nn.functional.one_hot(target, vocab).float() * strength[None, :, None]
 
     scheduler = PolynomialScheduler(exponent)
-    out = EulerSampler(scheduler).sample(posterior, x0, nfe, temperature=1e-4, pinned=pinned,
-                                         return_trajectory=True, generator=g, order="confidence")
+    out = ConfidenceOrder(scheduler, nfe, temperature=1e-4).sample(posterior, x0, pinned, g, return_trajectory=True)
     assert torch.equal(out.tokens[pinned], x0[pinned]) and torch.equal(out.tokens[~pinned], target[~pinned])
     free = (~pinned).sum(1)
     for k, state in enumerate(out.trajectory[1:], start=1):
@@ -261,8 +257,6 @@ def test_confidence_order_decides_the_most_confident_first_on_schedule(exponent)
         for row in range(b):  # the most confident free positions (the leftmost) went first
             cols = (~pinned[row]).nonzero().flatten()
             assert decided[row, cols[: want[row]]].all() and not decided[row, cols[want[row]:]].any()
-    with pytest.raises(ValueError, match="unknown jump order .best.; valid: random, confidence, jacobi"):
-        EulerSampler(scheduler).sample(posterior, x0, nfe, order="best")
 
 
 def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right():
@@ -287,22 +281,21 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     greedy = x0.clone()
     for j in range(prompt, length):
         greedy[:, j] = posterior(greedy, None)[:, j].argmax(-1)
-    sampler = EulerSampler(PolynomialScheduler(1.0))
     for nfe in (1, 3, length - prompt):
         times.clear()
-        out = sampler.sample(posterior, x0, nfe, temperature=1e-6, pinned=pinned, order="jacobi")
+        out = JacobiSteps(nfe, temperature=1e-6).sample(posterior, x0, pinned)
         assert torch.equal(out.tokens[:, :prompt + nfe], greedy[:, :prompt + nfe]), nfe
         assert all(bool((t == 1.0).all()) for t in times) and len(times) == out.steps == nfe
     assert torch.equal(out.tokens, greedy)
     # given more steps than it needs, it stops once a step changes nothing: one step after the last change
     times.clear()
-    out = sampler.sample(posterior, x0, 10 * length, temperature=1e-6, pinned=pinned, order="jacobi")
+    out = JacobiSteps(10 * length, temperature=1e-6).sample(posterior, x0, pinned)
     assert torch.equal(out.tokens, greedy) and len(times) == out.steps <= length - prompt + 1
     start = greedy.clone()
     start[:, -1] = (greedy[:, -1] + 1) % vocab  # one step from the fixed point
-    out = sampler.sample(posterior, start, 10 * length, temperature=1e-6, pinned=pinned, order="jacobi")
+    out = JacobiSteps(10 * length, temperature=1e-6).sample(posterior, start, pinned)
     assert torch.equal(out.tokens, greedy) and out.steps == 2
-    assert sampler.sample(posterior, x0, 5, temperature=1.0, pinned=pinned).steps == 5  # the paper's: all
+    assert EulerJumps(PolynomialScheduler(1.0), 5, temperature=1.0).sample(posterior, x0, pinned).steps == 5  # all
 
     # what follows the first end token is no part of the transcript: noise there does not keep it going
     end, noise = 7, torch.Generator().manual_seed(3)
@@ -319,11 +312,11 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     pinned = torch.zeros_like(x0, dtype=torch.bool)
     pinned[:, :2] = True
     ends = [2 + end - 1 - int(row[1]) for row in starts]  # where each row's end token lands
-    out = sampler.sample(count_to_end, x0, 100, temperature=1e-6, pinned=pinned, order="jacobi", end_token=end)
+    out = JacobiSteps(100, temperature=1e-6, end_token=end).sample(count_to_end, x0, pinned)
     assert out.steps == max(e - 2 for e in ends) + 2  # one step per token of the longest row, one to see it settle
     for row, e in enumerate(ends):
         assert out.tokens[row, 2: e + 1].tolist() == list(range(int(starts[row, 1]) + 1, end + 1)), row
-    assert sampler.sample(count_to_end, x0, 30, temperature=1e-6, pinned=pinned, order="jacobi").steps == 30
+    assert JacobiSteps(30, temperature=1e-6).sample(count_to_end, x0, pinned).steps == 30
     # told the denoiser is causal, steps evaluate only up to one past the furthest first end token:
     # the same transcripts, each step on fewer positions once the rows have ended
     widths = []
@@ -333,15 +326,11 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
         return count_to_end(x, t)
 
     noise.manual_seed(3)
-    cropped = sampler.sample(measured, x0, 100, temperature=1e-6, pinned=pinned, order="jacobi", end_token=end,
-                             causal=True)
+    cropped = JacobiSteps(100, temperature=1e-6, end_token=end, causal=True).sample(measured, x0, pinned)
     for row, e in enumerate(ends):
         assert torch.equal(cropped.tokens[row, : e + 1], out.tokens[row, : e + 1]), row
     assert (cropped.tokens[:, max(ends) + 2:] == end).all()  # never evaluated: the end token
     assert widths[0] == x0.shape[1] and widths[-1] == max(ends) + 2 < x0.shape[1]
-    with pytest.raises(ValueError, match="no p_mid term"):
-        EulerSampler(TriMixtureScheduler()).sample(posterior, x0, 2, pinned=pinned, order="jacobi",
-                                                   pmid_probs=torch.full((b, length, vocab), 1 / vocab))
 
 
 def test_a_jacobi_window_settles_the_same_greedy_decoding_from_the_first_position_that_can_change():
@@ -365,14 +354,13 @@ def test_a_jacobi_window_settles_the_same_greedy_decoding_from_the_first_positio
     x0 = torch.randint(end, (b, length), generator=torch.Generator().manual_seed(1))  # no end token yet
     pinned = torch.zeros(b, length, dtype=torch.bool)
     pinned[:, :prompt] = True
-    sampler = EulerSampler(PolynomialScheduler(1.0))
-    kwargs = dict(temperature=1e-6, pinned=pinned, order="jacobi", end_token=end, causal=True)
-    full = sampler.sample(posterior, x0, 100, **kwargs)
+    kwargs = dict(temperature=1e-6, end_token=end, causal=True)
+    full = JacobiSteps(100, **kwargs).sample(posterior, x0, pinned)
     first_end = [int((row == end).int().argmax()) if (row == end).any() else length for row in full.tokens]
     assert max(first_end) < length - 2 and len(set(first_end)) > 2, first_end  # rows of different lengths
     for window in (1, 2, 3, 5):
         calls.clear()
-        out = sampler.sample(posterior, x0, 100, window=window, return_trajectory=True, **kwargs)
+        out = JacobiSteps(100, window=window, **kwargs).sample(posterior, x0, pinned, return_trajectory=True)
         for row, e in enumerate(first_end):
             assert torch.equal(out.tokens[row, : e + 1], full.tokens[row, : e + 1]), (window, row)
         final = prompt  # positions before it hold their final tokens
@@ -387,12 +375,12 @@ def test_a_jacobi_window_settles_the_same_greedy_decoding_from_the_first_positio
         assert out.steps == len(calls) <= max(first_end) - prompt + 2  # at least one position settled per step
     # one step short of the end: the last step re-predicts the whole reach from the settled prefix
     calls.clear()
-    cut = sampler.sample(posterior, x0, 3, window=1, **kwargs)
+    cut = JacobiSteps(3, window=1, **kwargs).sample(posterior, x0, pinned)
     assert [c.shape[1] for c in calls][:2] == [prompt + 1, prompt + 2] and calls[-1].shape[1] == length
     assert torch.equal(cut.tokens[:, : prompt + 3], full.tokens[:, : prompt + 3])
-    for bad in (dict(order="random"), dict(causal=False), dict(end_token=None)):
+    for bad in (dict(causal=False), dict(end_token=None)):
         with pytest.raises(ValueError, match="window 2: a jacobi step's window needs the jacobi order"):
-            sampler.sample(posterior, x0, 4, window=2, **{**kwargs, **bad})
+            JacobiSteps(4, window=2, **{**kwargs, **bad})
 
 
 def test_row_noise_draws_belong_to_the_utterance_not_to_its_batch():

@@ -53,9 +53,9 @@ from drax.flow.block import BlockSampler
 from drax.flow.elbo import trajectory_elbo
 from drax.flow.noise import RowNoise, randint, uniform
 from drax.flow.path import build_path
-from drax.flow.sampler import EulerSampler, SampleOutput
+from drax.flow.sampler import ConfidenceOrder, EulerJumps, JacobiSteps, SampleOutput
 from drax.flow.scheduler import PolynomialScheduler
-from drax.nets.dit import DiTDecoder, PrefixCache
+from drax.nets.dit import Denoiser, DiTDecoder, PrefixCache
 from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
@@ -450,10 +450,7 @@ class DraxASRModel(ESPnetASRModel):
         audio_memory: `decoder.encode_audio(enc, enc_lens)` if already computed (a drafter samples
         many times per utterance).
         """
-        if options.jump_order == "block":
-            return self.generate_blocks(enc, enc_lens, options, prompt, generator, audio_memory)
-        nfe, temperature, use_pmid = options.nfe, options.temperature, options.use_pmid
-        output_length = options.output_length
+        use_pmid, output_length = options.use_pmid, options.output_length
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
         b, k = enc.shape[0], options.num_candidates
@@ -469,7 +466,8 @@ class DraxASRModel(ESPnetASRModel):
             raise ValueError("decode option start: pmid needs a path with an audio p_mid (model_conf.path: audio_mid) "
                              "and at most the trained output_length")
         pmid_logits = None
-        if self.pmid is not None and (use_pmid or self.path.source == "audio" or options.start == "pmid"):
+        if self.pmid is not None and (use_pmid or self.path.source == "audio" or options.start == "pmid"
+                                      or options.jump_order == "block"):
             pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
         if options.start == "pmid":  # p_mid's most likely token per position instead of noise
             x0 = pmid_logits.argmax(-1)
@@ -482,51 +480,40 @@ class DraxASRModel(ESPnetASRModel):
             p = prompt.shape[1]
             pinned[:, :p] = prompt >= 0
             x0[:, :p] = torch.where(prompt >= 0, prompt, x0[:, :p])
-        scheduler = self.path.scheduler if use_pmid else PolynomialScheduler(options.sampling_exponent)
-        causal = self.decoder.attention_block == 1
-        if options.jump_order == "jacobi" and causal and self.decoder.preserve is None:
+        sampler = self.sampler(options, pmid_logits)
+        if isinstance(sampler, JacobiSteps) and sampler.causal and self.decoder.preserve is None:
             posterior = PrefixCache(self.decoder, audio)  # each step from the first changed position on
         else:
-            posterior = lambda x, t: self.decoder(x, t, audio, pinned=pinned)  # noqa: E731
-        samples = EulerSampler(scheduler).sample(
-            posterior, x0, nfe, temperature, pinned,
-            pmid_probs=pmid_logits.softmax(-1) if use_pmid else None,
-            return_trajectory=return_trajectory or elbo, generator=generator, order=options.jump_order,
-            end_token=self.eot_id, causal=causal, window=options.jacobi_window,
-        )
+            posterior = Denoiser(self.decoder, audio, pinned)
+        samples = sampler.sample(posterior, x0, pinned, generator, return_trajectory=return_trajectory or elbo)
         scores = None
         if elbo:
+            if not isinstance(sampler, EulerJumps):
+                raise ValueError("ELBO scoring reads the trajectory of the paper's sampler (jump_order: random)")
             scores = trajectory_elbo(posterior, samples.trajectory, samples.times, samples.tokens, ~pinned,
-                                     scheduler).view(b, k)
+                                     sampler.scheduler).view(b, k)
         return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
                               encoder_out_lens=enc_lens, elbo=scores)
 
-    def generate_blocks(self, enc, enc_lens, options: DecodingOptions, prompt=None, generator=None,
-                        audio_memory=None) -> GenerateOutput:
-        """`generate_encoded` with the block decoder (drax/flow/block.py): blocks of `options.block_size`
-        (default: the trained active_block) committed by `options.threshold`, on the canvas of
-        output_length (default: the trained L), each row up to its first end token."""
-        size = options.block_size or self.active_block
-        if size is None or self.decoder.attention_block != 1 or not self.decoder.shift_readout:
-            raise ValueError("decode option jump_order: block needs a block-parallel model (model_conf.active_block) "
-                             "or a causal decoder with the shifted readout and the option block_size")
-        if prompt is None or prompt.shape[1] == 0:
-            raise ValueError("the block decoder needs the prompt (at least its first token)")
-        b, k = enc.shape[0], options.num_candidates
-        length = options.output_length or self.output_length
-        audio = audio_memory if audio_memory is not None else self.decoder.encode_audio(enc, enc_lens)
-        canvas = torch.full((b * k, length), self.eot_id, dtype=torch.long, device=enc.device)
-        prompt = prompt.to(enc.device).repeat_interleave(k, 0)
-        given = torch.zeros_like(canvas, dtype=torch.bool)
-        given[:, :prompt.shape[1]] = prompt >= 0
-        canvas[:, :prompt.shape[1]] = prompt.clamp(min=0)
-        pmid_logits = None
-        if self.pmid is not None:
-            pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
-        samples = BlockSampler(self.path, size, options.threshold, options.temperature).sample(
-            self.decoder, audio.repeat_interleave(k), canvas, given, self.eot_id, pmid_logits, generator)
-        return GenerateOutput(tokens=samples.tokens.view(b, k, length), samples=samples, encoder_out=enc,
-                              encoder_out_lens=enc_lens)
+    def sampler(self, options: DecodingOptions, pmid_logits: torch.Tensor | None = None):
+        """The decoding algorithm of `options.jump_order` (drax/flow/sampler.py, drax/flow/block.py), set
+        up from the options and this model; pmid_logits (B, L, V): p_mid of the rows to decode."""
+        order, causal = options.jump_order, self.decoder.attention_block == 1
+        if order != "random" and options.use_pmid:
+            raise ValueError(f"the {order} order has no p_mid term; use it without use_pmid")
+        if order == "block":
+            size = options.block_size or self.active_block
+            if size is None or not causal or not self.decoder.shift_readout:
+                raise ValueError("decode option jump_order: block needs a block-parallel model (model_conf.active_block) "
+                                 "or a causal decoder with the shifted readout and the option block_size")
+            return BlockSampler(self.path, size, options.threshold, options.temperature, self.eot_id, pmid_logits)
+        if order == "jacobi":
+            return JacobiSteps(options.nfe, options.temperature, self.eot_id, causal, options.jacobi_window)
+        scheduler = self.path.scheduler if options.use_pmid else PolynomialScheduler(options.sampling_exponent)
+        if order == "confidence":
+            return ConfidenceOrder(scheduler, options.nfe, options.temperature)
+        return EulerJumps(scheduler, options.nfe, options.temperature,
+                          pmid_logits.softmax(-1) if options.use_pmid else None)
 
     def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None):
         """Canvas length (B,) per utterance: `output_length` if given, else the trained L or, with a

@@ -27,28 +27,30 @@ from drax.flow.scheduler import time_of_target
 
 
 class BlockSampler:
-    """Blocks of `block_size`, committed by confidence `threshold` (see the module docstring).
+    """Blocks of `block_size`, committed by confidence `threshold` (see the module docstring), up to
+    `end_token`; pmid_logits (B, L, V): p_mid of the rows, for a path whose noise draws from it.
 
     reuse_cache: read the committed positions' keys/values from the cache (False: recompute every
     committed position at every call, the same result at the cost of the whole prefix)."""
 
     def __init__(self, path, block_size: int, threshold: float = 0.9, temperature: float = 0.0,
-                 reuse_cache: bool = True):
+                 end_token: int = 0, pmid_logits: torch.Tensor | None = None, reuse_cache: bool = True):
         if not (int(block_size) == block_size and block_size >= 1):
             raise ValueError(f"block_size must be an integer >= 1 (got {block_size})")
         if not 0 <= threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1] (got {threshold})")
         self.path, self.block_size, self.threshold = path, int(block_size), float(threshold)
         self.temperature, self.reuse_cache = temperature, reuse_cache
+        self.end_token, self.pmid_logits = end_token, pmid_logits
 
     @torch.no_grad()
-    def sample(self, decoder, audio, canvas: torch.Tensor, committed: torch.Tensor, end_token: int,
-               pmid_logits: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               return_trajectory: bool = False) -> SampleOutput:
+    def sample(self, posterior, canvas: torch.Tensor, committed: torch.Tensor,
+               generator: torch.Generator | None = None, return_trajectory: bool = False) -> SampleOutput:
         """Decode the canvas (B, L): `committed` (B, L) bool marks the positions given (the prompt, at
-        least position 0); the others are decoded. decoder: a DiTDecoder (block_step); audio: its
-        AudioMemory for the B rows; pmid_logits (B, L, V): p_mid, for a path whose noise draws from it.
+        least position 0); the others are decoded. posterior: its `decoder` (a DiTDecoder, or anything
+        with its `block_step`) and `audio` (the decoder's AudioMemory of the B rows) are what this reads.
         return_trajectory: keep the canvas and its committed positions after every call."""
+        decoder, audio, end_token, pmid_logits = posterior.decoder, posterior.audio, self.end_token, self.pmid_logits
         b, length = canvas.shape
         canvas_given = committed
         device, n = canvas.device, self.block_size

@@ -427,6 +427,17 @@ class DiTDecoder(AbsDecoder):
         return self.head(modulate(self.final_norm(x), shift, scale)), new
 
 
+class Denoiser:
+    """The DiT as a sampler's posterior (drax/flow/sampler.py): logits of `decoder(x, t, audio)`, the
+    positions held fixed (pinned (B, L)) given to a decoder that reads them."""
+
+    def __init__(self, decoder: DiTDecoder, audio: AudioMemory, pinned: torch.Tensor | None = None):
+        self.decoder, self.audio, self.pinned = decoder, audio, pinned
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.decoder(x, t, self.audio, pinned=self.pinned)
+
+
 class PrefixCache:
     """A causal DiT (`attention_block: 1`) as the sampler's posterior, called repeatedly at one time t
     on canvases that change from some position on (the jacobi sampler's steps, drax/flow/sampler.py).
