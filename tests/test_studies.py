@@ -91,6 +91,27 @@ def test_study_variants_run_a_subset_in_the_study_configs_order(tmp_path):
         Study(recipe, conf, "default_study", train=print, only=["fited"])
 
 
+def test_block_study_decodes_its_variants_with_their_own_options(tmp_path):
+    """A variant's own `decode` applies to its curve and under its decodes; a decode naming `variants`
+    applies to those only (the rest decode as the study says); the study keeps its file's name."""
+    from types import SimpleNamespace
+
+    from drax.studies.training import Study
+
+    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    conf = yaml.safe_load((MINI / "block_study.yaml").read_text())
+    study = Study(recipe, conf, "block_study", train=print, only=["block4", "default"])
+    assert study.name == "block_study" and study.out_dir == tmp_path / "block_study"
+    assert study.conf.variants["block4"]["decode"]["jump_order"] == "block"
+    assert "decode" not in study.conf.variants["default"] and study.conf.jump_order == "jacobi"
+    assert all(set(spec["variants"]) <= {"block4", "block8"} for spec in conf["decodes"].values())
+    bad = {**conf, "decodes": {"x": {"decode": {"threshold": 0.5}, "variants": ["block3"]}}}
+    with pytest.raises(ValueError, match=r"decodes.x.variants: \['block3'\] are not among the variants"):
+        Study(recipe, bad, "block_study", train=print)
+    with pytest.raises(ValueError, match=r"variants.a.decode: unknown key\(s\) \['beam'\]"):
+        load_options(StudyConfig, {"variants": {"a": {"decode": {"beam": 2}}}}, "study config")
+
+
 def test_study_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"unknown study config key\(s\) \['epochs'\]"):
         load_options(StudyConfig, {"epochs": 3, "variants": {"a": {}}}, "study config")

@@ -199,10 +199,10 @@ class Study:
                  only: list | None = None):
         self.r, self.train = recipe, train
         self.conf = load_options(StudyConfig, conf, "study config")
-        for name, spec in self.conf.decodes.items():
+        for decode, spec in self.conf.decodes.items():
             unknown = sorted(set((spec or {}).get("variants") or []) - set(self.conf.variants))
             if unknown:
-                raise ValueError(f"study config decodes.{name}.variants: {unknown} are not among the variants "
+                raise ValueError(f"study config decodes.{decode}.variants: {unknown} are not among the variants "
                                  f"({', '.join(self.conf.variants)})")
         if only:  # a subset of the variants (recipe key study_variants), in the study config's order
             unknown = sorted(set(only) - set(self.conf.variants))
