@@ -32,7 +32,7 @@ def random_decoder(**conf):
 
 def block_model(size, **model_conf):
     torch.manual_seed(0)
-    model = build({"active_block": size, "canvas_margin": 0, "length_predictor": False, **model_conf},
+    model = build({"active_block": size, "canvas_margin": 0, "length_predictor": False, "prompt_prob": 0.0, **model_conf},
                   decoder_conf=BLOCK).eval()
     for p in model.decoder.parameters():
         torch.nn.init.normal_(p, std=0.5)
@@ -150,8 +150,10 @@ def test_threshold_commits_at_least_one_token_per_call_and_never_changes_one(thr
         new = (committed & ~before).sum(1)
         assert (new[~finished] >= 1).all() and (new[finished] == 0).all()
         assert (committed >= before).all() and (tokens[before] == before_tokens[before]).all()
-        if threshold == 1.0:  # nothing is that sure: exactly one token per call
+        if threshold == 1.0:  # nothing is that sure: exactly one token per call, the first open one
             assert (new[~finished] == 1).all()
+            rows = ~finished
+            assert ((committed & ~before)[rows].int().argmax(1) == (~before)[rows].int().argmax(1)).all()
         is_end = (tokens == end) & committed
         first = torch.where(is_end.any(1), is_end.int().argmax(1), 14)
         finished |= (committed | (torch.arange(14)[None] > first[:, None])).all(1)  # ended, or the canvas is full
@@ -161,8 +163,24 @@ def test_threshold_commits_at_least_one_token_per_call_and_never_changes_one(thr
         assert out.steps <= 3
 
 
+def test_a_free_language_slot_is_decoded_before_the_given_prompt_tokens_after_it():
+    """prompt [sot, ?, transcribe, notimestamps]: the language slot is a block of its own (given
+    positions never enter a block), and each call commits a token."""
+    model = block_model(4)
+    prompt = torch.tensor([model.prompt_ids(None)] * 2)
+    out = model.generate(torch.randn(2, 11, 8), torch.tensor([11, 9]), DecodingOptions(jump_order="block"),
+                         prompt=prompt, return_trajectory=True)
+    first = out.samples.committed[0]
+    assert first[:, :4].all() and not first[:, 4:].any()  # the language slot alone
+    assert (out.tokens[:, 0, 2:4] == prompt[:, 2:]).all()
+    states = [torch.zeros_like(first)] + out.samples.committed
+    for call, (before, after) in enumerate(zip(states, states[1:])):
+        decoding = out.samples.row_steps > call  # a row takes part in its first row_steps calls
+        assert ((after & ~before).sum(1)[decoding] >= 1).all() and torch.equal(after[~decoding], before[~decoding])
+
+
 def test_block_training_noises_only_the_active_block_and_adds_the_prefix_loss():
-    model = block_model(2).train()
+    model = block_model(2, prompt_prob=0.0).train()
     from test_training_options import batch
 
     seen = {}
@@ -194,6 +212,8 @@ def test_block_training_noises_only_the_active_block_and_adds_the_prefix_loss():
     ({"active_block": 4}, {**BLOCK, "attention_block": None}, "attention_block: 1 and shift_readout"),
     ({"active_block": 4}, {**BLOCK, "shift_readout": False}, "attention_block: 1 and shift_readout"),
     ({"active_block": 4, "canvas_margin": 2, "length_predictor": True}, BLOCK, "length_predictor: false"),
+    ({"active_block": 4, "prompt_prob": 0.1}, BLOCK, "set prompt_prob: 0"),
+    ({"active_block": 4}, {**BLOCK, "preserve_embedding": True}, "preserve_embedding: false"),
 ])
 def test_bad_active_block_settings_name_the_key(conf, decoder_conf, message):
     with pytest.raises(ValueError, match=message):

@@ -208,6 +208,13 @@ class DraxASRModel(ESPnetASRModel):
             if canvas_margin is not None and length_predictor:
                 raise ValueError("model_conf.active_block: the block decoder stops at the end token and reads "
                                  "no predicted length; set length_predictor: false")
+            if prompt_prob > 0:
+                raise ValueError("model_conf.active_block trains on a clean committed prefix already; a pinned "
+                                 f"random prefix (prompt_prob {prompt_prob}) would only take it out of the "
+                                 "prefix loss: set prompt_prob: 0")
+            if decoder.preserve is not None:
+                raise ValueError("model_conf.active_block: the block decoder has no pinned-position embedding; "
+                                 "set decoder_conf.preserve_embedding: false")
         if not prefix_loss_weight >= 0:
             raise ValueError(f"model_conf.prefix_loss_weight must be >= 0 (got {prefix_loss_weight})")
 

@@ -7,13 +7,15 @@ not cached yet) and, per row,
 
     1. reads x1_hat and its probability at every position of the block (greedy, or at a temperature),
     2. commits every uncommitted position whose probability is at least `threshold`, and at least
-       the most probable one (Fast-dLLM's rule: one token per call at worst, the AR decoder's pace),
+       the first uncommitted one (Fast-dLLM's rule with a left-to-right fallback: one token per call
+       at worst, the AR decoder's pace),
     3. redraws the positions still uncommitted as the path's noise at the block's time
        t = kappa_1^{-1}(committed / n): the state the path puts there when that fraction is target.
 
 A committed token never changes. The block's first position is predicted from the state of the last
 committed position (the shifted readout): that token is the greedy AR one, and with n = 1 the whole
-decoding is greedy AR decoding, one token per call. A row is done when its block holds an end token
+decoding is greedy AR decoding, one token per call. A block never holds a given position (a free
+language slot before given prompt tokens is a block of its own). A row is done when its block holds an end token
 with every position before it committed; rows advance independently, so a call carries each row's
 own block. Calls made, tokens committed and the rows' results go into a SampleOutput.
 """
@@ -60,14 +62,14 @@ class BlockSampler:
         if not committed[:, 0].all():
             raise ValueError("the block decoder needs position 0 given (the first prompt token)")
         rows = torch.arange(b, device=device)
-        start = (~committed).int().argmax(1)  # each row's active block starts at its first free position
-        done = committed.all(1)
+        start = _first_free(committed, torch.zeros(b, dtype=torch.long, device=device), length)
+        done = start >= length
         cached = torch.zeros(b, dtype=torch.long, device=device)  # positions 0 .. cached - 1 are in the cache
         cache = None  # per DiT block (K, V) (B, H, L, D / H)
         out = SampleOutput(tokens=x, row_steps=torch.zeros(b, dtype=torch.long, device=device))
         offsets = torch.arange(n, device=device)
         while not done.all():
-            stop = (start + n).clamp(max=length)
+            stop = torch.minimum(start + n, _first_free(~canvas_given, start + 1, length))  # up to a given one
             lo = cached if self.reuse_cache else torch.zeros_like(cached)
             q = int((stop - lo)[~done].max())
             idx = lo[:, None] + torch.arange(q, device=device)[None]  # (B, q) absolute positions
@@ -99,7 +101,7 @@ class BlockSampler:
             confidence = probs.gather(-1, guess[..., None]).squeeze(-1)
             open_ = ~known
             take = open_ & (confidence >= self.threshold)
-            best = confidence.masked_fill(~open_, -1.0).argmax(1)
+            best = open_.int().argmax(1)  # the first open position
             need = open_.any(1) & ~take.any(1)
             take[rows[need], best[need]] = True
             x.scatter_(1, pos, torch.where(take, guess, x.gather(1, pos)))
@@ -124,11 +126,20 @@ class BlockSampler:
             is_end = (x.gather(1, pos) == end_token) & block_done & in_block
             first_end = torch.where(is_end.any(1), is_end.int().argmax(1), n)
             finished = (block_done | (offsets[None] > first_end[:, None])).all(1) & ~done
-            ended = finished & (is_end.any(1) | (stop >= length))
-            start = torch.where(finished & ~ended, stop, start)
+            following = _first_free(committed, stop, length)
+            ended = finished & (is_end.any(1) | (following >= length))
+            start = torch.where(finished & ~ended, following, start)
             done = done | ended
         x = x[:, :length]
         is_end = (x == end_token) & ~canvas_given
         first = torch.where(is_end.any(1), is_end.int().argmax(1), length)
         out.tokens = torch.where(torch.arange(length, device=device)[None] > first[:, None], end_token, x)
         return out
+
+
+def _first_free(committed: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+    """(B,) each row's first position p >= start (B,) with committed[p] False, among the first `length`
+    positions; `length` where there is none."""
+    pos = torch.arange(committed.shape[1], device=committed.device)[None]
+    free = ~committed & (pos >= start[:, None]) & (pos < length)
+    return torch.where(free.any(1), free.int().argmax(1), length)

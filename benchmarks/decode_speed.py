@@ -1,0 +1,110 @@
+"""Benchmark: decoder time, decoder calls and CER of trained systems side by side on a dumped set.
+
+Each system is an experiment directory with decode options (Drax: any DecodingOptions keys; the AR
+yardstick, `model: drax_ar`: greedy with its key/value cache). The systems take turns on the same
+batches of the set (shortest first, as stage 8 decodes), so a machine slowing down affects all alike;
+the encoder states are the dumped ones, so the seconds are the decoder's alone. Prints per system the
+median seconds per batch and its ratio to the first system's, the tokens per decoder call (each
+utterance's tokens, its end token once, over the calls that decoded it), and the CER (mean over
+languages) against the set's references.
+
+    cd egs/mini
+    ../../tools/venv/bin/python ../../benchmarks/decode_speed.py dump/whisper_states/test \\
+        ar=exp/asr_train_drax_ar default=exp/asr_train_drax \\
+        block=exp/asr_block_study_block4:jump_order=block,threshold=0.9 --batch_size 1 --batches 100
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from drax.data.kaldi_dir import read_kv_dict
+from drax.decode.decode_sets import feature_batches
+from drax.decode.options import load_decode_options
+from drax.decode.scoring import score
+from drax.decode.speech2text import ARSpeech2Text, Speech2Text
+
+
+def system(spec: str) -> tuple[str, Path, dict]:
+    """name=asr_dir[:key=value,key=value]: the options on top of the recipe's decode config."""
+    name, _, rest = spec.partition("=")
+    path, _, options = rest.partition(":")
+    overrides = {}
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return name, Path(path), overrides
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("set_dir", type=Path, help="a dumped set: feats.scp, utt2lang, speech_shape, text.raw")
+    parser.add_argument("systems", type=system, nargs="+", help="name=asr_dir[:key=value,...]")
+    parser.add_argument("--decode_config", type=Path, default=Path("conf/decode_drax.yaml"))
+    parser.add_argument("--model_file", default="valid.loss.best.pth")
+    parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="the recipe's output units")
+    parser.add_argument("--batches", type=int, default=20, help="every k-th batch of the set, this many")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    decoders = {}
+    for name, asr_dir, overrides in args.systems:
+        model = (yaml.safe_load((asr_dir / "config.yaml").read_text()) or {}).get("model")
+        if model == "drax_ar":
+            decoders[name] = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / args.model_file, args.units_dir)
+        else:
+            base = load_decode_options(args.decode_config, asr_dir / "config.yaml")
+            options = dataclasses.replace(base, batch_size=args.batch_size, **overrides)
+            decoders[name] = Speech2Text(asr_dir / "config.yaml", asr_dir / args.model_file, options, args.units_dir)
+    batches = [(utts, arrays, langs) for _, utts, arrays, langs in
+               feature_batches(args.set_dir, args.batch_size, None, {}, "read")]
+    every = max(1, len(batches) // args.batches)
+    batches = batches[::every][: args.batches]
+
+    seconds = {n: [] for n in decoders}
+    tokens, calls = dict.fromkeys(decoders, 0), dict.fromkeys(decoders, 0)
+    hyps = {n: {} for n in decoders}
+    for utts, arrays, langs in batches:
+        for name, dec in decoders.items():
+            start = time.perf_counter()
+            if isinstance(dec, ARSpeech2Text):
+                ids = dec.token_ids(arrays, langs)
+                seconds[name].append(time.perf_counter() - start)
+                texts = [dec.text(row) for row in ids]
+                tokens[name] += sum(len(row) + 1 for row in ids)
+                calls[name] += sum(len(row) + 1 for row in ids)  # one call per token, the end token's included
+            else:
+                dec.reseed(0)
+                decoded = dec.batch(arrays, langs)
+                seconds[name].append(time.perf_counter() - start)
+                texts = [d.best.text for d in decoded]
+                tokens[name] += sum(len(d.best.token_ids) + 1 for d in decoded)
+                calls[name] += sum(d.calls for d in decoded)
+            hyps[name].update(zip(utts, texts))
+
+    refs = read_kv_dict(str(args.set_dir / "text.raw"))
+    langs = read_kv_dict(str(args.set_dir / "utt2lang"))
+    first = next(iter(decoders))
+    base = statistics.median(seconds[first])
+    print(f"{args.set_dir}: {len(batches)} batches of {args.batch_size} ({len(hyps[first])} utterances), "
+          f"{args.threads} threads, {args.model_file}")
+    print("| system | s / batch (median) | x the first | tokens / call | CER (%) |")
+    print("|---|---|---|---|---|")
+    for name, _, overrides in args.systems:
+        median = statistics.median(seconds[name])
+        scores, _ = score({u: refs[u] for u in hyps[name]}, hyps[name], langs)
+        cer = statistics.mean(s.cer for s in scores)
+        print(f"| {name} {overrides or ''} | {median:.4f} | {median / base:.2f} | {tokens[name] / calls[name]:.2f} "
+              f"| {cer:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
