@@ -251,3 +251,42 @@ def test_decoding_options_choose_the_sampler():
             model.sampler(DecodingOptions(jump_order=order, use_pmid=True))
     with pytest.raises(ValueError, match="jump_order: unknown choice 'best'"):
         DecodingOptions(jump_order="best")
+
+
+def test_all_blocks_in_one_forward_equal_each_block_after_its_clean_prefix():
+    """forward_blocks (clean canvas beside the noised one) gives every block the logits the one-block
+    forward gives it with that block active after the clean prefix, and the clean copy AR logits."""
+    dec = random_decoder()
+    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
+    audio = dec.encode_audio(enc, lens)
+    clean, noised = torch.randint(VOCAB, (2, 11)), torch.randint(VOCAB, (2, 11))
+    t = torch.tensor([0.3, 0.8])
+    block = torch.full((2, 11), -1)
+    block[:, 3:] = (torch.arange(8) // 3)[None]  # blocks [3, 6), [6, 9), [9, 11)
+    block[1, 10] = -1  # row 1's canvas ends earlier
+    logits, ar = dec.forward_blocks(clean, noised, t, audio, block)
+    causal = torch.ones(11, 11, dtype=torch.bool).tril()[None, None]
+    torch.testing.assert_close(ar, dec(clean, torch.ones(2), audio, self_mask=causal), rtol=1e-4, atol=1e-4)
+    for lo, hi in ((3, 6), (6, 9), (9, 11)):
+        x = torch.cat([clean[:, :lo], noised[:, lo:hi]], 1)
+        active = torch.zeros_like(x, dtype=torch.bool)
+        active[:, lo:] = True
+        one = dec(x, t, audio, active=active)
+        for row in range(2):
+            upto = hi if row == 0 or hi < 11 else 10
+            torch.testing.assert_close(logits[row, lo:upto], one[row, lo:upto], rtol=1e-4, atol=1e-4)
+
+
+def test_all_blocks_training_loss_trains_every_block_and_the_ar_prefix():
+    from test_training_options import batch
+
+    model = block_model(2, block_loss="all").train()
+    data = batch(model)
+    loss, stats, _ = model(**data)
+    loss.backward()
+    assert torch.isfinite(loss) and {"loss_prefix", "loss_dfm", "loss_mid", "acc"} <= set(stats)
+    assert model.pmid.head.weight.grad.abs().sum() > 0 and model.decoder.head.weight.grad.abs().sum() > 0
+    twice = block_model(2, block_loss="all", time_draws=2).train()
+    assert torch.isfinite(twice(**data)[0])
+    with pytest.raises(ValueError, match="block_loss: unknown choice 'some'"):
+        block_model(2, block_loss="some")

@@ -29,6 +29,10 @@ the paper's behaviour as its default (the learning-efficiency study, egs/mini/ta
                             positions before s are the clean committed prefix (causal, read at t = 1),
                             the block follows the path at t and is bidirectional inside, what follows
                             is not seen. The block decoder (drax/flow/block.py) commits blocks of n
+    block_loss              with active_block: one (a random block per utterance, as above; one forward
+                            of the canvas) | all (every block of the canvas, on a grid from the end of
+                            the prompt, each after its clean prefix: the noised canvas beside the clean
+                            one in one forward of twice the positions, DiTDecoder.forward_blocks)
     prefix_loss_weight      with active_block: weight of the next-token CE on the clean prefix (its
                             logits are those of an AR decoder, computed anyway); 0: the block's loss only
 
@@ -74,6 +78,7 @@ class GenerateOutput:
 
 TIME_SAMPLINGS = ("uniform", "stratified")
 LOSS_POSITIONS = ("all", "noised")
+BLOCK_LOSSES = ("one", "all")
 
 
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -156,6 +161,7 @@ class DraxASRModel(ESPnetASRModel):
         loss_positions: str = "all",
         attention_anneal_steps: int = 0,
         active_block: int | None = None,
+        block_loss: str = "one",
         prefix_loss_weight: float = 1.0,
         **unknown,
     ):
@@ -178,7 +184,8 @@ class DraxASRModel(ESPnetASRModel):
         if len(self.prompt_template) >= output_length:
             raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({output_length})")
         for key, value, choices in (("time_sampling", time_sampling, TIME_SAMPLINGS),
-                                    ("loss_positions", loss_positions, LOSS_POSITIONS)):
+                                    ("loss_positions", loss_positions, LOSS_POSITIONS),
+                                    ("block_loss", block_loss, BLOCK_LOSSES)):
             if value not in choices:
                 raise ValueError(f"model_conf.{key}: unknown choice '{value}'; valid: {', '.join(choices)}")
         if not pad_weight >= 0:
@@ -242,7 +249,8 @@ class DraxASRModel(ESPnetASRModel):
         self.time_draws = time_draws
         self.loss_positions = loss_positions
         self.attention_anneal_steps = int(attention_anneal_steps)
-        self.active_block, self.prefix_loss_weight = active_block, float(prefix_loss_weight)
+        self.active_block, self.block_loss = active_block, block_loss
+        self.prefix_loss_weight = float(prefix_loss_weight)
         # training updates seen, saved with the model: a resumed run continues the anneal and the noise
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._register_load_state_dict_pre_hook(_count_from_zero)
@@ -318,6 +326,57 @@ class DraxASRModel(ESPnetASRModel):
             u = (torch.randperm(b, device=device) + u) / b
         return u**self.time_power if self.time_power != 1.0 else u
 
+    def forward_all_blocks(self, enc, enc_lens, x1, pinned, weight, text_lengths, noise, n_utts, k=1):
+        """The training loss of `block_loss: all`: every block of active_block positions from the end of
+        the prompt on (the last one holding the end token, completed with end tokens) noised at the
+        row's t beside the clean canvas; CE of the blocks' predictions + prefix_loss_weight x the
+        next-token CE of the clean canvas."""
+        b, n = x1.shape[0], text_lengths.clamp(max=self.output_length - 1)
+        size, first = self.active_block, self.prompt_length
+        reach = (first + ((n + 1 - first + size - 1) // size) * size).clamp(max=self.output_length)  # whole blocks
+        width = max(x1.shape[1], int(reach.max()))
+        if width > x1.shape[1]:
+            extra = width - x1.shape[1]
+            x1 = torch.cat([x1, x1.new_full((b, extra), self.eot_id)], 1)
+            pinned = torch.cat([pinned, pinned.new_ones(b, extra)], 1)
+            weight = torch.cat([weight, weight.new_zeros(b, extra)], 1)
+        pos = torch.arange(width, device=x1.device)[None]
+        text = (weight > 0) & (pos <= n[:, None])  # the AR loss: text and its end token
+        blocks = (pos >= first) & (pos < reach[:, None])
+        beyond = blocks & pinned & (pos > n[:, None])  # end tokens completing the last block: trained
+        pinned, weight = pinned & ~beyond, torch.where(beyond, self.pad_weight, weight)
+        block = torch.where(blocks, (pos - first) // size, -1)
+        t = self.sample_time(b, x1.device, noise)
+        pmid_logits = self.pmid(enc, enc_lens, width).repeat_interleave(k, 0) if self.pmid is not None else None
+        sample = self.path.sample(x1, t, pmid_logits, noise)
+        noised = blocks & ~pinned
+        xt = torch.where(noised, sample.xt, x1)
+        soft_delta = soft_rows = None
+        if sample.soft_delta is not None:
+            soft_delta, soft_rows = sample.soft_delta * noised[..., None], sample.soft_rows & noised
+        drop = None
+        if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
+            drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
+        audio = self.decoder.encode_audio(enc, enc_lens, drop)
+        audio = audio.repeat_interleave(k) if k > 1 else audio
+        logits, ar_logits = self.decoder.forward_blocks(x1, xt, t, audio, block, soft_delta, soft_rows)
+        if self.training:
+            self.updates += 1
+        w = weight * blocks * sample.noised if self.loss_positions == "noised" else weight * blocks
+        loss_dfm = weighted_ce(logits, x1, w)
+        loss_prefix = weighted_ce(ar_logits, x1, weight * text)
+        target = w > 0
+        stats = dict(loss_dfm=loss_dfm.detach(), loss_prefix=loss_prefix.detach(),
+                     acc=(logits[target].argmax(-1) == x1[target]).float().mean())
+        loss = loss_dfm + self.prefix_loss_weight * loss_prefix
+        if pmid_logits is not None:
+            loss_mid = weighted_ce(pmid_logits, x1, weight)
+            loss = loss + loss_mid
+            stats["loss_mid"] = loss_mid.detach()
+            stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        stats["loss"] = loss.detach()
+        return force_gatherable((loss, stats, n_utts), loss.device)
+
     def draw_active_block(self, x1, pinned, weight, text_lengths, noise: RowNoise | None = None):
         """Each row's active block of `active_block` positions from a start s uniform over its text and
         end token (prompt_length .. n): (x1, pinned, weight) widened with end tokens where a block
@@ -372,6 +431,8 @@ class DraxASRModel(ESPnetASRModel):
                 utt_id = [u if j == 0 else f"{u}#{j}" for u in utt_id for j in range(k)]
         noise = self.batch_noise(utt_id, text.device)
         x1, pinned, weight = self.build_targets(text, text_lengths, noise)
+        if self.active_block is not None and self.block_loss == "all":
+            return self.forward_all_blocks(enc, enc_lens, x1, pinned, weight, text_lengths, noise, n_utts, k)
         active = None
         if self.active_block is not None:
             x1, pinned, weight, active = self.draw_active_block(x1, pinned, weight, text_lengths, noise)

@@ -402,29 +402,82 @@ class DiTDecoder(AbsDecoder):
         return logits.float(), new
 
     def _block_step(self, tokens, positions, t, audio, active, valid, past, past_valid):
-        if self.preserve is not None:
-            raise ValueError("decoder_conf.preserve_embedding is for the fixed-length denoiser")
         q = tokens.shape[1]
-        x = self.embed(tokens)
-        if self.positions is not None:
-            x = x + self.positions.weight[positions]
-        cond = self.condition(t, active)
-        rotary = None
-        if self.rotary:
-            cos, sin = rotary_tables(int(positions.max()) + 1, self.hidden_size // self.num_heads, x.device, x.dtype)
-            rotary = cos[positions][:, None], sin[positions][:, None]
-        own = torch.eye(q, dtype=torch.bool, device=x.device)[None]
+        own = torch.eye(q, dtype=torch.bool, device=tokens.device)[None]
         reads = ((positions[:, None, :] <= positions[:, :, None]) | (active[:, :, None] & active[:, None, :]))
         mask = (reads & valid[:, None, :]) | own  # (B, q, q); a padding position reads itself only
         if past is not None:
             mask = torch.cat([past_valid[:, None, :].expand(-1, q, -1), mask], 2)
-        mask = mask[:, None]
+        x, cond, new = self._run(self.embed(tokens), positions, self.condition(t, active), audio, mask[:, None], past)
+        return self.readout(x, cond), new
+
+    def _run(self, x, positions, cond: TimeCondition, audio, mask, past=None):
+        """The blocks on token embeddings x (B, q, D) at absolute positions (B, q) under the self-attention
+        mask (B, 1, q, m + q) over `past` (m cached positions) and themselves: (states, cond, (K, V) of the
+        q positions per block)."""
+        if self.preserve is not None:
+            raise ValueError("decoder_conf.preserve_embedding is for the fixed-length denoiser")
+        q = x.shape[1]
+        if self.positions is not None:
+            x = x + self.positions.weight[positions]
+        rotary = None
+        if self.rotary:
+            cos, sin = rotary_tables(int(positions.max()) + 1, self.hidden_size // self.num_heads, x.device, x.dtype)
+            rotary = cos[positions][:, None], sin[positions][:, None]
         new = []
         for i, (block, kv) in enumerate(zip(self.blocks, audio.kv)):
             x, (k, v) = block.step(x, cond, rotary, kv, audio.mask, None if past is None else past[i], mask)
             new.append((k[:, :, -q:], v[:, :, -q:]))
+        return x, cond, new
+
+    def readout(self, x: torch.Tensor, cond: TimeCondition) -> torch.Tensor:
         shift, scale = cond.modulation(self.final_modulation).chunk(2, dim=-1)
-        return self.head(modulate(self.final_norm(x), shift, scale)), new
+        return self.head(modulate(self.final_norm(x), shift, scale))
+
+    def forward_blocks(self, clean: torch.Tensor, noised: torch.Tensor, t: torch.Tensor, audio: AudioMemory,
+                       block: torch.Tensor, soft_delta: torch.Tensor | None = None,
+                       soft_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every block of a canvas at once (`model_conf.block_loss: all`; x_t beside x_1 as in BD3-LM):
+        the clean canvas (B, L) and its noised copy (B, L) in one forward of 2L positions.
+
+        block (B, L) long: the block of each position (-1: not in one, e.g. the prompt), blocks in
+        increasing order along a row. A clean position reads the clean ones before it and itself
+        (causal, at t = 1); a noised position in block k reads the clean positions before block k and
+        the noised positions of block k (at time t (B,)), as the block decoder reads its cache and its
+        active block. soft_delta, soft_rows: the straight-through p_mid term of the noised copy.
+        Returns (logits of each noised position (its block's prediction; the block's first position
+        reads the clean state before it, the others the noised state before them), logits of each clean
+        position read from the clean state before it: the AR prediction), each (B, L, V).
+        """
+        with precision.autocast(clean.device, self.autocast_dtype):
+            blocks, ar = self._forward_blocks(clean, noised, t, audio, block, soft_delta, soft_rows)
+        return blocks.float(), ar.float()
+
+    def _forward_blocks(self, clean, noised, t, audio, block, soft_delta, soft_rows):
+        b, n = clean.shape
+        pos = torch.arange(n, device=clean.device)
+        in_block = block >= 0
+        x = self.embed(torch.cat([clean, noised], 1))
+        if soft_delta is not None:
+            table = self.embed.weight[: soft_delta.shape[-1]]
+            rows, cols = soft_rows.nonzero(as_tuple=True)
+            x = x.index_put((rows, cols + n), (soft_delta[rows, cols] @ table).to(x.dtype), accumulate=True)
+        same = block[:, :, None] == block[:, None, :]  # (B, L, L)
+        first = torch.where(in_block, (same & (pos[None, None, :] <= pos[None, :, None])).int().argmax(2), pos[None])
+        causal = (pos[None, :] <= pos[:, None])[None].expand(b, -1, -1)
+        clean_rows = torch.cat([causal, torch.zeros_like(causal)], 2)
+        noised_reads_clean = torch.where(in_block[..., None], pos[None, None, :] < first[..., None], causal)
+        own = torch.eye(n, dtype=torch.bool, device=clean.device)
+        noised_reads_noised = (same & in_block[:, :, None] & in_block[:, None, :]) | own
+        mask = torch.cat([clean_rows, torch.cat([noised_reads_clean, noised_reads_noised], 2)], 1)[:, None]
+        cond = self.condition(t, torch.cat([torch.zeros_like(in_block), in_block], 1))
+        states, cond, _ = self._run(x, torch.cat([pos, pos])[None].expand(b, -1), cond, audio, mask)
+        logits = self.readout(states, cond)  # (B, 2L, V)
+        before = (pos - 1).clamp(min=0)[None].expand(b, -1)
+        within = in_block & (pos > first)  # the state before is the noised one of the same block
+        source = torch.where(within, before + n, before)
+        gather = lambda idx: logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # noqa: E731
+        return gather(source), gather(before)
 
 
 class Denoiser:
