@@ -409,3 +409,10 @@ def test_row_noise_draws_belong_to_the_utterance_not_to_its_batch():
     # without row streams, torch's generators draw as torch.rand does
     seeded = torch.rand(4, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(uniform((4,), torch.Generator().manual_seed(5)), seeded)
+
+
+@pytest.mark.parametrize("scheduler", [TriMixtureScheduler(), TriMixtureScheduler(3.0, 0.5), PolynomialScheduler(1.0),
+                                       PolynomialScheduler(2.0)])
+def test_time_of_target_inverts_kappa_1(scheduler):
+    fraction = torch.linspace(0, 1, 11)
+    torch.testing.assert_close(scheduler.kappa(scheduler.time_of_target(fraction)).target, fraction)

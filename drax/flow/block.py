@@ -25,7 +25,6 @@ import torch
 
 from drax.flow.gumbel import gumbel_noise
 from drax.flow.sampler import SampleOutput
-from drax.flow.scheduler import time_of_target
 
 
 class BlockSampler:
@@ -79,10 +78,11 @@ class BlockSampler:
             in_block = (pos < stop[:, None]) & ~done[:, None]
             known = committed.gather(1, pos) | ~in_block
             fraction = (committed.gather(1, pos) & in_block).sum(1) / in_block.sum(1).clamp(min=1)
-            t = time_of_target(self.path.scheduler, fraction.float())
-            noise = self.path.sample_noise((b, length), t, pmid_logits, generator, device)
-            blank = torch.zeros_like(committed).scatter(1, pos, in_block & ~known)[:, :length]
-            state = torch.where(blank, noise, x[:, :length])
+            t = self.path.scheduler.time_of_target(fraction)
+            mid = None if pmid_logits is None else pmid_logits.gather(
+                1, pos.clamp(max=length - 1)[..., None].expand(-1, -1, pmid_logits.shape[-1]))
+            noise = self.path.sample_noise((b, n), t, mid, generator, device)  # the block's positions only
+            state = x.scatter(1, pos, torch.where(in_block & ~known, noise, x.gather(1, pos)))[:, :length]
             active = (idx >= start[:, None]) & valid
             m = int(lo.max()) if self.reuse_cache else 0
             past = None if m == 0 else [(k[:, :, :m], v[:, :, :m]) for k, v in cache]

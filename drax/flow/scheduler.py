@@ -84,6 +84,10 @@ class TriMixtureScheduler:
             d_target=-ds,
         )
 
+    def time_of_target(self, fraction: torch.Tensor) -> torch.Tensor:
+        """t with kappa_1(t) = fraction: kappa_1 = t^p."""
+        return fraction.float() ** (1.0 / self.p)
+
     def rates(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha_1, alpha_mid) at time t < 1."""
         t = _as_float(t).clamp(_T_EPS, 1 - _T_EPS)
@@ -120,19 +124,13 @@ class PolynomialScheduler:
         zero = torch.zeros_like(t)
         return Kappa(source=1 - k1, mid=zero, target=k1, d_source=-dk1, d_mid=zero, d_target=dk1)
 
+    def time_of_target(self, fraction: torch.Tensor) -> torch.Tensor:
+        """t with kappa_1(t) = fraction: kappa_1 = t^n."""
+        return fraction.float() ** (1.0 / self.exponent)
+
     def rates(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.kappa(_as_float(t).clamp(_T_EPS, 1 - _T_EPS))
         return k.d_target / (1 - k.target), torch.zeros_like(k.target)
-
-
-def time_of_target(scheduler, fraction: torch.Tensor, iterations: int = 30) -> torch.Tensor:
-    """t with kappa_1(t) = fraction (in [0, 1]) by bisection: kappa_1 increases from 0 to 1 on [0, 1]."""
-    lo, hi = torch.zeros_like(fraction, dtype=torch.float32), torch.ones_like(fraction, dtype=torch.float32)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        below = scheduler.kappa(mid).target < fraction
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (lo + hi) / 2
 
 
 SCHEDULERS = {"tri_mixture": TriMixtureScheduler, "polynomial": PolynomialScheduler}
