@@ -1,23 +1,24 @@
 """Block-parallel decoding of a block-parallel Drax (`model_conf.active_block`, drax/asr/model.py).
 
-The canvas is decoded left to right in blocks of n positions. The positions before the active block
-are committed: their self-attention keys/values were computed once, causally and at t = 1, and are
-read from a cache. Each decoder call evaluates a row's active block (plus the committed positions
-not cached yet) and, per row,
+The canvas is decoded left to right, a row's active block being the n positions from its first
+uncommitted one. The positions before the active block are committed: their self-attention
+keys/values were computed once, causally and at t = 1, and are read from a cache. Each decoder call
+evaluates a row's active block (plus the committed positions not cached yet) and, per row,
 
     1. reads x1_hat and its probability at every position of the block (greedy, or at a temperature),
-    2. commits every uncommitted position whose probability is at least `threshold`, and at least
-       the first uncommitted one (Fast-dLLM's rule with a left-to-right fallback: one token per call
-       at worst, the AR decoder's pace),
-    3. redraws the positions still uncommitted as the path's noise at the block's time
-       t = kappa_1^{-1}(committed / n): the state the path puts there when that fraction is target.
+    2. commits the block's first position, predicted from the state of the last committed position
+       (the shifted readout): the greedy AR token, and every other uncommitted position whose
+       probability is at least `threshold` (Fast-dLLM's rule, its one-token fallback being the AR
+       token: at worst the AR decoder's pace and result),
+    3. slides the block to the first position still uncommitted and redraws the uncommitted positions
+       as the path's noise at the block's time t = kappa_1^{-1}(committed / n): the state the path
+       puts there when that fraction is target.
 
-A committed token never changes. The block's first position is predicted from the state of the last
-committed position (the shifted readout): that token is the greedy AR one, and with n = 1 the whole
-decoding is greedy AR decoding, one token per call. A block never holds a given position (a free
-language slot before given prompt tokens is a block of its own). A row is done when its block holds an end token
-with every position before it committed; rows advance independently, so a call carries each row's
-own block. Calls made, tokens committed and the rows' results go into a SampleOutput.
+A committed token never changes; with n = 1 or `threshold` 1 the decoding is greedy AR decoding, one
+token per call. A block never holds a given position (a free language slot before given prompt
+tokens is a block of its own). A row is done when an end token is committed with every position
+before it committed; rows advance independently, so a call carries each row's own block. Calls
+made, tokens committed and the rows' results go into a SampleOutput.
 """
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ class BlockSampler:
         # n end tokens past the canvas: a block's positions never need clipping (only its reach does)
         x = torch.cat([canvas, canvas.new_full((b, n), end_token)], 1)
         committed = torch.cat([committed, committed.new_ones(b, n)], 1)
+        given = committed.clone()
         if not committed[:, 0].all():
             raise ValueError("the block decoder needs position 0 given (the first prompt token)")
-        rows = torch.arange(b, device=device)
         start = _first_free(committed, torch.zeros(b, dtype=torch.long, device=device), length)
         done = start >= length
         cached = torch.zeros(b, dtype=torch.long, device=device)  # positions 0 .. cached - 1 are in the cache
@@ -99,11 +100,7 @@ class BlockSampler:
             else:
                 guess = probs.argmax(-1)
             confidence = probs.gather(-1, guess[..., None]).squeeze(-1)
-            open_ = ~known
-            take = open_ & (confidence >= self.threshold)
-            best = open_.int().argmax(1)  # the first open position
-            need = open_.any(1) & ~take.any(1)
-            take[rows[need], best[need]] = True
+            take = ~known & ((confidence >= self.threshold) | (offsets[None] == 0))  # the AR token always
             x.scatter_(1, pos, torch.where(take, guess, x.gather(1, pos)))
             committed.scatter_(1, pos, committed.gather(1, pos) | take)
             if return_trajectory:
@@ -121,14 +118,11 @@ class BlockSampler:
                     ck[r, :, idx[r, c]] = k[r, :, c]
                     cv[r, :, idx[r, c]] = v[r, :, c]
                 cached = torch.where(done, cached, torch.maximum(cached, start - 1))
-            # a block is finished when every position up to its first committed end token is committed
-            block_done = committed.gather(1, pos) | ~in_block
-            is_end = (x.gather(1, pos) == end_token) & block_done & in_block
-            first_end = torch.where(is_end.any(1), is_end.int().argmax(1), n)
-            finished = (block_done | (offsets[None] > first_end[:, None])).all(1) & ~done
-            following = _first_free(committed, stop, length)
-            ended = finished & (is_end.any(1) | (following >= length))
-            start = torch.where(finished & ~ended, following, start)
+            # slide; a row ends at a committed end token with every position before it committed
+            following = _first_free(committed, start, length)
+            settled = torch.arange(x.shape[1], device=device)[None] < following[:, None]
+            ended = ((x == end_token) & settled & ~given).any(1) | (following >= length)
+            start = torch.where(done, start, following)
             done = done | ended
         x = x[:, :length]
         is_end = (x == end_token) & ~canvas_given

@@ -348,9 +348,9 @@ class Study:
             lines += ["", "Decodes of each variant's last checkpoint, or of the trainer's model file named below "
                       "(dev CER %, mean over languages, and "
                       f"in brackets the decoder calls per batch of {c.batch_size} and the tokens per call; the first "
-                      "column is the "
-                      f"{c.jump_order} sampler above):", "",
-                      f"| variant | {c.jump_order} sampler | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
+                      f"column is the curves' decoding: the {c.jump_order} sampler, or the variant's own; a decode's "
+                      "options apply on top of the variant's own):", "",
+                      "| variant | curves' decoding | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(names)]
 
             def cell(point):
                 calls = f" ({point['steps']:.1f}" if point.get("steps") else ""
