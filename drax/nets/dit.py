@@ -488,7 +488,8 @@ class Denoiser:
         self.decoder, self.audio, self.pinned = decoder, audio, pinned
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.decoder(x, t, self.audio, pinned=self.pinned)
+        pinned = None if self.pinned is None else self.pinned[:, : x.shape[1]]  # a causal step may read fewer
+        return self.decoder(x, t, self.audio, pinned=pinned)
 
 
 class PrefixCache:
