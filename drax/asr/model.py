@@ -334,31 +334,16 @@ class DraxASRModel(ESPnetASRModel):
         b, n = x1.shape[0], text_lengths.clamp(max=self.output_length - 1)
         size, first = self.active_block, self.prompt_length
         reach = (first + ((n + 1 - first + size - 1) // size) * size).clamp(max=self.output_length)  # whole blocks
-        width = max(x1.shape[1], int(reach.max()))
-        if width > x1.shape[1]:
-            extra = width - x1.shape[1]
-            x1 = torch.cat([x1, x1.new_full((b, extra), self.eot_id)], 1)
-            pinned = torch.cat([pinned, pinned.new_ones(b, extra)], 1)
-            weight = torch.cat([weight, weight.new_zeros(b, extra)], 1)
-        pos = torch.arange(width, device=x1.device)[None]
+        x1, pinned, weight = self.widen(x1, pinned, weight, int(reach.max()))
+        pos = torch.arange(x1.shape[1], device=x1.device)[None]
         text = (weight > 0) & (pos <= n[:, None])  # the AR loss: text and its end token
         blocks = (pos >= first) & (pos < reach[:, None])
         beyond = blocks & pinned & (pos > n[:, None])  # end tokens completing the last block: trained
         pinned, weight = pinned & ~beyond, torch.where(beyond, self.pad_weight, weight)
         block = torch.where(blocks, (pos - first) // size, -1)
         t = self.sample_time(b, x1.device, noise)
-        pmid_logits = self.pmid(enc, enc_lens, width).repeat_interleave(k, 0) if self.pmid is not None else None
-        sample = self.path.sample(x1, t, pmid_logits, noise)
-        noised = blocks & ~pinned
-        xt = torch.where(noised, sample.xt, x1)
-        soft_delta = soft_rows = None
-        if sample.soft_delta is not None:
-            soft_delta, soft_rows = sample.soft_delta * noised[..., None], sample.soft_rows & noised
-        drop = None
-        if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
-            drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
-        audio = self.decoder.encode_audio(enc, enc_lens, drop)
-        audio = audio.repeat_interleave(k) if k > 1 else audio
+        pmid_logits, sample, xt, soft_delta, soft_rows, audio = self.noised_input(enc, enc_lens, x1, t,
+                                                                                blocks & ~pinned, k, noise)
         logits, ar_logits = self.decoder.forward_blocks(x1, xt, t, audio, block, soft_delta, soft_rows)
         if self.training:
             self.updates += 1
@@ -368,14 +353,45 @@ class DraxASRModel(ESPnetASRModel):
         target = w > 0
         stats = dict(loss_dfm=loss_dfm.detach(), loss_prefix=loss_prefix.detach(),
                      acc=(logits[target].argmax(-1) == x1[target]).float().mean())
-        loss = loss_dfm + self.prefix_loss_weight * loss_prefix
-        if pmid_logits is not None:
-            loss_mid = weighted_ce(pmid_logits, x1, weight)
-            loss = loss + loss_mid
-            stats["loss_mid"] = loss_mid.detach()
-            stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        loss = loss_dfm + self.prefix_loss_weight * loss_prefix + self.mid_loss(pmid_logits, x1, weight, target, stats)
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, n_utts), loss.device)
+
+    def widen(self, x1, pinned, weight, width: int):
+        """(x1, pinned, weight) (B, W) widened to `width` (if wider) with pinned end tokens of weight 0."""
+        b, extra = x1.shape[0], width - x1.shape[1]
+        if extra <= 0:
+            return x1, pinned, weight
+        return (torch.cat([x1, x1.new_full((b, extra), self.eot_id)], 1), torch.cat([pinned, pinned.new_ones(b, extra)], 1),
+                torch.cat([weight, weight.new_zeros(b, extra)], 1))
+
+    def noised_input(self, enc, enc_lens, x1, t, noised, k: int, noise: RowNoise | None):
+        """What a training step feeds the decoder: p_mid's logits of the canvas (None without an audio
+        p_mid), the path's draw x_t, the input (the draw where `noised` (B, W), x1 elsewhere), its
+        straight-through p_mid term and rows, and the audio memory (dropped per utterance, its k draws
+        sharing it)."""
+        pmid_logits = None
+        if self.pmid is not None:
+            pmid_logits = self.pmid(enc, enc_lens, x1.shape[1]).repeat_interleave(k, 0)
+        sample = self.path.sample(x1, t, pmid_logits, noise)
+        xt = torch.where(noised, sample.xt, x1)
+        soft_delta = soft_rows = None
+        if sample.soft_delta is not None:
+            soft_delta, soft_rows = sample.soft_delta * noised[..., None], sample.soft_rows & noised
+        drop = None
+        if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
+            drop = (uniform((x1.shape[0],), noise, x1.device) < self.audio_dropout)[::k]
+        audio = self.decoder.encode_audio(enc, enc_lens, drop)
+        return pmid_logits, sample, xt, soft_delta, soft_rows, audio.repeat_interleave(k) if k > 1 else audio
+
+    def mid_loss(self, pmid_logits, x1, weight, target, stats: dict):
+        """L_mid = CE(p_mid, x1) over the weighted positions (0 without an audio p_mid); its stats."""
+        if pmid_logits is None:
+            return 0.0
+        loss_mid = weighted_ce(pmid_logits, x1, weight)
+        stats["loss_mid"] = loss_mid.detach()
+        stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        return loss_mid
 
     def draw_active_block(self, x1, pinned, weight, text_lengths, noise: RowNoise | None = None):
         """Each row's active block of `active_block` positions from a start s uniform over its text and
@@ -385,13 +401,8 @@ class DraxASRModel(ESPnetASRModel):
         choices = (n - self.prompt_length + 1).clamp(min=1)
         start = self.prompt_length + (uniform((b,), noise, x1.device) * choices).long().clamp(max=choices - 1)
         stop = (start + self.active_block).clamp(max=self.output_length)
-        width = max(x1.shape[1], int(stop.max()))
-        if width > x1.shape[1]:
-            extra = width - x1.shape[1]
-            x1 = torch.cat([x1, x1.new_full((b, extra), self.eot_id)], 1)
-            pinned = torch.cat([pinned, pinned.new_ones(b, extra)], 1)
-            weight = torch.cat([weight, weight.new_zeros(b, extra)], 1)
-        pos = torch.arange(width, device=x1.device)[None]
+        x1, pinned, weight = self.widen(x1, pinned, weight, int(stop.max()))
+        pos = torch.arange(x1.shape[1], device=x1.device)[None]
         active = (pos >= start[:, None]) & (pos < stop[:, None])
         beyond = active & pinned & (pos > n[:, None])  # end tokens past the canvas, inside the block: trained
         pinned = pinned & ~beyond
@@ -438,22 +449,10 @@ class DraxASRModel(ESPnetASRModel):
             x1, pinned, weight, active = self.draw_active_block(x1, pinned, weight, text_lengths, noise)
         b, length = x1.shape
         t = self.sample_time(b, x1.device, noise)
-        pmid_logits = None
-        if self.pmid is not None:
-            pmid_logits = self.pmid(enc, enc_lens, length).repeat_interleave(k, 0)
-        sample = self.path.sample(x1, t, pmid_logits, noise)
         noised = ~pinned if active is None else active & ~pinned  # the committed prefix stays clean
-        xt = torch.where(noised, sample.xt, x1)
-        soft_delta = soft_rows = None
-        if sample.soft_delta is not None:
-            soft_delta, soft_rows = sample.soft_delta * noised[..., None], sample.soft_rows & noised
-        drop = None
-        if self.training and self.audio_dropout > 0:  # per utterance: its draws share its audio
-            drop = (uniform((b,), noise, x1.device) < self.audio_dropout)[::k]
-        audio = self.decoder.encode_audio(enc, enc_lens, drop)
-        logits = self.decoder(xt, t, audio.repeat_interleave(k) if k > 1 else audio, soft_delta,
-                              self_mask=self.self_attention_mask(length, b, x1.device, noise), pinned=pinned,
-                              soft_rows=soft_rows, active=active)
+        pmid_logits, sample, xt, soft_delta, soft_rows, audio = self.noised_input(enc, enc_lens, x1, t, noised, k, noise)
+        logits = self.decoder(xt, t, audio, soft_delta, self_mask=self.self_attention_mask(length, b, x1.device, noise),
+                              pinned=pinned, soft_rows=soft_rows, active=active)
         if self.training:
             self.updates += 1
 
@@ -469,11 +468,7 @@ class DraxASRModel(ESPnetASRModel):
             loss_prefix = weighted_ce(logits, x1, weight * prefix)
             loss = loss + self.prefix_loss_weight * loss_prefix
             stats["loss_prefix"] = loss_prefix.detach()
-        if pmid_logits is not None:
-            loss_mid = weighted_ce(pmid_logits, x1, weight)
-            loss = loss + loss_mid
-            stats["loss_mid"] = loss_mid.detach()
-            stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
+        loss = loss + self.mid_loss(pmid_logits, x1, weight, target, stats)
         if self.length_predictor is not None:
             n_text = (text_lengths[::k].clamp(max=self.output_length - 1) - self.prompt_length).float()
             n_hat = self.length_predictor(enc, enc_lens)
