@@ -22,12 +22,13 @@ BLOCK = {"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 1
          "shift_readout": True, "max_positions": 16, "rotary": False}
 
 
-def random_decoder(**conf):
+def random_decoder_and_audio(**conf):
+    """A small random causal DiT and the audio memory of two utterances (9 and 6 frames)."""
     torch.manual_seed(0)
     dec = DiTDecoder(VOCAB, 12, **{**BLOCK, **conf}).eval()
     for p in dec.parameters():  # zero-initialised modulation would hide the time input
         torch.nn.init.normal_(p, std=0.3)
-    return dec
+    return dec, dec.encode_audio(torch.randn(2, 9, 12), torch.tensor([9, 6]))
 
 
 def block_model(size, **model_conf):
@@ -41,9 +42,7 @@ def block_model(size, **model_conf):
 
 @pytest.mark.parametrize("rotary", [False, True])
 def test_active_block_mask_clean_prefix_visible_future_hidden_block_bidirectional(rotary):
-    dec = random_decoder(rotary=rotary)
-    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
-    audio = dec.encode_audio(enc, lens)
+    dec, audio = random_decoder_and_audio(rotary=rotary)
     x, t = torch.randint(VOCAB, (2, 12)), torch.tensor([0.3, 0.7])
     active = torch.zeros(2, 12, dtype=torch.bool)
     active[0, 4:7], active[1, 6:10] = True, True
@@ -68,9 +67,7 @@ def test_active_block_mask_clean_prefix_visible_future_hidden_block_bidirectiona
 
 @pytest.mark.parametrize("rotary", [False, True])
 def test_block_step_with_cached_prefix_equals_the_full_forward(rotary):
-    dec = random_decoder(rotary=rotary)
-    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
-    audio = dec.encode_audio(enc, lens)
+    dec, audio = random_decoder_and_audio(rotary=rotary)
     x, t = torch.randint(VOCAB, (2, 10)), torch.tensor([0.3, 0.7])
     active = torch.zeros(2, 10, dtype=torch.bool)
     active[:, 5:9] = True
@@ -256,9 +253,7 @@ def test_decoding_options_choose_the_sampler():
 def test_all_blocks_in_one_forward_equal_each_block_after_its_clean_prefix():
     """forward_blocks (clean canvas beside the noised one) gives every block the logits the one-block
     forward gives it with that block active after the clean prefix, and the clean copy AR logits."""
-    dec = random_decoder()
-    enc, lens = torch.randn(2, 9, 12), torch.tensor([9, 6])
-    audio = dec.encode_audio(enc, lens)
+    dec, audio = random_decoder_and_audio()
     clean, noised = torch.randint(VOCAB, (2, 11)), torch.randint(VOCAB, (2, 11))
     t = torch.tensor([0.3, 0.8])
     block = torch.full((2, 11), -1)
