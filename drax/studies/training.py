@@ -334,7 +334,7 @@ class Study:
         for res in results:
             last = res["curve"][-1]
             lines.append(f"| {res['label']} | " + " | ".join(fmt(p["cer"]["avg"]) for p in res["curve"])
-                         + f" | {fmt(last['wer']['avg'])} | {fmt(last.get('tokens_per_call', 1.0))} "
+                         + f" | {fmt(last['wer']['avg'])} | {last.get('tokens_per_call', 1.0):.2f} "
                          f"| {fmt(last['valid_loss_dfm'])} | {fmt(last['cpu_seconds'])} |")
         langs = [k for k in results[0]["curve"][-1]["cer"] if k != "avg"]
         lines += ["", f"Dev CER per language at step {steps[-1]}:", "",
