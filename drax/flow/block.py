@@ -54,7 +54,6 @@ class BlockSampler:
         return_trajectory: keep the canvas and its committed positions after every call."""
         decoder, audio, end_token, pmid_logits = posterior.decoder, posterior.audio, self.end_token, self.pmid_logits
         b, length = canvas.shape
-        canvas_given = committed
         device, n = canvas.device, self.block_size
         # n end tokens past the canvas: a block's positions never need clipping (only its reach does)
         x = torch.cat([canvas, canvas.new_full((b, n), end_token)], 1)
@@ -69,7 +68,7 @@ class BlockSampler:
         out = SampleOutput(tokens=x, row_steps=torch.zeros(b, dtype=torch.long, device=device))
         offsets = torch.arange(n, device=device)
         while not done.all():
-            stop = torch.minimum(start + n, _first_free(~canvas_given, start + 1, length))  # up to a given one
+            stop = torch.minimum(start + n, _first_free(~given, start + 1, length))  # up to a given one
             lo = cached if self.reuse_cache else torch.zeros_like(cached)
             q = int((stop - lo)[~done].max())
             idx = lo[:, None] + torch.arange(q, device=device)[None]  # (B, q) absolute positions
@@ -125,7 +124,7 @@ class BlockSampler:
             start = torch.where(done, start, following)
             done = done | ended
         x = x[:, :length]
-        is_end = (x == end_token) & ~canvas_given
+        is_end = (x == end_token) & ~given[:, :length]
         first = torch.where(is_end.any(1), is_end.int().argmax(1), length)
         out.tokens = torch.where(torch.arange(length, device=device)[None] > first[:, None], end_token, x)
         return out
