@@ -1,5 +1,6 @@
 """Faults a long run meets: a kill while the trainer saves, a damaged checkpoint, a killed recipe engine."""
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -260,3 +261,72 @@ def test_only_temp_files_of_finished_writers_are_swept(tmp_path):
     assert all(p.exists() for p in live + kept) and not any(p.exists() for p in stale + [stale_dir])
     atomic_write_text(tmp_path / "out.txt", "whole")
     assert (tmp_path / "out.txt").read_text() == "whole"
+
+
+def _tiny_training(out: Path, max_epoch: int = 2, **conf) -> list[str]:
+    make_data(out, n_utts=4)
+    train = config(max_epoch=max_epoch) | {"num_iters_per_epoch": 3, "keep_nbest_models": 2} | conf
+    (out / "train.yaml").write_text(yaml.safe_dump(train))
+    return train_args(out, out / "train.yaml")
+
+
+def test_a_kill_between_the_trainers_two_saves_resumes_as_the_uninterrupted_run(tmp_path):
+    """ESPnet writes checkpoint.pth, then <n>epoch.pth: killed between the two, the resume used to
+    skip epoch 1's model file and fail averaging the 2 best epochs at every re-run."""
+    reference = _tiny_training(tmp_path / "reference")
+    train_main(reference)
+    args = _tiny_training(tmp_path / "killed")
+    _killed_at(sigkill_when_renaming_to("/1epoch.pth") + textwrap.dedent(f"""
+        from drax.bin.train import main
+        main({args!r})
+    """), tmp_path)
+    asr, ref = tmp_path / "killed" / "asr", tmp_path / "reference" / "asr"
+    assert (asr / "checkpoint.pth").exists() and not (asr / "1epoch.pth").exists()
+    train_main(args)
+    def losses(checkpoint):
+        return {(epoch, phase, key): value for epoch, phases in reporter_stats(checkpoint).items()
+                for phase, stats in phases.items() for key, value in stats.items() if key.startswith(("loss", "acc"))}
+    assert losses(asr / "checkpoint.pth") == losses(ref / "checkpoint.pth")
+    assert sorted(reporter_stats(asr / "checkpoint.pth")) == [1, 2]
+    for name in ("1epoch.pth", "2epoch.pth", "valid.loss.ave_2best.pth", "valid.loss.best.pth"):
+        ours, theirs = torch.load(asr / name, weights_only=True), torch.load(ref / name, weights_only=True)
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    assert os.readlink(asr / "valid.loss.best.pth") == os.readlink(ref / "valid.loss.best.pth")
+
+
+class _RunsCode:
+    """Unpickled, it creates the file `marker` (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_at_resume_init_param_and_averaging(tmp_path):
+    from espnet2.main_funcs.average_nbest_models import average_nbest_models
+    from espnet2.train.reporter import Reporter
+
+    from drax.bin.train import weights_only_loads
+
+    marker = tmp_path / "code_ran"
+    args = _tiny_training(tmp_path / "resume")
+    (tmp_path / "resume" / "asr").mkdir()
+    torch.save({"model": {}, "reporter": _RunsCode(marker)}, tmp_path / "resume" / "asr" / "checkpoint.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        train_main(args)
+    args = _tiny_training(tmp_path / "init")
+    torch.save({"decoder.blocks.0.norm1.weight": _RunsCode(marker)}, tmp_path / "init" / "release.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        train_main(args + ["--init_param", str(tmp_path / "init" / "release.pth")])
+    reporter = Reporter()
+    for epoch in (1, 2):
+        reporter.set_epoch(epoch)
+        with reporter.observe("valid") as sub:
+            sub.register({"loss": float(epoch)})
+        torch.save({"w": _RunsCode(marker)}, tmp_path / f"{epoch}epoch.pth")
+    with weights_only_loads(), pytest.raises(pickle.UnpicklingError):
+        average_nbest_models(tmp_path, reporter, [["valid", "loss", "min"]], nbest=2)
+    assert not marker.exists()
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # the switch is the trainer's, not its caller's

@@ -1,4 +1,5 @@
-"""ESPnet trainer checkpoints: saved atomically, read without unpickling arbitrary code, set aside when damaged.
+"""ESPnet trainer checkpoints: saved atomically, read without unpickling arbitrary code, set aside when
+damaged, completed when a kill came between two saves.
 
 ESPnet's trainer writes output_dir/checkpoint.pth (model, optimizer, scheduler and reporter state)
 and <n>epoch.pth (model) with torch.save. `atomic_torch_save` makes each save a temporary file
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drax.fileio import atomic_path
+from drax.fileio import atomic_path, temp_path
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +69,35 @@ def set_aside_damaged_checkpoint(output_dir: Path) -> Path | None:
     logger.warning("%s cannot be read (%s); moved to %s, training starts again from epoch 1",
                    checkpoint, problem, aside)
     return aside
+
+
+def restore_epoch_model(output_dir: Path, best_model_criterion: list) -> int | None:
+    """Write the last epoch's <n>epoch.pth and its links from checkpoint.pth, where they are missing;
+    returns n where it did. ESPnet saves checkpoint.pth first, then <n>epoch.pth, latest.pth and the
+    <phase>.<key>.best.pth links: killed between the two, it resumes after epoch n without n's model
+    file, and averaging the best epochs at the end fails on it at every re-run. checkpoint.pth holds
+    the same weights."""
+    from espnet2.train.reporter import Reporter
+
+    checkpoint = Path(output_dir) / "checkpoint.pth"
+    if not checkpoint.exists():
+        return None
+    state = load_trainer_checkpoint(checkpoint)
+    reporter = Reporter()
+    reporter.load_state_dict(state["reporter"])
+    epoch = reporter.get_epoch()
+    model_file = checkpoint.with_name(f"{epoch}epoch.pth")
+    if epoch == 0 or model_file.exists():
+        return None
+    atomic_torch_save(state["model"], model_file)
+    links = ["latest.pth"] + [f"{phase}.{key}.best.pth" for phase, key, mode in best_model_criterion
+                              if reporter.has(phase, key) and reporter.get_best_epoch(phase, key, mode) == epoch]
+    for name in links:  # a new link renamed over the old one, as a file would be
+        tmp = temp_path(checkpoint.with_name(name))
+        os.unlink(tmp)
+        os.symlink(model_file.name, tmp)
+        os.replace(tmp, checkpoint.with_name(name))
+    logger.warning("%s: the trainer was stopped after saving checkpoint.pth of epoch %d and before %s; "
+                   "wrote %s and %s from checkpoint.pth", output_dir, epoch, model_file.name, model_file.name,
+                   ", ".join(links))
+    return epoch
