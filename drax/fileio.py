@@ -1,9 +1,10 @@
 """Files a reader never sees half-written: write to a temporary file in the same directory, then rename.
 
-Temporary names are ``.<name>.<pid>.<random>.tmp[<ext>]`` (directories: ``.<name>.<pid>.<random>.tmp``).
-A writer that is killed before its rename (SIGKILL, power loss) cannot remove its own;
-:func:`remove_stale_temp_files` deletes those whose process is gone, which the recipe engine does
-before it runs any stage.
+Temporary names are ``.<name>.<host>.<pid>.<random>.tmp[<ext>]`` (directories: the same without
+``<ext>``). A writer that is killed before its rename (SIGKILL, power loss) cannot remove its own;
+:func:`remove_stale_temp_files` deletes those of this host whose process is gone, which the recipe
+engine does before it runs any stage. A pid says nothing about another host's processes, so on a
+shared disk (Slurm) another node's temp files are left to that node.
 """
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
+_TEMP_NAME = re.compile(r"^\..+\.([A-Za-z0-9-]+)\.(\d+)\.[a-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary name for `name` written by this process."""
+    return f".{name}.{HOST}.{os.getpid()}."
 
 
 def temp_path(path: str | os.PathLike, suffix: str = "") -> str:
@@ -25,7 +33,7 @@ def temp_path(path: str | os.PathLike, suffix: str = "") -> str:
     extension that tools read the format from (sox, matplotlib)."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp" + suffix, dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(os.path.basename(path)), suffix=".tmp" + suffix, dir=d)
     os.close(fd)
     return tmp
 
@@ -33,7 +41,7 @@ def temp_path(path: str | os.PathLike, suffix: str = "") -> str:
 def temp_dir(parent: str | os.PathLike, name: str) -> str:
     """A new empty directory in `parent`, named as its writer's temporary directory."""
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+    return tempfile.mkdtemp(prefix=temp_prefix(name), suffix=".tmp", dir=parent)
 
 
 @contextlib.contextmanager
@@ -84,13 +92,13 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(*dirs: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files and directories under `dirs` whose writing process no longer runs;
-    returns them."""
+    """Delete the temporary files and directories under `dirs` written on this host by a process that
+    no longer runs; returns them."""
     removed = []
     for d in dirs:
         for path in sorted(Path(d).rglob(".*.tmp*")) if Path(d).is_dir() else []:
             match = _TEMP_NAME.match(path.name)
-            if match and path.exists() and not _alive(int(match[1])):
+            if match and match[1] == HOST and path.exists() and not _alive(int(match[2])):
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:

