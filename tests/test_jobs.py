@@ -6,6 +6,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from drax.decode.decode_sets import decode_drax, merge_shards
 from drax.decode.options import DecodingOptions
 from drax.options import load_options
 from drax.recipe.jobs import JobsConfig, ShardError, run_shards
+
+from test_fault_tolerance import _alive
 
 
 def test_shards_log_apart_a_failed_one_names_its_log_and_a_rerun_does_only_the_unfinished(tmp_path):
@@ -252,3 +256,59 @@ def test_recipe_stages_3_and_8_on_slurm_write_what_local_processes_write(tmp_pat
     assert (slurm8 / decoded / "text").read_text() == (local / decoded / "text").read_text()
     assert (local / decoded / "text").read_text().strip()
     assert len(list((slurm8 / decoded / "log" / "submitit").glob("*_log.out"))) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_no_local_shard_outlives_the_recipe_that_started_it(tmp_path, sig):
+    """submitit's local jobs are built to outlive their submitter: a killed recipe left its shards
+    running beside its re-run. SIGKILL: each shard ends itself; SIGTERM: the recipe cancels them."""
+    script = textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from drax.recipe.engine import stop_on_sigterm
+        from drax.recipe.jobs import JobsConfig, run_shards
+
+        def shard(i):
+            Path({str(tmp_path)!r}, f"{{i}}.pid").write_text(str(os.getpid()))
+            time.sleep(300)
+
+        stop_on_sigterm()
+        run_shards("stage x", shard, [{{"i": 0}}, {{"i": 1}}], Path({str(tmp_path / "log")!r}), JobsConfig())
+    """)
+    recipe = subprocess.Popen([sys.executable, "-c", script])
+    pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
+    deadline = time.time() + 120
+    while not all(p.exists() and p.read_text() for p in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    shards = [int(p.read_text()) for p in pids]
+    recipe.send_signal(sig)
+    assert recipe.wait(timeout=30) == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
+    deadline = time.time() + 15
+    while any(_alive(pid) for pid in shards) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in shards if _alive(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"shard process(es) {alive} outlived the recipe ({sig.name})"
+    assert not (tmp_path / "log" / "0.done").exists()  # what was stopped is not marked done
+
+
+def test_a_shard_waits_for_the_writer_holding_its_lock(tmp_path):
+    """A shard holds <log_dir>/<i>.lock while it works: a second writer of the same shard (an orphan
+    of an earlier run) is waited for, never overlapped."""
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    released = tmp_path / "released"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, time
+        f = open({str(log_dir / "0.lock")!r}, "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(10)  # longer than a local job takes to start
+        open({str(released)!r}, "w").write(repr(time.time()))
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    run_shards("stage x", shutil.copyfile, [{"src": "/proc/self/stat", "dst": str(tmp_path / "out")}], log_dir,
+               JobsConfig())
+    holder.wait()
+    assert (tmp_path / "out").stat().st_mtime >= float(released.read_text())  # written after the holder let go

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from drax.recipe.config import FIELDS, RecipeError, load_recipe
-from drax.recipe.engine import output_dir
+from drax.recipe.engine import output_dir, stop_on_sigterm
 
 
 def parse(argv: list[str]):
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from drax.data.corpora import CorpusError
     from drax.recipe.stages import run_stages
 
+    stop_on_sigterm()
     try:
         run_stages(config, args.stage, args.stop_stage)
     except (CorpusError, RecipeError) as e:  # the message says what to set

@@ -114,6 +114,12 @@ def _die_with_parent() -> None:
         pass
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (kill, Slurm's scancel) ends this process as an exit, not abruptly: on the way out the
+    jobs it submitted are cancelled and its locks released (drax/recipe/jobs.py)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def run_logged(args: list[str], log: Path) -> None:
     """Run a command, teeing its output to `log`; fail with the log's location. The command dies with
     the recipe (see _die_with_parent)."""

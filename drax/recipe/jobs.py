@@ -11,9 +11,13 @@ the stage with the path of its log; the other shards still run to the end.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -68,26 +72,47 @@ def executor(config: JobsConfig, folder: Path):
     return ex
 
 
-def _run_logged(fn: Callable, kwargs: dict, log_file: str, done_file: str, request: dict, threads: int):
-    """One shard, in its job: logs to its own file, marks itself done."""
+def _end_with(owner: int) -> None:
+    """In a local shard: SIGKILL itself once process `owner` (the recipe) is gone."""
+    def watch():
+        while True:
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGKILL)
+            except PermissionError:  # alive, another user's
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="end-with-recipe", daemon=True).start()
+
+
+def _run_logged(fn: Callable, kwargs: dict, log_file: str, done_file: str, request: dict, threads: int,
+                owner: int | None = None):
+    """One shard, in its job: ends with process `owner` where given, holds its lock, logs to its own
+    file, marks itself done."""
     import torch
 
-    torch.set_num_threads(threads)
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        result = fn(**kwargs)
-    except BaseException:
-        logging.getLogger("drax.recipe").exception("shard failed")
-        raise
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-    atomic_write_text(done_file, json.dumps(request, sort_keys=True) + "\n")
+    if owner is not None:
+        _end_with(owner)
+    with open(Path(done_file).with_suffix(".lock"), "a") as lock:  # released by the kernel however the shard ends
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        torch.set_num_threads(threads)
+        os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            result = fn(**kwargs)
+        except BaseException:
+            logging.getLogger("drax.recipe").exception("shard failed")
+            raise
+        finally:
+            root.removeHandler(handler)
+            handler.close()
+        atomic_write_text(done_file, json.dumps(request, sort_keys=True) + "\n")
     return result
 
 
@@ -110,15 +135,26 @@ def run_shards(name: str, fn: Callable, shard_kwargs: list[dict], log_dir: Path,
     logger.info("%s: %d of %d shard(s) on the %s backend; logs in %s", name, len(todo), len(shard_kwargs),
                 config.backend, log_dir)
     ex = executor(config, log_dir / "submitit")
-    jobs = [(i, ex.submit(_run_logged, fn, kwargs, str(log_dir / f"{i}.log"), str(log_dir / f"{i}.done"), request,
-                          config.threads)) for i, kwargs in todo]
+    owner = os.getpid() if config.backend == "local" else None
+    jobs = []
     failed = []
-    for i, job in jobs:
-        try:
-            job.result()
-        except Exception as e:  # submitit re-raises the job's error (FailedJobError, or the exception)
-            logger.error("%s: shard %d failed: %s", name, i, str(e).splitlines()[-1] if str(e) else type(e).__name__)
-            failed.append(i)
+    try:
+        for i, kwargs in todo:
+            jobs.append((i, ex.submit(_run_logged, fn, kwargs, str(log_dir / f"{i}.log"), str(log_dir / f"{i}.done"),
+                                      request, config.threads, owner)))
+        for i, job in jobs:
+            try:
+                job.result()
+            except Exception as e:  # submitit re-raises the job's error (FailedJobError, or the exception)
+                logger.error("%s: shard %d failed: %s", name, i, str(e).splitlines()[-1] if str(e) else type(e).__name__)
+                failed.append(i)
+    except BaseException:  # Ctrl-C, SIGTERM (drax.bin.run_recipe makes it an exit), an error: no job outlives us
+        unfinished = [job for _, job in jobs if not job.done()]
+        for job in unfinished:
+            job.cancel(check=False)
+        if unfinished:
+            logger.warning("%s: cancelled %d unfinished shard(s)", name, len(unfinished))
+        raise
     if failed:
         raise ShardError(f"{name}: shard(s) {failed} of {len(shard_kwargs)} failed; see "
                          + ", ".join(str(log_dir / f"{i}.log") for i in failed)
