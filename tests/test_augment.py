@@ -90,3 +90,42 @@ def test_bad_augment_conf_names_the_key(conf, message):
 
     with pytest.raises(RecipeError, match=message):
         load_recipe(None, {"augment_conf": str(conf)})
+
+
+def test_bad_audio_is_a_listed_skip_kept_as_it_was(tmp_path):
+    """Audio stage 1 kept but that cannot be augmented (too short or long, NaN, truncated, not audio:
+    sox fails) used to end stage 2; each is now a skip listed in the output's `skipped`."""
+    from drax.data.audio import MAX_SECONDS
+    from drax.data.kaldi_dir import read_kv_dict
+
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    utts = []
+    for i in range(6):
+        sf.write(wav / f"good{i}.flac", tone(0.5, 300 + 50 * i), SAMPLE_RATE)
+        utts.append(Utterance(f"spk-good{i}", "spk", str(wav / f"good{i}.flac"), "text", "en", 0.5))
+    nan = tone(0.5)
+    nan[100] = np.nan
+    bad = {"short": tone(0.01), "long": tone(MAX_SECONDS + 1), "nan": nan, "truncated": tone(1.0)}
+    for name, audio in bad.items():
+        sf.write(wav / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+    truncated = wav / "truncated.wav"
+    truncated.write_bytes(truncated.read_bytes()[:20000])
+    (wav / "notaudio.wav").write_bytes(b"RIFF but nothing of a wave")
+    for name in [*bad, "notaudio"]:
+        utts.append(Utterance(f"spk-{name}", "spk", str(wav / f"{name}.wav"), "text", "en", 0.5))
+    write_data_dir(str(tmp_path / "train"), utts)
+
+    aug.speed_perturb(tmp_path / "train", tmp_path / "train_sp", [0.9, 1.0])
+    sp_skipped = read_kv_dict(str(tmp_path / "train_sp" / "skipped"))
+    assert set(sp_skipped) == {"sp0.9-spk-notaudio"} and sp_skipped["sp0.9-spk-notaudio"].startswith("sox: ")
+    assert len(read_data_dir(str(tmp_path / "train_sp"))) == 2 * len(utts) - 1
+
+    conf = load_options(aug.AugmentConfig, {"prob": 1.0, "seed": 0}, "augment_conf")
+    applied = aug.augment_set(tmp_path / "train", tmp_path / "train_aug", conf)
+    skipped = read_kv_dict(str(tmp_path / "train_aug" / "skipped"))
+    assert set(skipped) == {f"spk-{name}" for name in [*bad, "notaudio"]}
+    assert set(applied) == {f"spk-good{i}" for i in range(6)}
+    assert "shorter than" in skipped["spk-short"] and "over" in skipped["spk-long"] and "NaN" in skipped["spk-nan"]
+    kept = {u.utt_id: u.wav for u in read_data_dir(str(tmp_path / "train_aug"))}
+    assert len(kept) == len(utts) and all(kept[utt] == str(wav / f"{utt[4:]}.wav") for utt in skipped)

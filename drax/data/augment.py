@@ -16,11 +16,15 @@ writes the same audio:
     codec      an MP3 round trip (libsndfile) at a random quality
 
 The probability of each effect is its key (`reverb: 0.3` = 30 % of the augmented utterances).
+Audio that cannot be read or altered (too short or long, NaN, truncated, a failing sox) is a counted
+skip, listed in the output set's `skipped` (utt reason): the utterance stays as it was, and out of
+the babble pool.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +34,11 @@ import soundfile as sf
 from tqdm import tqdm
 
 from drax.data.audio import SAMPLE_RATE, load_audio
-from drax.data.kaldi_dir import Utterance, read_data_dir, write_data_dir
-from drax.fileio import atomic_path
+from drax.data.kaldi_dir import Utterance, format_kv, read_data_dir, write_data_dir
+from drax.fileio import atomic_path, atomic_write_text
 from drax.options import check_range
 
+logger = logging.getLogger(__name__)
 EFFECTS = ("gain", "reverb", "noise", "telephone", "codec")
 
 
@@ -43,6 +48,7 @@ def speed_perturb(src: Path, dst: Path, factors: list[float]) -> None:
     out = []
     wav_dir = Path(dst) / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    skipped = {}
     for factor in factors:
         for u in tqdm(utts, desc=f"speed {factor}", unit="utt", mininterval=5):
             if float(factor) == 1.0:
@@ -51,12 +57,18 @@ def speed_perturb(src: Path, dst: Path, factors: list[float]) -> None:
             prefix = f"sp{factor}-"
             path = wav_dir / f"{prefix}{u.utt_id}.flac"
             if not path.exists():
-                with atomic_path(path, suffix=".flac") as tmp:  # sox reads the format from the extension
-                    subprocess.run(["sox", u.wav, tmp, "speed", str(factor)], check=True, capture_output=True)
+                try:
+                    with atomic_path(path, suffix=".flac") as tmp:  # sox reads the format from the extension
+                        subprocess.run(["sox", u.wav, tmp, "speed", str(factor)], check=True, capture_output=True)
+                except subprocess.CalledProcessError as e:
+                    message = e.stderr.decode(errors="replace").strip().splitlines()
+                    skipped[prefix + u.utt_id] = f"sox: {message[-1] if message else f'exit code {e.returncode}'}"
+                    continue
             out.append(Utterance(utt_id=prefix + u.utt_id, speaker=prefix + u.speaker, wav=str(path.resolve()),
                                  text=u.text, lang=u.lang,
                                  duration=None if u.duration is None else u.duration / float(factor)))
     write_data_dir(str(dst), out)
+    _list_skipped(Path(dst), skipped, "speed-perturbed copies")
 
 
 @dataclass(frozen=True)
@@ -179,21 +191,41 @@ def augment_set(src: Path, dst: Path, conf: AugmentConfig) -> dict[str, list[str
     utts = read_data_dir(str(src))
     wav_dir = Path(dst) / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    pool = [u for u in utts if rng_for(u.utt_id, conf.seed + 1).random() < 0.01][:200]  # babble sources
-    babble = [load_audio(u.wav)[0] for u in pool]
+    skipped = {}
+    pool, babble = [], []  # babble sources
+    for u in [u for u in utts if rng_for(u.utt_id, conf.seed + 1).random() < 0.01][:200]:
+        try:
+            babble.append(load_audio(u.wav)[0])
+            pool.append(u)
+        except ValueError as e:
+            skipped[u.utt_id] = str(e).splitlines()[0]
     out, applied = [], {}
     for u in tqdm(utts, desc="augment", unit="utt", mininterval=5):
         rng = rng_for(u.utt_id, conf.seed)
-        if rng.random() >= conf.prob:
+        if u.utt_id in skipped or rng.random() >= conf.prob:
             out.append(u)
             continue
         path = wav_dir / f"{u.utt_id}.flac"
-        audio, _ = load_audio(u.wav)
-        y, effects = augment(audio, conf, rng, [b for b, p in zip(babble, pool) if p.utt_id != u.utt_id])
-        with atomic_path(path, suffix=".flac") as tmp:
-            sf.write(tmp, y, SAMPLE_RATE, format="FLAC")
+        try:
+            audio, _ = load_audio(u.wav)
+            y, effects = augment(audio, conf, rng, [b for b, p in zip(babble, pool) if p.utt_id != u.utt_id])
+            with atomic_path(path, suffix=".flac") as tmp:
+                sf.write(tmp, y, SAMPLE_RATE, format="FLAC")
+        except (ValueError, RuntimeError, sf.LibsndfileError) as e:
+            skipped[u.utt_id] = str(e).splitlines()[0]
+            out.append(u)
+            continue
         applied[u.utt_id] = effects
         out.append(Utterance(utt_id=u.utt_id, speaker=u.speaker, wav=str(path.resolve()), text=u.text, lang=u.lang,
                              duration=len(y) / SAMPLE_RATE))
     write_data_dir(str(dst), out)
+    _list_skipped(Path(dst), skipped, "utterances kept unaugmented")
     return applied
+
+
+def _list_skipped(dst: Path, skipped: dict[str, str], what: str) -> None:
+    """dst/skipped (utt reason), written for every run so that none is left from an earlier one."""
+    atomic_write_text(dst / "skipped", format_kv(sorted(skipped.items())))
+    if skipped:
+        logger.warning("%s: %d %s, their audio unusable (listed in %s): %s", dst, len(skipped), what,
+                       dst / "skipped", "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3]))
