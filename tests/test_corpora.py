@@ -276,6 +276,15 @@ def test_load_audio_reads_mp3(tmp_path):
     assert fixes == ["resampled"] and abs(len(audio) - 16000) < 1200  # MP3 frames pad a little
 
 
+def test_audio_over_30_s_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import soundfile
+
+    long = tone(tmp_path / "long.flac", 31.0, rate=8000)
+    monkeypatch.setattr(soundfile, "read", lambda *a, **k: pytest.fail("an over-long file was read"))
+    with pytest.raises(ValueError, match=r"audio over 30 s \(31.0 s\)"):
+        load_audio(str(long))
+
+
 def test_dotted_flags_set_one_entry_of_a_mapping(tmp_path):
     from drax.bin.run_recipe import parse
 

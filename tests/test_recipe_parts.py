@@ -261,6 +261,9 @@ def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
     assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
     with pytest.raises(ValueError, match="no utterance .* at most L - 1"):
         write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=3)
+    (d / "text.raw").write_text("u1 the cat\nu2 the end <|endoftext|> and more\n")
+    with pytest.raises(ValueError, match=r"set/text.raw: utterance u2 holds '<\|endoftext\|>', a special token"):
+        write_token_text(units, d)
 
 
 def test_scoring_per_language_metrics_and_missing():
@@ -319,6 +322,14 @@ def test_recipe_values_are_checked_before_any_stage(flags, message):
 
     with pytest.raises(RecipeError, match=message):
         load_recipe(None, flags)
+
+
+def test_a_recipe_config_that_is_not_a_mapping_is_named(tmp_path):
+    from drax.recipe.config import RecipeError
+
+    (tmp_path / "recipe.yaml").write_text("- langs: [en]\n")
+    with pytest.raises(RecipeError, match="recipe.yaml: a recipe config is a mapping of recipe keys .*not a list"):
+        load_recipe(tmp_path / "recipe.yaml")
 
 
 def test_device_cuda_needs_a_gpu_torch_can_use():

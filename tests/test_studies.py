@@ -120,6 +120,8 @@ def test_study_config_errors_name_the_key():
         load_options(StudyConfig, {}, "study config")
     with pytest.raises(ValueError, match=r"variants.mine: unknown key\(s\) \['model_conf'\]"):
         load_options(StudyConfig, {"variants": {"mine": {"model_conf": {}}}}, "study config")
+    with pytest.raises(ValueError, match=r"variants: '../exp' must be a plain name"):  # it names a directory
+        load_options(StudyConfig, {"variants": {"../exp": {}}}, "study config")
     with pytest.raises(ValueError, match="study config jump_order: unknown choice 'greedy'; valid: random"):
         load_options(StudyConfig, {"jump_order": "greedy", "variants": {"a": {}}}, "study config")
     with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):

@@ -53,12 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     # after the config loaded and checked: a bad flag fails before torch and ESPnet load
     from drax.data.corpora import CorpusError
+    from drax.data.kaldi_dir import DataDirError
     from drax.recipe.stages import run_stages
 
     stop_on_sigterm()
     try:
         run_stages(config, args.stage, args.stop_stage)
-    except (CorpusError, RecipeError) as e:  # the message says what to set
+    except (CorpusError, DataDirError, RecipeError) as e:  # the message says what to set or fix
         logging.getLogger("drax.recipe").error("%s", e)
         sys.exit(1)
 

@@ -30,8 +30,14 @@ def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
     if not os.path.exists(path):
         raise ValueError(f"missing audio file {path}")
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        info = sf.info(path)
     except Exception as e:  # soundfile raises several types for corrupt files
+        raise ValueError(f"unreadable audio {path}: {e}") from None
+    if info.frames > MAX_SECONDS * info.samplerate:  # said before an hour of audio is read and resampled
+        raise ValueError(f"audio over {MAX_SECONDS:.0f} s ({info.frames / info.samplerate:.1f} s) {path}")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:
         raise ValueError(f"unreadable audio {path}: {e}") from None
     _check_wav_complete(path)
     if not np.isfinite(audio).all():

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
-from drax.data.kaldi_dir import format_kv, read_kv_dict
+from drax.data.kaldi_dir import DataDirError, format_kv, read_kv_dict
 from drax.fileio import atomic_write_text
 from drax.text.units import (
     PROMPT_TEMPLATE,
@@ -42,6 +43,9 @@ def build_units(kind: str, conf: dict, out_dir: Path, texts: list[str], langs: l
     return units
 
 
+_SPECIAL = re.compile(r"<\|[^|<>]*\|>")  # Whisper's special tokens: <|endoftext|>, <|en|>, ...
+
+
 def write_token_text(units, set_dir: Path) -> None:
     """dump/<set>/text from text.raw and utt2lang."""
     set_dir = Path(set_dir)
@@ -49,6 +53,10 @@ def write_token_text(units, set_dir: Path) -> None:
     langs = read_kv_dict(str(set_dir / "utt2lang"))
     lines = []
     for utt, text in texts.items():
+        if special := _SPECIAL.search(text):
+            raise DataDirError(f"{set_dir / 'text.raw'}: utterance {utt} holds {special[0]!r}, a special token "
+                               "that only the prompt and the end of a canvas hold; take it out of the corpus's "
+                               "transcript and run again from stage 1")
         prompt = [tok.format(lang=langs[utt]) for tok in PROMPT_TEMPLATE]
         lines.append((utt, " ".join(prompt + units.encode(text))))
     atomic_write_text(str(set_dir / "text"), format_kv(sorted(lines)))

@@ -103,6 +103,9 @@ def load_recipe(path: str | Path | None, overrides: dict | None = None) -> Recip
     raw = {}
     if path is not None:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{path}: a recipe config is a mapping of recipe keys (key: value lines), "
+                              f"not a {type(raw).__name__}")
     # whole keys first, then single entries of mappings (`corpus_conf.root: /data` from --corpus_conf.root)
     for key, value in sorted((overrides or {}).items(), key=lambda kv: "." in kv[0]):
         name, _, entry = key.partition(".")

@@ -79,6 +79,9 @@ class StudyConfig:
         if not self.variants:
             raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
         for name, spec in self.variants.items():
+            if not (isinstance(name, str) and _SAFE_NAME.match(name)) or name in (".", ".."):
+                raise ValueError(f"study config variants: {name!r} must be a plain name (letters, digits, . _ -): "
+                                 "it names the variant's experiment directory")
             bad = set(spec or {}) - _VARIANT_KEYS
             if bad:
                 raise ValueError(f"study config variants.{name}: unknown key(s) {sorted(bad)}; "
@@ -98,6 +101,7 @@ class StudyConfig:
 
 
 _VARIANT_KEYS = {"label", "config", "train", "decode"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _DECODE_KEYS = {"label", "decode", "model_file", "variants"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start", "block_size",
