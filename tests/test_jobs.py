@@ -87,6 +87,22 @@ def test_a_feature_dump_in_shards_lists_the_same_features_as_one(tmp_path):
     assert [len(read_kv_dict(str(d / "dumped.scp"))) for d in shard_dirs] == [4, 1]
 
 
+def test_features_with_nan_are_a_listed_skip_never_dumped(tmp_path, monkeypatch):
+    """An encoder in bf16/fp16 that overflows writes NaN states that training would read silently."""
+    from drax.data import features
+    from drax.data.kaldi_dir import read_kv_dict
+
+    from test_fault_tolerance import _tiny_data_dir
+
+    _tiny_data_dir(tmp_path)
+    log_mel = features.log_mel
+    monkeypatch.setattr(features, "log_mel", lambda audio, filters: log_mel(audio, filters) / (len(audio) != 8000))
+    summary = features.dump_features(tmp_path / "data", tmp_path / "dump", kind="logmel", batch_size=2)
+    assert summary.written == 5 and set(summary.skipped) == {"s1-u0"}  # the 0.5 s utterance: inf
+    assert "logmel with NaN or infinite values" in read_kv_dict(str(tmp_path / "dump" / "skipped"))["s1-u0"]
+    assert "s1-u0" not in read_kv_dict(str(tmp_path / "dump" / "dumped.scp"))
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")

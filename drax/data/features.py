@@ -97,6 +97,10 @@ def dump_features(
             outs = [(u, states[i, : olens[i]]) for i, (u, _) in enumerate(pending)]
         for utt, feat in outs:
             arr = feat.numpy().astype(np.float32)
+            if not np.isfinite(arr).all():  # e.g. an encoder in reduced precision that overflowed
+                summary.skipped[utt] = (f"{kind} with NaN or infinite values"
+                                        + (f" (encoder autocast {autocast}; null computes in float32)" if autocast else ""))
+                continue
             writer(utt, arr)
             shapes[utt] = f"{arr.shape[0]},{arr.shape[1]}"
             summary.feat_dim = arr.shape[1]
