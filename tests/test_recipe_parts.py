@@ -332,6 +332,18 @@ def test_a_recipe_config_that_is_not_a_mapping_is_named(tmp_path):
         load_recipe(tmp_path / "recipe.yaml")
 
 
+def test_sets_sharing_an_utterance_stop_stage_1(tmp_path):
+    from drax.recipe.config import RecipeError
+    from drax.recipe.stages import check_disjoint
+
+    for name, ids in (("train", "a-1 a-2 a-3"), ("dev", "b-1"), ("test", "c-1 a-2")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "text").write_text("".join(f"{u} words\n" for u in ids.split()))
+    check_disjoint(tmp_path, ["train", "dev"])
+    with pytest.raises(RecipeError, match=r"1 utterance id\(s\) in both .*train and .*test \(e.g. a-2\)"):
+        check_disjoint(tmp_path, ["train", "dev", "test"])
+
+
 def test_device_cuda_needs_a_gpu_torch_can_use():
     import torch
 

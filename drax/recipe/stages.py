@@ -59,6 +59,20 @@ def stage_data(r: Recipe):
         if stray:
             raise RecipeError(f"recipe key extra_corpora.{corpus} made set(s) {stray} that test_sets does not list: "
                               "extra corpora give test sets only; add them to test_sets")
+    check_disjoint(r.data, [r.c.train_set, r.c.dev_set, *r.c.test_sets])
+
+
+def check_disjoint(data: Path, sets: list[str]) -> None:
+    """No utterance id in two sets: a test utterance trained on, or chosen on, makes its error meaningless."""
+    from drax.data.kaldi_dir import read_kv_dict
+
+    ids = {name: set(read_kv_dict(str(data / name / "text"))) for name in sets if (data / name / "text").exists()}
+    for i, a in enumerate(ids):
+        for b in list(ids)[i + 1:]:
+            if both := sorted(ids[a] & ids[b]):
+                raise RecipeError(f"{len(both)} utterance id(s) in both {data / a} and {data / b} (e.g. "
+                                  f"{', '.join(both[:3])}): train, dev and test sets must not share utterances; "
+                                  "fix the corpus's set lists (or its corpus_conf) and run stage 1 again")
 
 
 def stage_augment(r: Recipe):
