@@ -7,7 +7,8 @@ and after scoring `scores.json`, `alignments.txt` and `result.md`.
 
 A decode runs in shards (shard=(i, n)): the set's length-sorted batches are dealt round-robin, batch
 k is decoded with seed + k, and `merge_shards` writes the shards' outputs as one decode: the same
-files as one shard (the timing aside).
+files as one shard (the timing aside). The models' modules (ESPnet's task alone takes seconds to
+import) load inside the decode functions, so merging and scoring start at once.
 """
 from __future__ import annotations
 
@@ -22,14 +23,10 @@ import kaldiio
 import numpy as np
 from tqdm import tqdm
 
-from drax.data.audio import load_audio
 from drax.data.kaldi_dir import format_kv, read_kv_dict
-from drax.decode.baselines import ESPnetBaseline
 from drax.decode.options import BaselineDecodingOptions, DecodingOptions
 from drax.decode.scoring import markdown_table, score
-from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_write_text
-from drax.pretrained.whisper import load_whisper, transcribe
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +90,7 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
     whisper_dir: the recipe's Whisper, the default `rescorer` of `scoring: ar`. With several
     candidates, all of them (with scores, and the pick) go to candidates.jsonl.
     """
+    from drax.decode.speech2text import Speech2Text
 
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, device=device,
                       rescorer=whisper_dir)
@@ -149,6 +147,7 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
     the longest sequence; default: the trained model_conf.max_length) apply; Drax's sampling keys
     (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
     """
+    from drax.decode.speech2text import ARSpeech2Text
 
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
                         max_length=options.output_length)
@@ -171,6 +170,7 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
 def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
                     options: BaselineDecodingOptions, shard: tuple[int, int] = (0, 1)) -> dict:
     """Decode dump/<set> with a `model: espnet` baseline: `method` greedy | beam (attention decoder) | ctc."""
+    from drax.decode.baselines import ESPnetBaseline
 
     model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir)
     hyps, missing = {}, {}
@@ -200,6 +200,8 @@ def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Pat
     if reuse and done.exists() and json.loads(done.read_text()).get("request") == request:
         logger.info("%s: Whisper zero-shot already decoded for these utterances, reused", out_dir)
         return read_kv_dict(str(out_dir / "text"))
+    from drax.data.audio import load_audio
+    from drax.pretrained.whisper import load_whisper, transcribe
 
     model, processor = load_whisper(whisper_dir)
     model.to(device).eval()
