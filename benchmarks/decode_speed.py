@@ -32,7 +32,8 @@ from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 
 
 def system(spec: str) -> tuple[str, Path, dict]:
-    """name=asr_dir[:key=value,key=value]: the options on top of the recipe's decode config."""
+    """name=asr_dir[:key=value,key=value]: the options on top of the recipe's decode config (model_file:
+    the system's own checkpoint, e.g. 3epoch.pth)."""
     name, _, rest = spec.partition("=")
     path, _, options = rest.partition(":")
     overrides = {}
@@ -47,7 +48,7 @@ def main():
     parser.add_argument("set_dir", type=Path, help="a dumped set: feats.scp, utt2lang, speech_shape, text.raw")
     parser.add_argument("systems", type=system, nargs="+", help="name=asr_dir[:key=value,...]")
     parser.add_argument("--decode_config", type=Path, default=Path("conf/decode_drax.yaml"))
-    parser.add_argument("--model_file", default="valid.loss.best.pth")
+    parser.add_argument("--model_file", default="valid.loss.best.pth", help="of every system without its own")
     parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="the recipe's output units")
     parser.add_argument("--batches", type=int, default=20, help="every k-th batch of the set, this many")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -58,12 +59,13 @@ def main():
     decoders = {}
     for name, asr_dir, overrides in args.systems:
         model = (yaml.safe_load((asr_dir / "config.yaml").read_text()) or {}).get("model")
+        model_file = asr_dir / overrides.get("model_file", args.model_file)
         if model == "drax_ar":
-            decoders[name] = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / args.model_file, args.units_dir)
+            decoders[name] = ARSpeech2Text(asr_dir / "config.yaml", model_file, args.units_dir)
         else:
             base = load_decode_options(args.decode_config, asr_dir / "config.yaml")
             options = dataclasses.replace(base, batch_size=args.batch_size, **overrides)
-            decoders[name] = Speech2Text(asr_dir / "config.yaml", asr_dir / args.model_file, options, args.units_dir)
+            decoders[name] = Speech2Text(asr_dir / "config.yaml", model_file, options, args.units_dir)
     batches = [(utts, arrays, langs) for _, utts, arrays, langs in
                feature_batches(args.set_dir, args.batch_size, None, {}, "read")]
     every = max(1, len(batches) // args.batches)

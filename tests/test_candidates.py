@@ -58,5 +58,8 @@ def test_whisper_rescorer_matches_one_candidate_at_a_time(whisper_base):
                                  labels=labels)
         n = int((labels >= 0).sum())
         assert score.item() == pytest.approx(-out.loss.item() * n, rel=1e-4, abs=1e-3)
+    assert rescorer.prompt(None) == [rescorer.prompt("en")[0], *rescorer.prompt("en")[2:]]
+    with pytest.raises(ValueError, match="language 'xx' has no token in the rescorer's Whisper vocabulary"):
+        rescorer.score(enc, cands, "xx")  # used to be scored after the unknown token
     with pytest.raises(ValueError, match="rescore with the Whisper the encoder came from"):
         rescorer.score(torch.randn(10, 256), cands, "en")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from drax.pretrained.whisper import resolve_whisper
+from drax.text.units import PROMPT_TEMPLATE
 
 
 class WhisperRescorer:
@@ -27,8 +28,13 @@ class WhisperRescorer:
         self.eot = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
 
     def prompt(self, lang: str | None) -> list[int]:
-        names = ["<|startoftranscript|>", *([f"<|{lang}|>"] if lang else []), "<|transcribe|>", "<|notimestamps|>"]
-        return self.tokenizer.convert_tokens_to_ids(names)
+        """Whisper's prompt for `lang` (None: without its language token)."""
+        names = [t.format(lang=lang) for t in PROMPT_TEMPLATE if lang or "{lang}" not in t]
+        ids = self.tokenizer.convert_tokens_to_ids(names)
+        if self.tokenizer.unk_token_id in ids:
+            raise ValueError(f"language {lang!r} has no token in the rescorer's Whisper vocabulary: "
+                             "give a Whisper language code (en, de, zh, ...)")
+        return ids
 
     @torch.no_grad()
     def score(self, encoder_out: torch.Tensor, candidates: list[str], lang: str | None) -> torch.Tensor:
