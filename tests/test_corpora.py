@@ -276,6 +276,15 @@ def test_load_audio_reads_mp3(tmp_path):
     assert fixes == ["resampled"] and abs(len(audio) - 16000) < 1200  # MP3 frames pad a little
 
 
+def test_truncated_compressed_audio_is_named(tmp_path):
+    """libsndfile decodes a cut-off MP3 up to the cut without an error; a cut-off FLAC loses sync."""
+    for ext in ("mp3", "flac"):
+        whole = tone(tmp_path / f"clip.{ext}", 2.0).read_bytes()
+        (tmp_path / f"cut.{ext}").write_bytes(whole[: len(whole) // 3])
+        with pytest.raises(ValueError, match=r"truncated audio .*cut.mp3: \d+ of the 32000 samples|unreadable audio"):
+            load_audio(str(tmp_path / f"cut.{ext}"))
+
+
 def test_audio_over_30_s_is_refused_before_it_is_read(tmp_path, monkeypatch):
     import soundfile
 

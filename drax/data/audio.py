@@ -40,6 +40,8 @@ def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
     except Exception as e:
         raise ValueError(f"unreadable audio {path}: {e}") from None
     _check_wav_complete(path)
+    if audio.shape[0] < 0.99 * info.frames:  # e.g. an MP3 cut off: libsndfile decodes what is there
+        raise ValueError(f"truncated audio {path}: {audio.shape[0]} of the {info.frames} samples its header declares")
     if not np.isfinite(audio).all():
         raise ValueError(f"audio with NaN or infinite samples {path}")
     fixes = []
