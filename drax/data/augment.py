@@ -211,7 +211,7 @@ def augment_set(src: Path, dst: Path, conf: AugmentConfig) -> dict[str, list[str
             y, effects = augment(audio, conf, rng, [b for b, p in zip(babble, pool) if p.utt_id != u.utt_id])
             with atomic_path(path, suffix=".flac") as tmp:
                 sf.write(tmp, y, SAMPLE_RATE, format="FLAC")
-        except (ValueError, RuntimeError, sf.LibsndfileError) as e:
+        except (ValueError, RuntimeError) as e:  # load_audio names the problem; libsndfile and soxr raise RuntimeError
             skipped[u.utt_id] = str(e).splitlines()[0]
             out.append(u)
             continue

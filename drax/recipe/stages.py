@@ -22,6 +22,7 @@ second, before torch and ESPnet load.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import sys
@@ -66,13 +67,13 @@ def check_disjoint(data: Path, sets: list[str]) -> None:
     """No utterance id in two sets: a test utterance trained on, or chosen on, makes its error meaningless."""
     from drax.data.kaldi_dir import read_kv_dict
 
-    ids = {name: set(read_kv_dict(str(data / name / "text"))) for name in sets if (data / name / "text").exists()}
-    for i, a in enumerate(ids):
-        for b in list(ids)[i + 1:]:
-            if both := sorted(ids[a] & ids[b]):
-                raise RecipeError(f"{len(both)} utterance id(s) in both {data / a} and {data / b} (e.g. "
-                                  f"{', '.join(both[:3])}): train, dev and test sets must not share utterances; "
-                                  "fix the corpus's set lists (or its corpus_conf) and run stage 1 again")
+    ids = {name: set(read_kv_dict(str(data / name / "text"))) for name in dict.fromkeys(sets)
+           if (data / name / "text").exists()}  # a set named twice (a dev set also decoded as a test set) is one
+    for a, b in itertools.combinations(ids, 2):
+        if both := sorted(ids[a] & ids[b]):
+            raise RecipeError(f"{len(both)} utterance id(s) in both {data / a} and {data / b} (e.g. "
+                              f"{', '.join(both[:3])}): train, dev and test sets must not share utterances; "
+                              "fix the corpus's set lists (or its corpus_conf) and run stage 1 again")
 
 
 def stage_augment(r: Recipe):
