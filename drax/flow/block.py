@@ -70,9 +70,12 @@ class BlockSampler:
         while not done.all():
             stop = torch.minimum(start + n, _first_free(~given, start + 1, length))  # up to a given one
             lo = cached if self.reuse_cache else torch.zeros_like(cached)
-            q = int((stop - lo)[~done].max())
+            # a block of one is read from its predecessor's state alone: its own state predicts nothing
+            # the call commits, so the call computes the committed positions only (one row, as AR greedy)
+            reach = stop if n > 1 else start
+            q = int((reach - lo)[~done].max())
             idx = lo[:, None] + torch.arange(q, device=device)[None]  # (B, q) absolute positions
-            valid = (idx < stop[:, None]) & ~done[:, None]
+            valid = (idx < reach[:, None]) & ~done[:, None]
             idx = idx.clamp(max=length - 1)
             pos = start[:, None] + offsets[None]  # (B, n) the block's positions
             in_block = (pos < stop[:, None]) & ~done[:, None]
@@ -105,18 +108,18 @@ class BlockSampler:
             if return_trajectory:
                 out.trajectory.append(x[:, :length].clone())
                 out.committed.append(committed[:, :length].clone())
-            # cache the committed positions computed in this call, all but the block's last predecessor
-            # (start - 1), whose state predicts the block's first position and is recomputed
+            # cache the committed positions computed in this call: each was read clean and causally, so
+            # its keys/values are final (the block's positions, read noised, are computed again once committed)
             if self.reuse_cache:
                 if cache is None:
                     cache = [(k.new_zeros(b, k.shape[1], length, k.shape[3]), v.new_zeros(b, v.shape[1], length, v.shape[3]))
                              for k, v in new]
-                write = valid & (idx < (start - 1)[:, None]) & (idx >= lo[:, None])
+                write = valid & (idx < start[:, None]) & (idx >= lo[:, None])
                 r, c = write.nonzero(as_tuple=True)
                 for (ck, cv), (k, v) in zip(cache, new):
                     ck[r, :, idx[r, c]] = k[r, :, c]
                     cv[r, :, idx[r, c]] = v[r, :, c]
-                cached = torch.where(done, cached, torch.maximum(cached, start - 1))
+                cached = torch.where(done, cached, torch.maximum(cached, start))
             # slide; a row ends at a committed end token with every position before it committed
             following = _first_free(committed, start, length)
             settled = torch.arange(x.shape[1], device=device)[None] < following[:, None]
