@@ -1,8 +1,8 @@
 """Benchmark: what a decoder call costs per position it computes, on this machine's BLAS.
 
 A batch-1 decoder call computes one position (AR greedy with a key/value cache) or several (a block
-of the block decoder and the committed positions it re-reads, a jacobi window). The call's matrix
-products then have that many rows. This prints the median time of the default decoder's shapes
+of the block decoder and the positions committed since the last call, a jacobi window). The call's
+matrix products then have that many rows. This prints the median time of the default decoder's shapes
 (Whisper-base: d = 512, the MLP's 2,048, the adaLN modulation's 9 x 512 from the 256-wide time
 embedding) at 1, 2, 4, 8 and 16 rows, and each time over the 1-row time: where more rows cost
 little more, a call that decodes several tokens is nearly free; where a second row costs several
