@@ -91,6 +91,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(RecipeConfig)}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+def is_plain_name(value) -> bool:
+    """A name that can name a directory inside the recipe: letters, digits, . _ - (not . or ..)."""
+    return isinstance(value, str) and bool(_SAFE_NAME.match(value)) and value not in (".", "..")
+
+
 def _coerce(key: str, value):
     """Flag values arrive as strings; parse them as YAML for non-string fields."""
     f = FIELDS[key]
@@ -184,6 +189,6 @@ def check_recipe(config: RecipeConfig) -> None:
     names = [("train_set", config.train_set), ("dev_set", config.dev_set), ("exp_tag", config.exp_tag),
              ("data_tag", config.data_tag)]
     for name, value in names + [("test_sets", v) for v in config.test_sets]:
-        if value and (not _SAFE_NAME.match(value) or value in (".", "..")):
+        if value and not is_plain_name(value):
             raise RecipeError(f"recipe key {name}: {value!r} must be a plain name (letters, digits, . _ -): "
                              "it names a directory inside the recipe")

@@ -43,6 +43,7 @@ from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
 from drax.options import load_options
+from drax.recipe.config import is_plain_name
 from drax.recipe.engine import Recipe, file_digest
 from drax.studies.report import fmt, per_language_subset
 
@@ -79,7 +80,7 @@ class StudyConfig:
         if not self.variants:
             raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
         for name, spec in self.variants.items():
-            if not (isinstance(name, str) and _SAFE_NAME.match(name)) or name in (".", ".."):
+            if not is_plain_name(name):
                 raise ValueError(f"study config variants: {name!r} must be a plain name (letters, digits, . _ -): "
                                  "it names the variant's experiment directory")
             bad = set(spec or {}) - _VARIANT_KEYS
@@ -101,7 +102,6 @@ class StudyConfig:
 
 
 _VARIANT_KEYS = {"label", "config", "train", "decode"}
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _DECODE_KEYS = {"label", "decode", "model_file", "variants"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
 SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start", "block_size",
