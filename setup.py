@@ -10,7 +10,7 @@ setup(
     # Pinned, matched versions live in tools/requirements.txt (installed by tools/setup.sh).
     install_requires=[
         "torch", "torchaudio", "espnet", "kaldiio", "sentencepiece", "transformers", "safetensors",
-        "jiwer", "PyYAML", "soundfile", "tqdm", "tensorboard", "matplotlib",
+        "jiwer", "PyYAML", "soundfile", "av", "silero-vad", "tqdm", "tensorboard", "matplotlib",
     ],
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["drax-transcribe = drax.bin.transcribe:main"]},
 )

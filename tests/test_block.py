@@ -285,3 +285,47 @@ def test_all_blocks_training_loss_trains_every_block_and_the_ar_prefix():
     assert torch.isfinite(twice(**data)[0])
     with pytest.raises(ValueError, match="block_loss: unknown choice 'some'"):
         block_model(2, block_loss="some")
+
+
+def test_consistency_rows_read_the_text_then_the_models_own_guesses_at_t1():
+    torch.manual_seed(0)
+    model = build({"consistency_prob": 1.0, "canvas_margin": 0, "length_predictor": False, "prompt_prob": 0.0,
+                   "lang_replace_prob": 0.0}, decoder_conf=BLOCK).train()
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    from test_training_options import batch
+
+    calls = []
+    forward = model.decoder.forward
+
+    def spy(xt, t, audio, soft_delta=None, self_mask=None, pinned=None, soft_rows=None, active=None):
+        logits = forward(xt, t, audio, soft_delta, self_mask, pinned, soft_rows, active)
+        calls.append(dict(xt=xt, t=t, soft_rows=soft_rows, logits=logits, grad=torch.is_grad_enabled()))
+        return logits
+
+    model.decoder.forward = spy
+    data = batch(model)
+    loss, _, _ = model(**data)
+    loss.backward()
+    draft, train = calls  # the guess of the path draw (no gradient), then the jacobi state
+    assert not draft["grad"] and train["grad"]
+    assert torch.equal(train["t"], torch.ones_like(train["t"])) and (draft["t"] < 1).any()
+    assert train["soft_rows"] is None or not train["soft_rows"].any()
+    guess = draft["logits"].argmax(-1)
+    text = torch.where(data["text"] >= 0, data["text"], model.eot_id)
+    n = data["text_lengths"]
+    for r in range(text.shape[0]):
+        own = train["xt"][r] == guess[r]
+        clean = train["xt"][r, :n[r] + 1] == torch.cat([text[r, :n[r]], text.new_tensor([model.eot_id])])
+        settle = int((~clean).int().argmax()) if not clean.all() else int(n[r]) + 1
+        assert model.prompt_length <= settle
+        assert clean[:settle].all()  # the settled prefix is the text
+        assert own[settle:n[r] + 1].all()  # from the settle point on: the model's own guesses
+    assert model.decoder.blocks[0].self_attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_consistency_needs_a_causal_decoder_and_no_block():
+    with pytest.raises(ValueError, match="consistency_prob trains the jacobi states"):
+        build({"consistency_prob": 0.5}, decoder_conf={**BLOCK, "attention_block": None})
+    with pytest.raises(ValueError, match="consistency_prob is a probability"):
+        build({"consistency_prob": 2.0}, decoder_conf=BLOCK)

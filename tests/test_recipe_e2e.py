@@ -97,6 +97,18 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     alignments = (asr / "decode_drax" / "test" / "alignments.txt").read_text()
     assert all(u in alignments for u in test_utts)
 
+    # the trained model transcribes a real recording by the CLI (its console script) and the API alike
+    manifest = yaml.safe_load((asr / "transcribe.yaml").read_text())
+    assert (asr / manifest["units_dir"]).resolve() == (recipe / "dump" / "units").resolve()
+    assert (asr / manifest["whisper"]).resolve() == Path(whisper_base).resolve()
+    recording = next(iter(read_kv_dict(str(recipe / "data" / "test_asterisk" / "wav.scp")).values()))
+    cli = subprocess.run([str(Path(sys.executable).parent / "drax-transcribe"), recording, "--model", str(asr),
+                          "--language", "en"], capture_output=True, text=True)
+    assert cli.returncode == 0 and "1 file(s)" in cli.stderr, cli.stderr[-3000:]
+    import drax
+
+    assert cli.stdout.strip() == drax.load(asr).transcribe(recording, language="en").text
+
     candidates = [json.loads(line) for line in
                   (asr / "decode_drax" / "test" / "candidates.jsonl").read_text().splitlines()]
     assert {c["utt"] for c in candidates} == test_utts and all(len(c["texts"]) == 3 for c in candidates)

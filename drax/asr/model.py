@@ -35,6 +35,11 @@ the paper's behaviour as its default (the learning-efficiency study, egs/mini/ta
                             one in one forward of twice the positions, DiTDecoder.forward_blocks)
     prefix_loss_weight      with active_block: weight of the next-token CE on the clean prefix (its
                             logits are those of an AR decoder, computed anyway); 0: the block's loss only
+    consistency_prob        (a causal decoder) probability that an utterance is trained on a jacobi state
+                            instead of its path draw: its text before a settle point s drawn over its text
+                            and end token, from s on the decoder's own greedy prediction of the draw (one
+                            forward without gradient), read at t = 1 as the jacobi sampler reads it
+                            (consistency training, CLLM arXiv 2403.00835, the text as the fixed point)
 
 Every `text` starts with the prompt described by
 `prompt_template`, e.g. Whisper's <|startoftranscript|><|{lang}|><|transcribe|><|notimestamps|>; it stays pinned;
@@ -163,6 +168,7 @@ class DraxASRModel(ESPnetASRModel):
         active_block: int | None = None,
         block_loss: str = "one",
         prefix_loss_weight: float = 1.0,
+        consistency_prob: float = 0.0,
         **unknown,
     ):
         if unknown:
@@ -224,6 +230,12 @@ class DraxASRModel(ESPnetASRModel):
                                  "set decoder_conf.preserve_embedding: false")
         if not prefix_loss_weight >= 0:
             raise ValueError(f"model_conf.prefix_loss_weight must be >= 0 (got {prefix_loss_weight})")
+        if not (isinstance(consistency_prob, (int, float)) and 0 <= consistency_prob <= 1):
+            raise ValueError(f"model_conf.consistency_prob is a probability in [0, 1] (got {consistency_prob!r})")
+        if consistency_prob > 0 and (decoder.attention_block != 1 or active_block is not None):
+            raise ValueError("model_conf.consistency_prob trains the jacobi states of a causal decoder: set "
+                             "decoder_conf.attention_block: 1 and no model_conf.active_block "
+                             f"(got {decoder.attention_block}, {active_block})")
 
         self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
         self.output_length = output_length
@@ -251,6 +263,7 @@ class DraxASRModel(ESPnetASRModel):
         self.attention_anneal_steps = int(attention_anneal_steps)
         self.active_block, self.block_loss = active_block, block_loss
         self.prefix_loss_weight = float(prefix_loss_weight)
+        self.consistency_prob = float(consistency_prob)
         # training updates seen, saved with the model: a resumed run continues the anneal and the noise
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._register_load_state_dict_pre_hook(_count_from_zero)
@@ -268,6 +281,26 @@ class DraxASRModel(ESPnetASRModel):
             else:
                 ids.append(self.token_list.index(tok))
         return ids
+
+    @torch.no_grad()
+    def detect_language(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> list[str]:
+        """The most probable language of each utterance of encoder output (B, T, D): the decoder's
+        logits at the prompt's language slot (canvas: the prompt, read as clean), over the language
+        tokens of the token list only, as Whisper's detect_language does."""
+        from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+        if self.lang_position is None:
+            raise ValueError(f"model_conf.prompt_template {self.prompt_template} has no language slot")
+        slot = self.prompt_template[self.lang_position]
+        codes = [code for code in LANGUAGES if slot.format(lang=code) in self.token_list]
+        if not codes:
+            raise ValueError(f"no language token {slot} in the token list")
+        ids = torch.tensor([self.token_list.index(slot.format(lang=code)) for code in codes], device=enc.device)
+        x = torch.cat([self.prompt_fixed, self.prompt_fixed.new_tensor([self.eot_id])]).clamp(min=0)
+        x[self.lang_position] = self.eot_id
+        x = x[None].expand(enc.shape[0], -1)
+        logits = self.decoder(x, torch.ones(x.shape[0], device=enc.device), self.decoder.encode_audio(enc, enc_lens))
+        return [codes[i] for i in logits[:, self.lang_position, ids].argmax(-1).tolist()]
 
     # ---- targets -------------------------------------------------------------------------------
     def build_targets(self, text: torch.Tensor, text_lengths: torch.Tensor, noise: RowNoise | None = None):
@@ -393,6 +426,32 @@ class DraxASRModel(ESPnetASRModel):
         stats["acc_mid"] = (pmid_logits[target].argmax(-1) == x1[target]).float().mean()
         return loss_mid
 
+    def jacobi_states(self, x1, xt, t, pinned, drawn, soft_delta, soft_rows, audio, text_lengths, noise):
+        """`consistency_prob`: each row drawn with that probability becomes a jacobi state, its input
+        the text x1 before a settle point s (uniform over prompt_length .. n) and from s on the decoder's
+        greedy prediction of its path draw xt (no gradient), at t = 1. What a jacobi step needs to
+        settle more than one position is a right guess after a position that is still a guess; trained
+        on its own guesses, the decoder learns to make it. Returns (xt, t, drawn, soft_delta, soft_rows)
+        with those rows replaced (drawn: the guessed positions; no p_mid term on them)."""
+        b, n = x1.shape[0], text_lengths.clamp(max=self.output_length - 1)
+        use = uniform((b,), noise, x1.device) < self.consistency_prob
+        choices = (n - self.prompt_length + 1).clamp(min=1)
+        settle = self.prompt_length + (uniform((b,), noise, x1.device) * choices).long().clamp(max=choices - 1)
+        if not use.any():
+            return xt, t, drawn, soft_delta, soft_rows
+        rows = lambda z: None if z is None else z[use]  # noqa: E731
+        with torch.no_grad():
+            guess = self.decoder(xt[use], t[use], audio.select(use), rows(soft_delta), pinned=pinned[use],
+                                 soft_rows=rows(soft_rows)).argmax(-1)
+        pos = torch.arange(x1.shape[1], device=x1.device)[None]
+        guessed = (pos >= settle[use][:, None]) & ~pinned[use]
+        xt, drawn, t = xt.clone(), drawn.clone(), t.clone()
+        xt[use] = torch.where(guessed, guess, x1[use])
+        drawn[use], t[use] = guessed, 1.0
+        if soft_delta is not None:
+            soft_delta, soft_rows = soft_delta * ~use[:, None, None], soft_rows & ~use[:, None]
+        return xt, t, drawn, soft_delta, soft_rows
+
     def draw_active_block(self, x1, pinned, weight, text_lengths, noise: RowNoise | None = None):
         """Each row's active block of `active_block` positions from a start s uniform over its text and
         end token (prompt_length .. n): (x1, pinned, weight) widened with end tokens where a block
@@ -451,12 +510,16 @@ class DraxASRModel(ESPnetASRModel):
         t = self.sample_time(b, x1.device, noise)
         noised = ~pinned if active is None else active & ~pinned  # the committed prefix stays clean
         pmid_logits, sample, xt, soft_delta, soft_rows, audio = self.noised_input(enc, enc_lens, x1, t, noised, k, noise)
+        drawn = sample.noised
+        if self.training and self.consistency_prob > 0:
+            xt, t, drawn, soft_delta, soft_rows = self.jacobi_states(x1, xt, t, pinned, drawn, soft_delta, soft_rows,
+                                                                     audio, text_lengths, noise)
         logits = self.decoder(xt, t, audio, soft_delta, self_mask=self.self_attention_mask(length, b, x1.device, noise),
                               pinned=pinned, soft_rows=soft_rows, active=active)
         if self.training:
             self.updates += 1
 
-        w = weight * sample.noised if self.loss_positions == "noised" else weight
+        w = weight * drawn if self.loss_positions == "noised" else weight
         if active is not None:
             w = w * active
         loss_dfm = weighted_ce(logits, x1, w)

@@ -1,5 +1,8 @@
 """Reading audio for the models: mono float32 at 16 kHz, or a ValueError that names the file and what
-is wrong with it (missing, unreadable, truncated, NaN, empty, too short, over 30 s)."""
+is wrong with it (missing, unreadable, truncated, NaN, empty, too short, too long).
+
+libsndfile (soundfile) reads WAV, FLAC, MP3 and OGG; any other container (M4A, AAC, WebM, video)
+is decoded by FFmpeg through PyAV."""
 from __future__ import annotations
 
 import os
@@ -25,23 +28,52 @@ def _check_wav_complete(path: str) -> None:
                              "its header declares")
 
 
-def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
-    """Mono float32 audio at 16 kHz and the fixes applied; raises ValueError naming the problem."""
+def _read_with_av(path: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the rate of a container libsndfile cannot read, by FFmpeg."""
+    import av  # PyAV: only for the formats libsndfile does not read
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ValueError(f"no audio stream in {path}")
+            stream = container.streams.audio[0]
+            rate, frames, length = stream.rate, [], 0
+            for frame in container.decode(stream):
+                data = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+                data = data.reshape(-1, len(frame.layout.channels)) if not frame.format.is_planar else data.T
+                frames.append(data.astype(np.float32) / (np.iinfo(data.dtype).max + 1.0)
+                              if np.issubdtype(data.dtype, np.integer) else data.astype(np.float32))
+                length += data.shape[0]
+                if max_seconds is not None and length > max_seconds * rate:
+                    raise ValueError(f"audio over {max_seconds:.0f} s {path}")
+    except av.error.FFmpegError as e:
+        raise ValueError(f"unreadable audio {path}: {e}") from None
+    if not frames:
+        raise ValueError(f"empty audio {path}")
+    return np.concatenate(frames), rate
+
+
+def load_audio(path: str, max_seconds: float | None = MAX_SECONDS) -> tuple[np.ndarray, list[str]]:
+    """Mono float32 audio at 16 kHz and the fixes applied; raises ValueError naming the problem.
+    max_seconds: longer audio is refused (None: any length, for long-form transcription)."""
     if not os.path.exists(path):
         raise ValueError(f"missing audio file {path}")
     try:
         info = sf.info(path)
-    except Exception as e:  # soundfile raises several types for corrupt files
-        raise ValueError(f"unreadable audio {path}: {e}") from None
-    if info.frames > MAX_SECONDS * info.samplerate:  # said before an hour of audio is read and resampled
-        raise ValueError(f"audio over {MAX_SECONDS:.0f} s ({info.frames / info.samplerate:.1f} s) {path}")
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise ValueError(f"unreadable audio {path}: {e}") from None
-    _check_wav_complete(path)
-    if audio.shape[0] < 0.99 * info.frames:  # e.g. an MP3 cut off: libsndfile decodes what is there
-        raise ValueError(f"truncated audio {path}: {audio.shape[0]} of the {info.frames} samples its header declares")
+    except Exception:  # soundfile raises several types for files it cannot read: FFmpeg may
+        info = None
+    if info is None:
+        audio, rate = _read_with_av(path, max_seconds)
+    else:
+        if max_seconds is not None and info.frames > max_seconds * info.samplerate:  # before reading an hour
+            raise ValueError(f"audio over {max_seconds:.0f} s ({info.frames / info.samplerate:.1f} s) {path}")
+        try:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise ValueError(f"unreadable audio {path}: {e}") from None
+        _check_wav_complete(path)
+        if audio.shape[0] < 0.99 * info.frames:  # e.g. an MP3 cut off: libsndfile decodes what is there
+            raise ValueError(f"truncated audio {path}: {audio.shape[0]} of the {info.frames} samples its header declares")
     if not np.isfinite(audio).all():
         raise ValueError(f"audio with NaN or infinite samples {path}")
     fixes = []
@@ -57,6 +89,6 @@ def load_audio(path: str) -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"empty audio {path}")
     if audio.size < MIN_SECONDS * SAMPLE_RATE:
         raise ValueError(f"audio shorter than {MIN_SECONDS} s ({audio.size / SAMPLE_RATE:.3f} s) {path}")
-    if audio.size > MAX_SECONDS * SAMPLE_RATE:
-        raise ValueError(f"audio over {MAX_SECONDS:.0f} s ({audio.size / SAMPLE_RATE:.1f} s) {path}")
+    if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
+        raise ValueError(f"audio over {max_seconds:.0f} s ({audio.size / SAMPLE_RATE:.1f} s) {path}")
     return audio, fixes

@@ -71,6 +71,10 @@ class AudioMemory:
             mask=self.mask.repeat_interleave(n, 0),
         )
 
+    def select(self, rows: torch.Tensor) -> "AudioMemory":
+        """The utterances of `rows` (a bool mask or indices over B)."""
+        return AudioMemory(kv=[(k[rows], v[rows]) for k, v in self.kv], mask=self.mask[rows])
+
 
 @dataclass(frozen=True)
 class BlockLayout:

@@ -210,3 +210,38 @@ class FramePooling(AbsPreEncoder):
         x, valid = F.pad(x * valid, (0, 0, 0, pad)), F.pad(valid, (0, 0, 0, pad))
         pooled = x.view(b, -1, s, d).sum(2) / valid.view(b, -1, s, 1).sum(2).clamp_min(1.0)
         return self.proj(pooled), (lengths + s - 1) // s
+
+
+class AudioEncoder:
+    """Waveforms -> encoder states, as the model was trained: its own front-end and encoder; for a model
+    trained on dumped log-mel features (no front-end), Whisper's log-mel first; for a model trained on
+    dumped states (`encoder: precomputed`), the Whisper encoder the states came from, run as stage 3
+    ran it (`autocast`: the recipe's encoder_autocast, `pad_to_30s`: its encoder_pad_to_30s)."""
+
+    def __init__(self, model, whisper: str | None, autocast: str | None = None, pad_to_30s: bool = False,
+                 device: str = "cpu"):
+        self.model = model
+        self.frontend = self.encoder = None
+        precomputed = isinstance(model.encoder, PrecomputedEncoder)
+        if precomputed or model.frontend is None:
+            if not whisper:
+                raise ValueError(f"the model reads dumped {'encoder states' if precomputed else 'log-mel features'}: "
+                                 "reading audio needs the Whisper they came from (recipe key `whisper`)")
+            n_mels = whisper_mel_bins(whisper)
+            self.frontend = WhisperLogMelFrontend(n_mels=n_mels, pad_to_30s=pad_to_30s).to(device)
+        if precomputed:
+            self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper, autocast=autocast).to(device).eval()
+
+    @torch.no_grad()
+    def __call__(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """States (B, T', D) and lengths (B,) of one waveform (T,) or a zero-padded batch (B, T) with
+        its lengths (B,)."""
+        if audio.dim() == 1:
+            audio, lengths = audio[None], torch.tensor([audio.shape[0]], device=audio.device)
+        speech = audio.float()
+        if self.frontend is not None:
+            speech, lengths = self.frontend(speech, lengths)
+        if self.encoder is None:
+            return self.model.encode(speech, lengths)
+        enc, enc_lens, _ = self.encoder(speech, lengths)
+        return enc, enc_lens

@@ -151,12 +151,33 @@ def stage_shapes(r: Recipe):
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
 
 
+def write_transcribe_manifest(r: Recipe) -> None:
+    """asr_dir/transcribe.yaml for a Drax model: what `drax.load` reads beside the checkpoints (the units,
+    the Whisper that made the features and how it ran, the decode options), paths relative to asr_dir."""
+    import dataclasses
+    import os
+
+    from drax.decode.options import load_decode_options
+    from drax.transcribe import MANIFEST
+
+    if (yaml.safe_load(Path(r.model_config()).read_text(encoding="utf-8")) or {}).get("model") != "drax":
+        return
+    whisper = r.whisper_dir()
+    relative = lambda path: os.path.relpath(Path(path).resolve(), r.asr_dir.resolve())  # noqa: E731
+    spec = {"units_dir": relative(r.units_dir), "whisper": relative(whisper) if Path(whisper).exists() else whisper,
+            "features": r.c.features, "encoder_autocast": r.c.encoder_autocast,
+            "encoder_pad_to_30s": r.c.encoder_pad_to_30s,
+            "decode": dataclasses.asdict(load_decode_options(r.c.decode_config, r.model_config()))}
+    atomic_write_text(r.asr_dir / MANIFEST, yaml.safe_dump(spec, sort_keys=False))
+
+
 def stage_train(r: Recipe):
     feat_dim = int((r.dump / r.train_name / "feats_shape").read_text().split()[1].split(",")[1])
     if r.c.pretrained:  # a converted release is the model: nothing to train
         from drax.pretrained.release import install_converted
 
         install_converted(r.c.pretrained, r.asr_dir, r.units_dir, feat_dim, r.c.features)
+        write_transcribe_manifest(r)
         return
     # Resume an interrupted run with the same inputs; start afresh (keeping the old run aside) otherwise.
     stamp = r.asr_dir / "inputs.fingerprint"
@@ -182,6 +203,7 @@ def stage_train(r: Recipe):
         args += ["--encoder_conf", f"model={r.whisper_dir()}"]
     if (train_conf.get("decoder_conf") or {}).get("init_from_whisper") == "recipe":
         args += ["--decoder_conf", f"init_from_whisper={r.whisper_dir()}"]
+    write_transcribe_manifest(r)
     run_logged(args, r.asr_dir / "train.log")
 
 

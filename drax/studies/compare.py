@@ -52,10 +52,11 @@ from drax.decode.scoring import score
 from drax.decode.speculative import ARDrafter, DraxDrafter, SubwordMap, TokenMap, speculative
 from drax.decode.speech2text import Speech2Text
 from drax.fileio import atomic_write_text
+from drax.nets.whisper import AudioEncoder
 from drax.options import load_options
 from drax.pretrained.whisper import load_whisper
 from drax.studies.report import Timer, figure, md_table, per_language_subset, save_figure
-from drax.studies.runtime import BINS, AudioEncoder, Seconds, bin_label
+from drax.studies.runtime import BINS, Seconds, bin_label
 from drax.text.units import load_units
 
 logger = logging.getLogger(__name__)

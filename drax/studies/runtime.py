@@ -10,10 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import torch
-
-from drax.nets.whisper import FrozenWhisperEncoder, PrecomputedEncoder, WhisperLogMelFrontend, whisper_mel_bins
-
 BINS = (0, 5, 10, 15, 20, 25, 30)
 
 
@@ -51,29 +47,3 @@ class Seconds:
     def rtfx(self, part: str | None = None) -> float:
         spent = self.total if part is None else self.parts.get(part, 0.0)
         return self.audio / spent if spent > 0 else float("inf")
-
-
-class AudioEncoder:
-    """Waveform -> encoder states for timing: the model's own front-end + encoder, or, for a model
-    trained on dumped states (`encoder: precomputed`), the Whisper encoder the states came from, in the
-    precision that dumped them (`autocast`, the recipe's encoder_autocast)."""
-
-    def __init__(self, model, whisper: str | None, autocast: str | None = None):
-        self.model = model
-        self.frontend = self.encoder = None
-        if isinstance(model.encoder, PrecomputedEncoder):
-            if not whisper:
-                raise ValueError("the model reads dumped encoder states: timing it from audio needs the Whisper "
-                                 "they came from (recipe key `whisper`)")
-            n_mels = whisper_mel_bins(whisper)
-            self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper, autocast=autocast).eval()
-            self.frontend = WhisperLogMelFrontend(n_mels=n_mels)
-
-    @torch.no_grad()
-    def __call__(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        speech, lengths = audio[None].float(), torch.tensor([audio.shape[0]])
-        if self.encoder is None:
-            return self.model.encode(speech, lengths)
-        feats, feat_lens = self.frontend(speech, lengths)
-        enc, enc_lens, _ = self.encoder(feats, feat_lens)
-        return enc, enc_lens

@@ -37,9 +37,10 @@ from drax.decode.scoring import score
 from drax.decode.speech2text import Speech2Text
 from drax.fileio import atomic_write_text
 from drax.flow.elbo import trajectory_elbo
+from drax.nets.whisper import AudioEncoder
 from drax.options import check_range, load_options
 from drax.studies.report import Timer, figure, fmt, md_table, per_language_subset, save_figure
-from drax.studies.runtime import AudioEncoder, Seconds, runtime_set
+from drax.studies.runtime import Seconds, runtime_set
 from drax.text.units import load_units
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,87 @@
+"""Long recordings cut into windows the models read (at most 30 s, Whisper's), at pauses.
+
+A voice activity detector finds the speech regions; consecutive regions are merged into one window
+while it spans at most `max_seconds` (faster-whisper's batched pipeline does the same), so a
+window starts and ends in a pause and the windows do not depend on each other's text: all of them
+can be decoded in one batch. A region longer than `max_seconds` is cut by the detector at its
+longest inner pause (silero) or at `max_seconds` (energy).
+
+    silero  Silero VAD (PyPI silero-vad, MIT; its model ships in the wheel), 32 ms frames
+    energy  frames whose RMS level is within `energy_range_db` of the recording's loudest (95th
+            percentile) frame are speech; a pause is at least `min_pause` seconds of other frames
+
+Audio of at most `max_seconds` is one window, the whole recording, as Whisper reads a short file.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from drax.data.audio import SAMPLE_RATE
+
+VADS = ("silero", "energy")
+FRAME = 480  # 30 ms at 16 kHz: the energy detector's frame
+
+
+def speech_regions_silero(audio: np.ndarray, max_seconds: float, min_pause: float) -> list[tuple[int, int]]:
+    """Speech regions [start, end) in samples by Silero VAD, none longer than max_seconds."""
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    model = load_silero_vad()
+    stamps = get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=SAMPLE_RATE,
+                                   max_speech_duration_s=max_seconds, min_silence_duration_ms=int(min_pause * 1000))
+    return [(s["start"], s["end"]) for s in stamps]
+
+
+def speech_regions_energy(audio: np.ndarray, max_seconds: float, min_pause: float,
+                          energy_range_db: float = 35.0) -> list[tuple[int, int]]:
+    """Speech regions [start, end) in samples by frame energy, none longer than max_seconds."""
+    n = len(audio) // FRAME
+    if n == 0:
+        return []
+    rms = np.sqrt(np.mean(audio[: n * FRAME].reshape(n, FRAME) ** 2, axis=1) + 1e-12)
+    level = 20 * np.log10(rms)
+    loud = level > np.percentile(level, 95) - energy_range_db
+    regions, start, quiet = [], None, 0
+    gap = max(1, round(min_pause * SAMPLE_RATE / FRAME))
+    for i, on in enumerate(loud):
+        if on:
+            start = i if start is None else start
+            quiet = 0
+        elif start is not None:
+            quiet += 1
+            if quiet >= gap:
+                regions.append((start, i - quiet + 1))
+                start, quiet = None, 0
+    if start is not None:
+        regions.append((start, n - quiet))
+    longest = int(max_seconds * SAMPLE_RATE)
+    out = []
+    for s, e in regions:
+        s, e = s * FRAME, e * FRAME
+        out += [(a, min(a + longest, e)) for a in range(s, e, longest)]
+    return out
+
+
+def merge_regions(regions: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
+    """Consecutive regions merged into windows [start, end) spanning at most max_samples each."""
+    windows: list[tuple[int, int]] = []
+    for start, end in regions:
+        if windows and end - windows[-1][0] <= max_samples:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, min(end, start + max_samples)))
+    return windows
+
+
+def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 30.0,
+                   min_pause: float = 0.3) -> list[tuple[int, int]]:
+    """Windows [start, end) in samples of mono 16 kHz `audio` to decode, in order (see the module
+    docstring); none when a long recording holds no speech."""
+    if vad not in VADS:
+        raise ValueError(f"unknown voice activity detector '{vad}'; valid: {', '.join(VADS)}")
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    if len(audio) <= max_samples:
+        return [(0, len(audio))]
+    find = speech_regions_silero if vad == "silero" else speech_regions_energy
+    return merge_regions(find(audio, max_seconds, min_pause), max_samples)
