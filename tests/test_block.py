@@ -329,3 +329,10 @@ def test_consistency_needs_a_causal_decoder_and_no_block():
         build({"consistency_prob": 0.5}, decoder_conf={**BLOCK, "attention_block": None})
     with pytest.raises(ValueError, match="consistency_prob is a probability"):
         build({"consistency_prob": 2.0}, decoder_conf=BLOCK)
+
+
+def test_decoding_options_jacobi_time_reaches_the_sampler():
+    model = block_model(2)
+    assert model.sampler(DecodingOptions(jump_order="jacobi", jacobi_time=0.7)).time(0) == 0.7
+    with pytest.raises(ValueError, match="jacobi_time"):
+        DecodingOptions(jump_order="jacobi", jacobi_time=1.5)

@@ -296,6 +296,9 @@ def test_jacobi_order_with_a_causal_posterior_converges_to_greedy_left_to_right(
     out = JacobiSteps(10 * length, temperature=1e-6).sample(posterior, start, pinned)
     assert torch.equal(out.tokens, greedy) and out.steps == 2
     assert EulerJumps(PolynomialScheduler(1.0), 5, temperature=1.0).sample(posterior, x0, pinned).steps == 5  # all
+    times.clear()  # read at another time: every call at that t (the same causal fixed point here)
+    out = JacobiSteps(10 * length, temperature=1e-6, read_time=0.7).sample(posterior, x0, pinned)
+    assert torch.equal(out.tokens, greedy) and all(bool((t == 0.7).all()) for t in times)
 
     # what follows the first end token is no part of the transcript: noise there does not keep it going
     end, noise = 7, torch.Generator().manual_seed(3)

@@ -101,6 +101,7 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     manifest = yaml.safe_load((asr / "transcribe.yaml").read_text())
     assert (asr / manifest["units_dir"]).resolve() == (recipe / "dump" / "units").resolve()
     assert (asr / manifest["whisper"]).resolve() == Path(whisper_base).resolve()
+    assert 0 < manifest["max_window"] <= 30  # the longest training utterance
     recording = next(iter(read_kv_dict(str(recipe / "data" / "test_asterisk" / "wav.scp")).values()))
     cli = subprocess.run([str(Path(sys.executable).parent / "drax-transcribe"), recording, "--model", str(asr),
                           "--language", "en"], capture_output=True, text=True)

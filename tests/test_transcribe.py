@@ -184,6 +184,8 @@ def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tin
     alone = [model.transcribe(audio[a:b], sample_rate=SAMPLE_RATE).text for a, b in windows]
     assert [s.text for s in result.segments] == alone and any(alone)
     assert result.language in ("en", "de") and abs(result.duration - audio.size / SAMPLE_RATE) < 1e-3
+    shorter = model.transcribe(audio, sample_rate=SAMPLE_RATE, vad="energy", max_window=10.0, language="en")
+    assert len(shorter.segments) > len(windows) and all(s.end - s.start <= 10.0 + 1e-6 for s in shorter.segments)
 
     stereo_8k = np.stack([tone(3.0, 8000), tone(3.0, 8000)], 1)
     (tmp_path / "dir").mkdir()
@@ -235,3 +237,18 @@ def test_language_detection_reads_only_the_language_tokens_at_the_slot(tiny_exp)
     with torch.no_grad():
         model.decoder.head.bias[TOKENS.index("<|en|>")] += 100.0
     assert model.detect_language(enc, lens) == ["en", "en", "en"]
+
+
+def test_bad_waveforms_silence_and_clashing_names(tiny_exp, tmp_path, caplog):
+    from drax.bin.transcribe import main
+
+    model = load(tiny_exp)
+    with pytest.raises(ValueError, match="empty or holds NaN"):
+        model.transcribe(np.full(SAMPLE_RATE, np.nan, dtype=np.float32), sample_rate=SAMPLE_RATE, language="en")
+    silent = model.transcribe(np.zeros(40 * SAMPLE_RATE, dtype=np.float32), sample_rate=SAMPLE_RATE, language="en")
+    assert silent.segments == [] and silent.text == "" and "no speech found" in caplog.text
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "take.wav", tone(1.0), SAMPLE_RATE)
+    with pytest.raises(SystemExit, match="several recordings named take"):
+        main([str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(tiny_exp), "--output_dir", str(tmp_path / "o")])

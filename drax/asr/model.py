@@ -563,7 +563,8 @@ class DraxASRModel(ESPnetASRModel):
     ) -> GenerateOutput:
         """Sample `options.num_candidates` transcriptions per utterance of encoder output (B, T, D) with
         lengths (B,), in one batch; the sampler's options (nfe, temperature, use_pmid, output_length,
-        jump_order, jacobi_window, sampling_exponent, start) come from `options` (drax/decode/options.py).
+        jump_order, jacobi_window, jacobi_time, sampling_exponent, start) come from `options`
+        (drax/decode/options.py).
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
         use_pmid adds the p_mid term to the velocity (App. D.6) using the training scheduler;
@@ -634,7 +635,8 @@ class DraxASRModel(ESPnetASRModel):
                                  "or a causal decoder with the shifted readout and the option block_size")
             return BlockSampler(self.path, size, options.threshold, options.temperature, self.eot_id, pmid_logits)
         if order == "jacobi":
-            return JacobiSteps(options.nfe, options.temperature, self.eot_id, causal, options.jacobi_window)
+            return JacobiSteps(options.nfe, options.temperature, self.eot_id, causal, options.jacobi_window,
+                               options.jacobi_time)
         scheduler = self.path.scheduler if options.use_pmid else PolynomialScheduler(options.sampling_exponent)
         if order == "confidence":
             return ConfidenceOrder(scheduler, options.nfe, options.temperature)

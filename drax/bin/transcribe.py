@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 import typing
+from collections import Counter
 from pathlib import Path
 
 from drax.decode.options import DecodingOptions
@@ -49,7 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: the text to stdout)")
     parser.add_argument("--batch_size", type=int, default=None, help="windows per decoder batch")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--vad", choices=VADS, default="silero", help="voice activity detector for audio over 30 s")
+    parser.add_argument("--vad", choices=VADS, default="silero", help="voice activity detector of long recordings")
+    parser.add_argument("--max_window", type=float, default=None, help="the longest window in seconds (default: the "
+                        "longest utterance the model was trained on)")
     decode_flags(parser)
     return parser.parse_args(argv)
 
@@ -57,13 +60,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    from drax.transcribe import load
+    from drax.transcribe import audio_files, load
+
+    files = audio_files(list(map(str, args.audio)))
+    same = sorted(stem for stem, n in Counter(Path(f).stem for f in files).items() if n > 1)
+    if args.output_dir is not None and same:
+        raise SystemExit(f"error: several recordings named {', '.join(same)} would write the same files in "
+                         f"{args.output_dir}; transcribe them into separate --output_dir")
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodingOptions)
                if f.name not in OWN and getattr(args, f.name) is not None}
     model = load(args.model, args.device, **options)
     start = time.perf_counter()
-    results = model.transcribe(list(map(str, args.audio)), args.language, args.batch_size, vad=args.vad, progress=True)
+    results = model.transcribe(files, args.language, args.batch_size, vad=args.vad,
+                               max_window=args.max_window, progress=True)
     seconds = time.perf_counter() - start
     formats = FORMATS if args.output_format == "all" else (args.output_format,)
     failed = [r for r in results if r.error]

@@ -38,6 +38,7 @@ class DecodingOptions:
     # jacobi with a causal decoder: a step re-predicts at most this many positions from the first one
     # that can still change (null: every position up to the furthest end token; the same fixed point)
     jacobi_window: int | None = None
+    jacobi_time: float = 1.0  # jacobi: the time t the denoiser reads every canvas at (1: as clean)
     sampling_exponent: float = 1.0  # the sampler's kappa_1 = t^n without use_pmid (1: the paper's)
     # the canvas the sampler starts from: source (a draw of the path's source, the paper's) | pmid (the
     # most likely token of p_mid per position: the audio-conditioned middle distribution as a first guess)
@@ -64,6 +65,9 @@ class DecodingOptions:
             raise ValueError(f"{what} key threshold: {self.threshold!r} must be <= 1 (1: one token per call)")
         check_range(what, "output_length", self.output_length, 2)
         check_range(what, "jacobi_window", self.jacobi_window, 1)
+        check_range(what, "jacobi_time", self.jacobi_time, 0, strict=True)
+        if self.jacobi_time > 1:
+            raise ValueError(f"{what} key jacobi_time: {self.jacobi_time!r} must be <= 1")
         if self.block_size is not None and self.jump_order != "block":
             raise ValueError(f"decode config block_size: {self.block_size} needs jump_order: block "
                              f"(got {self.jump_order}); set block_size: null")

@@ -7,7 +7,7 @@ maps a canvas x_t (B, L) and times t (B,) to the logits (B, L, V) of p_{1|t}; pi
 
     EulerJumps       the paper's Euler CTMC sampler (Eq. 10-11, App. B and C.3)
     ConfidenceOrder  mask-predict / MaskGIT ordering on the same time grid
-    JacobiSteps      every free position re-predicted at t = 1 each step, to a fixed point
+    JacobiSteps      every free position re-predicted at t = 1 (or read_time) each step, to a fixed point
     BlockSampler     blocks of a block-parallel model committed by confidence (drax/flow/block.py)
 
 The first three share the loop of `StepSampler`: at most `nfe` steps at t_k = k / nfe (k = 0..nfe-1),
@@ -25,7 +25,8 @@ free positions) positions are decided, the new ones being the undecided position
 highest probability; a decided position keeps its token until the last step. No p_mid term.
 
 JacobiSteps: every free position takes x1_hat at every step, the posterior read at t = 1 (the denoiser
-read as "this state is clean"): Jacobi iteration of the whole canvas. With a causal denoiser
+read as "this state is clean"; `read_time` < 1 reads every canvas as that noisy): Jacobi iteration
+of the whole canvas. With a causal denoiser
 (`decoder_conf.attention_block: 1`) the prediction of position j depends on the positions before it
 only, so after k steps the first k free positions hold exactly what greedy left-to-right decoding at
 t = 1 would, and the rest what the model predicts from that prefix. It stops at the first step that
@@ -179,15 +180,16 @@ class JacobiSteps(StepSampler):
     """Jacobi iteration at t = 1 to a fixed point (see the module docstring)."""
 
     def __init__(self, nfe: int, temperature: float = 0.01, end_token: int | None = None, causal: bool = False,
-                 window: int | None = None):
+                 window: int | None = None, read_time: float = 1.0):
         super().__init__(nfe, temperature)
+        self.read_time = read_time
         if window is not None and not (causal and end_token is not None and window >= 1):
             raise ValueError(f"window {window}: a jacobi step's window needs the jacobi order, a causal denoiser, "
                              "an end token and window >= 1")
         self.end_token, self.causal, self.window = end_token, causal, window
 
     def time(self, k: int) -> float:
-        return 1.0
+        return self.read_time
 
     def reset(self, x_init, pinned):
         # the first position a step can change (every position before it is final)

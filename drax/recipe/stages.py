@@ -153,10 +153,12 @@ def stage_shapes(r: Recipe):
 
 def write_transcribe_manifest(r: Recipe) -> None:
     """asr_dir/transcribe.yaml for a Drax model: what `drax.load` reads beside the checkpoints (the units,
-    the Whisper that made the features and how it ran, the decode options), paths relative to asr_dir."""
+    the Whisper that made the features and how it ran, the longest window to decode, the decode
+    options), paths relative to asr_dir."""
     import dataclasses
     import os
 
+    from drax.data.kaldi_dir import read_kv_dict
     from drax.decode.options import load_decode_options
     from drax.transcribe import MANIFEST
 
@@ -164,9 +166,12 @@ def write_transcribe_manifest(r: Recipe) -> None:
         return
     whisper = r.whisper_dir()
     relative = lambda path: os.path.relpath(Path(path).resolve(), r.asr_dir.resolve())  # noqa: E731
+    trained = read_kv_dict(str(r.dump / r.train_name / "speech_shape"))  # what the trainer reads (stage 6)
+    durations = read_kv_dict(str(r.data / r.train_name / "utt2dur"))
     spec = {"units_dir": relative(r.units_dir), "whisper": relative(whisper) if Path(whisper).exists() else whisper,
             "features": r.c.features, "encoder_autocast": r.c.encoder_autocast,
             "encoder_pad_to_30s": r.c.encoder_pad_to_30s,
+            "max_window": round(max(float(durations[u]) for u in trained), 2),  # the longest training utterance
             "decode": dataclasses.asdict(load_decode_options(r.c.decode_config, r.model_config()))}
     atomic_write_text(r.asr_dir / MANIFEST, yaml.safe_dump(spec, sort_keys=False))
 

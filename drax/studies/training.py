@@ -104,8 +104,8 @@ class StudyConfig:
 _VARIANT_KEYS = {"label", "config", "train", "decode"}
 _DECODE_KEYS = {"label", "decode", "model_file", "variants"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
-SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "sampling_exponent", "start", "block_size",
-                "threshold"}
+SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "jacobi_time", "sampling_exponent", "start",
+                "block_size", "threshold"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:

@@ -9,8 +9,9 @@
 
 `transcribe` takes a path, a directory (its audio files, recursively), a list of them, or a waveform
 (numpy, with its `sample_rate`). Each recording is read as 16 kHz mono (drax/data/audio.py: WAV,
-FLAC, MP3, OGG by libsndfile, any other container by FFmpeg), cut into windows of at most 30 s at
-its pauses (drax/transcribe/windows.py), and the windows of all recordings are decoded together in
+FLAC, MP3, OGG by libsndfile, any other container by FFmpeg), cut at its pauses into windows no
+longer than the longest utterance the model was trained on (`max_window` of the experiment, at most
+Whisper's 30 s; drax/transcribe/windows.py), and the windows of all recordings are decoded together in
 batches of `batch_size`, longest first; each window is one segment of its recording. A recording
 that cannot be read gets a result with its `error`, and the others are still transcribed.
 
@@ -21,7 +22,7 @@ most common one.
 
 The experiment directory holds what stage 7 of a recipe wrote: config.yaml, the checkpoints, and
 `transcribe.yaml`, which names the recipe's units, the Whisper whose encoder made the training
-features, and the decode options (paths relative to the directory).
+features, the longest window and the decode options (paths relative to the directory).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from drax.data.audio import SAMPLE_RATE, load_audio
+from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from drax.decode.scoring import CER_LANGS
 from drax.transcribe.windows import speech_windows
 
@@ -95,23 +96,29 @@ def resample(audio: np.ndarray, rate: int) -> np.ndarray:
 class Transcriber:
     """A loaded model and the Whisper encoder it reads through (see the module docstring)."""
 
-    def __init__(self, speech2text, audio_encoder, device: str = "cpu"):
+    def __init__(self, speech2text, audio_encoder, device: str = "cpu", max_window: float = MAX_SECONDS):
         self.s2t, self.encoder, self.device = speech2text, audio_encoder, device
+        self.max_window = max_window
         model = speech2text.model
         self.detects_language = model.lang_position is not None and model.lang_replace_prob > 0
 
     def transcribe(self, audio, language: str | None = None, batch_size: int | None = None,
-                   sample_rate: int | None = None, vad: str = "silero", progress: bool = False, **options):
+                   sample_rate: int | None = None, vad: str = "silero", max_window: float | None = None,
+                   progress: bool = False, **options):
         """One Transcription for one file or waveform, a list for a list or a directory. batch_size:
-        windows per decoder batch (default: the decode options'); options: DecodingOptions keys for
-        this call (drax/decode/options.py)."""
+        windows per decoder batch (default: the decode options'); max_window: the longest window in
+        seconds (default: the experiment's); options: DecodingOptions keys for this call
+        (drax/decode/options.py)."""
         if language is None and not self.detects_language:
             raise ValueError("this model was trained with the language given (model_conf.lang_replace_prob: 0): "
                              "pass language=..., or --language on the command line")
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a waveform given as an array needs its sample_rate")
-            recordings = [(None, resample(audio, sample_rate))]
+            wave = resample(audio, sample_rate)
+            if wave.size == 0 or not np.isfinite(wave).all():
+                raise ValueError("the waveform is empty or holds NaN or infinite samples")
+            recordings = [(None, wave)]
         else:
             recordings = [(path, None) for path in audio_files(audio)]
         single = isinstance(audio, np.ndarray) or (isinstance(audio, (str, Path)) and not Path(audio).is_dir())
@@ -119,12 +126,12 @@ class Transcriber:
         if options or batch_size:
             self.s2t.options = dataclasses.replace(saved, **options, **({"batch_size": batch_size} if batch_size else {}))
         try:
-            results = self._transcribe(recordings, language, vad, progress)
+            results = self._transcribe(recordings, language, vad, max_window or self.max_window, progress)
         finally:
             self.s2t.options = saved
         return results[0] if single else results
 
-    def _transcribe(self, recordings, language, vad: str, progress: bool) -> list[Transcription]:
+    def _transcribe(self, recordings, language, vad: str, max_window: float, progress: bool) -> list[Transcription]:
         from tqdm import tqdm
 
         results, windows = [], []  # windows: (recording index, start, end)
@@ -144,7 +151,10 @@ class Transcriber:
             result.duration = len(wave) / SAMPLE_RATE
             waves.append(wave)
             if result.error is None:
-                windows += [(i, start, end) for start, end in speech_windows(wave, vad)]
+                found = speech_windows(wave, vad, max_window)
+                if not found:
+                    logger.warning("%s: no speech found (%.1f s of audio)", path or "waveform", result.duration)
+                windows += [(i, start, end) for start, end in found]
         texts = self._decode(waves, windows, language, progress)
         for i, result in enumerate(results):
             mine = [(w, t) for w, t in zip(windows, texts) if w[0] == i]
@@ -198,5 +208,5 @@ def load(model: str | Path, device: str = "cpu", **options) -> Transcriber:
                       device=device)
     encoder = AudioEncoder(s2t.model, whisper, spec.get("encoder_autocast"), bool(spec.get("encoder_pad_to_30s")),
                            device)
-    return Transcriber(s2t, encoder, device)
+    return Transcriber(s2t, encoder, device, min(float(spec.get("max_window") or MAX_SECONDS), MAX_SECONDS))
 

@@ -1,4 +1,5 @@
-"""Long recordings cut into windows the models read (at most 30 s, Whisper's), at pauses.
+"""Long recordings cut at pauses into windows the models read (at most `max_seconds`: Whisper's 30 s,
+or less for a model trained on shorter utterances).
 
 A voice activity detector finds the speech regions; consecutive regions are merged into one window
 while it spans at most `max_seconds` (faster-whisper's batched pipeline does the same), so a

@@ -1,0 +1,152 @@
+"""Benchmark: long-form transcription (drax/transcribe) of a recording made of real prompts.
+
+`--prompts` English recordings of test_asterisk (a seeded draw) joined by pauses of 0.6-1.5 s make one
+recording of several minutes. Measured on one machine, side by side:
+
+- windows: where each voice activity detector (silero, energy) cut it, against the joins: the share
+  of window edges within 0.5 s of a prompt's edge, and the largest distance;
+- WER of the long-form transcript (every window decoded together, in batches) against the prompts
+  transcribed as recordings of their own (the same model, the same options);
+- seconds of the long-form transcription in batches of `--batch_size` against the same windows
+  decoded one after another (batch 1), alternating, the median of `--repeats`;
+- faster-whisper's batched pipeline (Whisper-base in int8, its own Silero VAD, batch `--batch_size`)
+  on the same file, as the reference users know, when `--faster_whisper` names a CTranslate2
+  conversion of the recipe's Whisper.
+
+    cd egs/mini
+    ../../tools/venv/bin/pip install faster-whisper==1.2.1
+    ../../tools/venv/bin/ct2-transformers-converter --model downloads/whisper-base --quantization int8 \\
+        --output_dir exp/whisper-base-ct2 --copy_files tokenizer.json preprocessor_config.json
+    ../../tools/venv/bin/python ../../benchmarks/long_form.py exp/asr_train_drax --faster_whisper exp/whisper-base-ct2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import soundfile as sf
+import torch
+
+import drax
+from drax.data.audio import SAMPLE_RATE, load_audio
+from drax.data.kaldi_dir import read_kv_dict
+from drax.decode.scoring import normalize
+from drax.fileio import atomic_write_text
+from drax.studies.report import md_table
+from drax.transcribe.windows import VADS, speech_windows
+
+
+def long_recording(data_dir: Path, n: int, seed: int, out: Path) -> tuple[list[str], list[tuple[float, float]]]:
+    """out: n English prompts of data_dir joined by pauses; their texts and (start, end) seconds."""
+    wavs, texts = read_kv_dict(str(data_dir / "wav.scp")), read_kv_dict(str(data_dir / "text"))
+    rng = random.Random(seed)
+    utts = rng.sample(sorted(u for u in wavs if u.startswith("en_")), n)
+    parts, spans, t = [], [], 0.0
+    for utt in utts:
+        audio = load_audio(wavs[utt])[0]
+        pause = np.zeros(int(rng.uniform(0.6, 1.5) * SAMPLE_RATE), dtype=np.float32)
+        parts += [audio, pause]
+        spans.append((t, t + audio.size / SAMPLE_RATE))
+        t += (audio.size + pause.size) / SAMPLE_RATE
+    sf.write(out, np.concatenate(parts), SAMPLE_RATE)
+    return [texts[u] for u in utts], spans
+
+
+def edge_distances(windows, spans) -> list[float]:
+    """For each window edge, the seconds to the nearest prompt edge of its kind (start or end)."""
+    starts, ends = [s for s, _ in spans], [e for _, e in spans]
+    out = []
+    for a, b in windows:
+        out.append(min(abs(a / SAMPLE_RATE - s) for s in starts))
+        out.append(min(abs(b / SAMPLE_RATE - e) for e in ends))
+    return out
+
+
+def wer(refs: list[str], hyp: str) -> float:
+    return 100 * jiwer.wer(normalize(" ".join(refs), "en"), normalize(hyp, "en"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("asr_dir", type=Path, help="a recipe's experiment directory")
+    parser.add_argument("--data_dir", type=Path, default=Path("data/test_asterisk"))
+    parser.add_argument("--prompts", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model_file", default=None, help="checkpoint in asr_dir (default: the decode options')")
+    parser.add_argument("--faster_whisper", type=Path, default=None, help="a CTranslate2 Whisper directory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("tables/long_form"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "long.flac"
+    refs, spans = long_recording(args.data_dir, args.prompts, args.seed, path)
+    audio = load_audio(str(path), max_seconds=None)[0]
+    seconds = audio.size / SAMPLE_RATE
+    results = {"audio_seconds": seconds, "prompts": args.prompts}
+
+    rows = []
+    for vad in VADS:
+        windows = speech_windows(audio, vad)
+        dist = edge_distances(windows, spans)
+        results[f"windows_{vad}"] = windows
+        rows.append([vad, len(windows), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}"])
+    window_table = md_table(["detector", "windows", "edges within 0.5 s of a join", "largest distance (s)"], rows)
+
+    model = drax.load(args.asr_dir, **({"model_file": args.model_file} if args.model_file else {}))
+    prompts = []
+    for i, (start, end) in enumerate(spans):  # each prompt a recording of its own
+        prompts.append(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
+    alone = [model.transcribe(p, sample_rate=SAMPLE_RATE, language="en", batch_size=args.batch_size).text
+             for p in prompts]
+    times = {"batched": [], "one after another": []}
+    for _ in range(args.repeats):
+        for name, size in (("batched", args.batch_size), ("one after another", 1)):
+            start = time.perf_counter()
+            long = model.transcribe(str(path), language="en", batch_size=size)
+            times[name].append(time.perf_counter() - start)
+    rows = [["prompts one by one (each its own recording)", f"{wer(refs, ' '.join(alone)):.1f}", "-", "-"]]
+    for name, values in times.items():
+        median = statistics.median(values)
+        rows.append([f"Drax long-form, windows {name}" + (f" (batch {args.batch_size})" if name == "batched" else ""),
+                     f"{wer(refs, long.text):.1f}", f"{median:.1f}", f"{seconds / median:.1f}"])
+    results["drax"] = {"wer_alone": wer(refs, " ".join(alone)), "wer_long": wer(refs, long.text), "seconds": times,
+                       "segments": [s.__dict__ for s in long.segments]}
+    if args.faster_whisper:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        pipe = BatchedInferencePipeline(WhisperModel(str(args.faster_whisper), device="cpu", compute_type="int8",
+                                                     cpu_threads=args.threads))
+        spent = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            segments, _ = pipe.transcribe(str(path), language="en", batch_size=args.batch_size)
+            text = " ".join(s.text for s in segments)  # the generator decodes as it is read
+            spent.append(time.perf_counter() - start)
+        median = statistics.median(spent)
+        rows.append([f"faster-whisper base int8, batched (batch {args.batch_size})", f"{wer(refs, text):.1f}",
+                     f"{median:.1f}", f"{seconds / median:.1f}"])
+        results["faster_whisper"] = {"wer": wer(refs, text), "seconds": spent}
+    speed_table = md_table(["system", "WER (%)", "seconds (median)", "RTFx"], rows)
+    cpu = platform.processor() or platform.machine()
+    report = (f"# Long-form transcription of {args.prompts} real English prompts ({seconds:.0f} s)\n\n"
+              f"Written by `benchmarks/long_form.py {args.asr_dir}` on {cpu}, {args.threads} threads; the "
+              f"recording: `{path}`. Model: `{args.asr_dir}`"
+              f"{' (' + args.model_file + ')' if args.model_file else ''}.\n\n"
+              f"## Windows against the joins\n\n{window_table}\n\n## Transcripts and time\n\n{speed_table}\n")
+    atomic_write_text(args.out / "long_form.md", report)
+    atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
