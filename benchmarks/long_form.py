@@ -6,7 +6,8 @@ recording of several minutes. Measured on one machine, side by side:
 - windows: where each voice activity detector (silero, energy) cut it, against the joins: the share
   of window edges within 0.5 s of a prompt's edge, and the largest distance;
 - WER of the long-form transcript (every window decoded together, in batches) against the prompts
-  transcribed as recordings of their own (the same model, the same options);
+  transcribed as recordings of their own (the same model, the same options), cut into windows as
+  long recordings are and whole;
 - seconds of the long-form transcription in batches of `--batch_size` against the same windows
   decoded one after another (batch 1), alternating, the median of `--repeats`;
 - faster-whisper's batched pipeline (Whisper-base in int8, its own Silero VAD, batch `--batch_size`)
@@ -26,6 +27,7 @@ import json
 import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -44,10 +46,11 @@ from drax.transcribe.windows import VADS, speech_windows
 
 
 def long_recording(data_dir: Path, n: int, seed: int, out: Path) -> tuple[list[str], list[tuple[float, float]]]:
-    """out: n English prompts of data_dir joined by pauses; their texts and (start, end) seconds."""
+    """out: n English utterances of data_dir joined by pauses; their texts and (start, end) seconds."""
     wavs, texts = read_kv_dict(str(data_dir / "wav.scp")), read_kv_dict(str(data_dir / "text"))
-    rng = random.Random(seed)
-    utts = rng.sample(sorted(u for u in wavs if u.startswith("en_")), n)
+    durations = read_kv_dict(str(data_dir / "utt2dur"))
+    rng = random.Random(seed)  # the English prompts the test set scores (at most 30 s)
+    utts = rng.sample(sorted(u for u in wavs if u.startswith("en_") and float(durations[u]) <= 30), n)
     parts, spans, t = [], [], 0.0
     for utt in utts:
         audio = load_audio(wavs[utt])[0]
@@ -85,42 +88,50 @@ def main():
     parser.add_argument("--faster_whisper", type=Path, default=None, help="a CTranslate2 Whisper directory")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("tables/long_form"))
+    parser.add_argument("--recording", type=Path, default=Path("exp/long_form.flac"), help="where the joined "
+                        "recording is written")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "long.flac"
+    path = args.recording
+    path.parent.mkdir(parents=True, exist_ok=True)
     refs, spans = long_recording(args.data_dir, args.prompts, args.seed, path)
     audio = load_audio(str(path), max_seconds=None)[0]
     seconds = audio.size / SAMPLE_RATE
     results = {"audio_seconds": seconds, "prompts": args.prompts}
 
+    model = drax.load(args.asr_dir, **({"model_file": args.model_file} if args.model_file else {}))
     rows = []
-    for vad in VADS:
-        windows = speech_windows(audio, vad)
+    for vad in VADS:  # windows as long as the model's (its longest training utterance)
+        windows = speech_windows(audio, vad, model.max_window)
         dist = edge_distances(windows, spans)
         results[f"windows_{vad}"] = windows
-        rows.append([vad, len(windows), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}"])
+        rows.append([vad, str(len(windows)), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}"])
     window_table = md_table(["detector", "windows", "edges within 0.5 s of a join", "largest distance (s)"], rows)
-
-    model = drax.load(args.asr_dir, **({"model_file": args.model_file} if args.model_file else {}))
     prompts = []
     for i, (start, end) in enumerate(spans):  # each prompt a recording of its own
         prompts.append(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
     alone = [model.transcribe(p, sample_rate=SAMPLE_RATE, language="en", batch_size=args.batch_size).text
              for p in prompts]
-    times = {"batched": [], "one after another": []}
+    whole = [model.transcribe(p, sample_rate=SAMPLE_RATE, language="en", max_window=30.0).text for p in prompts]
+    ways = {"batched": (args.batch_size, None), "one after another": (1, None),
+            "batched, each speech region its own window": (args.batch_size, 0.0)}
+    times, texts = {name: [] for name in ways}, {}
     for _ in range(args.repeats):
-        for name, size in (("batched", args.batch_size), ("one after another", 1)):
+        for name, (size, merge) in ways.items():
             start = time.perf_counter()
-            long = model.transcribe(str(path), language="en", batch_size=size)
+            texts[name] = model.transcribe(str(path), language="en", batch_size=size, merge_window=merge).text
             times[name].append(time.perf_counter() - start)
-    rows = [["prompts one by one (each its own recording)", f"{wer(refs, ' '.join(alone)):.1f}", "-", "-"]]
+    rows = [[f"prompts one by one, each cut at pauses into windows of at most {model.max_window:g} s (the "
+             "longest training utterance)", f"{wer(refs, ' '.join(alone)):.1f}", "-", "-"],
+            ["prompts one by one, each whole (up to 30 s)", f"{wer(refs, ' '.join(whole)):.1f}", "-", "-"]]
     for name, values in times.items():
         median = statistics.median(values)
-        rows.append([f"Drax long-form, windows {name}" + (f" (batch {args.batch_size})" if name == "batched" else ""),
-                     f"{wer(refs, long.text):.1f}", f"{median:.1f}", f"{seconds / median:.1f}"])
-    results["drax"] = {"wer_alone": wer(refs, " ".join(alone)), "wer_long": wer(refs, long.text), "seconds": times,
-                       "segments": [s.__dict__ for s in long.segments]}
+        batch = f" (batch {ways[name][0]})" if ways[name][0] > 1 else ""
+        rows.append([f"Drax long-form, windows {name}{batch}", f"{wer(refs, texts[name]):.1f}", f"{median:.1f}",
+                     f"{seconds / median:.1f}"])
+    results["drax"] = {"wer_alone": wer(refs, " ".join(alone)), "wer_whole": wer(refs, " ".join(whole)),
+                       "wer_long": {name: wer(refs, text) for name, text in texts.items()}, "seconds": times}
     if args.faster_whisper:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -138,10 +149,10 @@ def main():
         results["faster_whisper"] = {"wer": wer(refs, text), "seconds": spent}
     speed_table = md_table(["system", "WER (%)", "seconds (median)", "RTFx"], rows)
     cpu = platform.processor() or platform.machine()
-    report = (f"# Long-form transcription of {args.prompts} real English prompts ({seconds:.0f} s)\n\n"
-              f"Written by `benchmarks/long_form.py {args.asr_dir}` on {cpu}, {args.threads} threads; the "
-              f"recording: `{path}`. Model: `{args.asr_dir}`"
-              f"{' (' + args.model_file + ')' if args.model_file else ''}.\n\n"
+    command = "../../tools/venv/bin/python ../../benchmarks/long_form.py " + " ".join(sys.argv[1:])
+    report = (f"# Long-form transcription: {args.prompts} English utterances of {args.data_dir} ({seconds:.0f} s)\n\n"
+              f"Written by\n\n```\n{command}\n```\n\non {cpu}, {args.threads} threads; the recording: `{path}`, "
+              "the utterances joined by pauses of 0.6-1.5 s.\n\n"
               f"## Windows against the joins\n\n{window_table}\n\n## Transcripts and time\n\n{speed_table}\n")
     atomic_write_text(args.out / "long_form.md", report)
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")

@@ -214,6 +214,11 @@ def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_
     s2t.reseed(options.seed)
     direct = s2t.batch([load_audio(wavs[u])[0] for u in utts], ["en"] * len(utts))
     assert [d.best.text for d in direct] == [hyps[u] for u in utts]
+    import drax  # the converted directory transcribes files as it is
+
+    s2t.reseed(options.seed)
+    alone = s2t.batch([load_audio(wavs[utts[0]])[0]], ["en"])[0].best.text  # a batch of one: its own draws
+    assert drax.load(out).transcribe(wavs[utts[0]], language="en").text == alone
 
 
 def test_installing_a_release_into_a_recipe_with_other_units_or_states_fails_naming_the_fix(release, tmp_path):

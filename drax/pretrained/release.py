@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 KEY = "--release"
 TIME_EMBED_DIM = 256  # the release's sinusoidal time features
 UNREACHABLE_LOGIT = -1e4  # output bias of the units the release does not have
+# the authors' Transcriber defaults as decode options (egs/mini/conf/decode_drax_authors.yaml)
+AUTHORS_DECODING = {"nfe": 16, "temperature": 0.1, "jump_order": "random", "output_cleaning": "drop_specials",
+                    "model_file": "model.pth"}
 PROMPT_TEMPLATE = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
 DECODER_KEYS = ("vocab_size", "masked", "hidden_size", "cond_dim", "whisper_dim", "n_heads", "n_blocks", "dropout",
                 "length")
@@ -287,6 +290,8 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
         atomic_write_text(tmp / "config.yaml", yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
         atomic_write_text(tmp / "finetune.yaml", FINETUNE_HEADER.format(out=out_dir)
                           + yaml.safe_dump(finetune_config(args, out_dir), sort_keys=False))
+        atomic_write_text(tmp / "transcribe.yaml", yaml.safe_dump(  # what drax.load reads (drax/transcribe)
+            {"units_dir": "units", "whisper": "whisper", "max_window": 30.0, "decode": AUTHORS_DECODING}, sort_keys=False))
         atomic_write_text(tmp / "release.json", json.dumps(
             {"release": str(release), "tokenizer": str(tokenizer_dir), "config": config}, indent=1) + "\n")
         tmp.rename(out_dir)

@@ -104,11 +104,12 @@ class Transcriber:
 
     def transcribe(self, audio, language: str | None = None, batch_size: int | None = None,
                    sample_rate: int | None = None, vad: str = "silero", max_window: float | None = None,
-                   progress: bool = False, **options):
+                   merge_window: float | None = None, progress: bool = False, **options):
         """One Transcription for one file or waveform, a list for a list or a directory. batch_size:
         windows per decoder batch (default: the decode options'); max_window: the longest window in
-        seconds (default: the experiment's); options: DecodingOptions keys for this call
-        (drax/decode/options.py)."""
+        seconds (default: the experiment's); merge_window: speech regions are merged into a window while
+        it spans at most this (default: max_window; 0: each region a window); options: DecodingOptions
+        keys for this call (drax/decode/options.py)."""
         if language is None and not self.detects_language:
             raise ValueError("this model was trained with the language given (model_conf.lang_replace_prob: 0): "
                              "pass language=..., or --language on the command line")
@@ -126,12 +127,13 @@ class Transcriber:
         if options or batch_size:
             self.s2t.options = dataclasses.replace(saved, **options, **({"batch_size": batch_size} if batch_size else {}))
         try:
-            results = self._transcribe(recordings, language, vad, max_window or self.max_window, progress)
+            results = self._transcribe(recordings, language, vad, max_window or self.max_window, merge_window, progress)
         finally:
             self.s2t.options = saved
         return results[0] if single else results
 
-    def _transcribe(self, recordings, language, vad: str, max_window: float, progress: bool) -> list[Transcription]:
+    def _transcribe(self, recordings, language, vad: str, max_window: float, merge_window: float | None,
+                    progress: bool) -> list[Transcription]:
         from tqdm import tqdm
 
         results, windows = [], []  # windows: (recording index, start, end)
@@ -151,7 +153,7 @@ class Transcriber:
             result.duration = len(wave) / SAMPLE_RATE
             waves.append(wave)
             if result.error is None:
-                found = speech_windows(wave, vad, max_window)
+                found = speech_windows(wave, vad, max_window, merge_seconds=merge_window)
                 if not found:
                     logger.warning("%s: no speech found (%.1f s of audio)", path or "waveform", result.duration)
                 windows += [(i, start, end) for start, end in found]

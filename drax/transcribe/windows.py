@@ -65,24 +65,27 @@ def speech_regions_energy(audio: np.ndarray, max_seconds: float, min_pause: floa
 
 
 def merge_regions(regions: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
-    """Consecutive regions merged into windows [start, end) spanning at most max_samples each."""
+    """Consecutive regions merged into windows [start, end) while a window spans at most max_samples
+    (a region longer than that stays one window of its own)."""
     windows: list[tuple[int, int]] = []
     for start, end in regions:
         if windows and end - windows[-1][0] <= max_samples:
             windows[-1] = (windows[-1][0], end)
         else:
-            windows.append((start, min(end, start + max_samples)))
+            windows.append((start, end))
     return windows
 
 
 def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 30.0,
-                   min_pause: float = 0.3) -> list[tuple[int, int]]:
+                   min_pause: float = 0.3, merge_seconds: float | None = None) -> list[tuple[int, int]]:
     """Windows [start, end) in samples of mono 16 kHz `audio` to decode, in order (see the module
-    docstring); none when a long recording holds no speech."""
+    docstring); none when a long recording holds no speech. merge_seconds: regions are merged while a
+    window spans at most this (default: max_seconds; 0: every region its own window)."""
     if vad not in VADS:
         raise ValueError(f"unknown voice activity detector '{vad}'; valid: {', '.join(VADS)}")
     max_samples = int(max_seconds * SAMPLE_RATE)
     if len(audio) <= max_samples:
         return [(0, len(audio))]
     find = speech_regions_silero if vad == "silero" else speech_regions_energy
-    return merge_regions(find(audio, max_seconds, min_pause), max_samples)
+    merge = max_samples if merge_seconds is None else int(min(merge_seconds, max_seconds) * SAMPLE_RATE)
+    return [(s, min(e, s + max_samples)) for s, e in merge_regions(find(audio, max_seconds, min_pause), merge)]
