@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-# tools/test.sh runs the suite on several pytest-xdist workers: the cores are shared among them
-torch.set_num_threads(max(1, min(2, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))))
+# tools/test.sh runs the suite on several pytest-xdist workers: the cores are shared among them, and the
+# processes a test starts compute with as many threads as the test itself (the same float sums)
+THREADS = max(1, min(2, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
+torch.set_num_threads(THREADS)
+os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
 
 
 REPO = Path(__file__).resolve().parents[1]

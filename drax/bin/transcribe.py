@@ -12,6 +12,7 @@ the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodingOptions)
                if f.name not in OWN and getattr(args, f.name) is not None}
-    model = load(args.model, args.device, **options)
+    with contextlib.redirect_stdout(sys.stderr):  # what libraries print while loading: stdout holds transcripts only
+        model = load(args.model, args.device, **options)
     start = time.perf_counter()
     results = model.transcribe(files, args.language, args.batch_size, vad=args.vad,
                                max_window=args.max_window, progress=True)

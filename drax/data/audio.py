@@ -28,6 +28,21 @@ def _check_wav_complete(path: str) -> None:
                              "its header declares")
 
 
+def to_model_rate(audio: np.ndarray, rate: int) -> tuple[np.ndarray, list[str]]:
+    """Samples (n,) or (n, channels) at `rate` -> mono float32 at 16 kHz, and the fixes applied."""
+    audio, fixes = np.asarray(audio, dtype=np.float32), []
+    if audio.ndim == 2:
+        if audio.shape[1] > 1:
+            fixes.append("downmixed")
+        audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        import torchaudio.functional as AF  # slow to import; needed only for audio at another rate
+
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), rate, SAMPLE_RATE).numpy()
+        fixes.append("resampled")
+    return audio, fixes
+
+
 def _read_with_av(path: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     """(samples, channels) float32 and the rate of a container libsndfile cannot read, by FFmpeg."""
     import av  # PyAV: only for the formats libsndfile does not read
@@ -76,15 +91,7 @@ def load_audio(path: str, max_seconds: float | None = MAX_SECONDS) -> tuple[np.n
             raise ValueError(f"truncated audio {path}: {audio.shape[0]} of the {info.frames} samples its header declares")
     if not np.isfinite(audio).all():
         raise ValueError(f"audio with NaN or infinite samples {path}")
-    fixes = []
-    if audio.shape[1] > 1:
-        fixes.append("downmixed")
-    audio = audio.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        import torchaudio.functional as AF  # slow to import; needed only for audio at another rate
-
-        audio = AF.resample(torch.from_numpy(audio), rate, SAMPLE_RATE).numpy()
-        fixes.append("resampled")
+    audio, fixes = to_model_rate(audio, rate)
     if audio.size == 0:
         raise ValueError(f"empty audio {path}")
     if audio.size < MIN_SECONDS * SAMPLE_RATE:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
+from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio, to_model_rate
 from drax.decode.scoring import CER_LANGS
 from drax.transcribe.windows import speech_windows
 
@@ -80,19 +80,6 @@ def audio_files(inputs) -> list[str]:
     return out
 
 
-def resample(audio: np.ndarray, rate: int) -> np.ndarray:
-    """A waveform (samples,) or (samples, channels) as 16 kHz mono float32."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        import torch
-        import torchaudio.functional as AF
-
-        audio = AF.resample(torch.from_numpy(audio), rate, SAMPLE_RATE).numpy()
-    return audio
-
-
 class Transcriber:
     """A loaded model and the Whisper encoder it reads through (see the module docstring)."""
 
@@ -116,7 +103,7 @@ class Transcriber:
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a waveform given as an array needs its sample_rate")
-            wave = resample(audio, sample_rate)
+            wave = to_model_rate(audio, sample_rate)[0]
             if wave.size == 0 or not np.isfinite(wave).all():
                 raise ValueError("the waveform is empty or holds NaN or infinite samples")
             recordings = [(None, wave)]
