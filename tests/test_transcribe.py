@@ -173,7 +173,7 @@ def tiny_exp(tmp_path, tiny_whisper_dir):  # noqa: F811
     return exp
 
 
-def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tiny_exp, tmp_path):
+def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tiny_exp, tmp_path, monkeypatch):
     model = load(tiny_exp)
     audio, _ = with_pauses([8, 12, 9, 14, 7, 11])
     sf.write(tmp_path / "long.flac", audio, SAMPLE_RATE)
@@ -198,6 +198,8 @@ def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tin
     assert all(r.error is None and r.language == "en" and len(r.segments) == 1 for r in results[:2])
     from_array = model.transcribe(stereo_8k, sample_rate=8000, language="en")
     assert from_array.text == results[0].text  # the same audio as an array: the same transcript
+    monkeypatch.setattr("drax.transcribe.GROUP_SECONDS", 1.0)  # each recording decoded on its own: the same
+    assert model.transcribe(str(tmp_path / "dir"), language="en") == results
 
 
 def test_a_model_trained_with_the_language_given_needs_it(tiny_exp):

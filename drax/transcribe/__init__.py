@@ -11,8 +11,8 @@
 (numpy, with its `sample_rate`). Each recording is read as 16 kHz mono (drax/data/audio.py: WAV,
 FLAC, MP3, OGG by libsndfile, any other container by FFmpeg), cut at its pauses into windows no
 longer than the longest utterance the model was trained on (`max_window` of the experiment, at most
-Whisper's 30 s; drax/transcribe/windows.py), and the windows of all recordings are decoded together in
-batches of `batch_size`, longest first; each window is one segment of its recording. A recording
+Whisper's 30 s; drax/transcribe/windows.py), and the windows of all recordings (an hour of audio at
+a time) are decoded together in batches of `batch_size`, longest first; each window is one segment of its recording. A recording
 that cannot be read gets a result with its `error`, and the others are still transcribed.
 
 Without a language, a model trained with its language token on the path (`model_conf.
@@ -42,6 +42,7 @@ from drax.transcribe.windows import speech_windows
 logger = logging.getLogger(__name__)
 
 MANIFEST = "transcribe.yaml"
+GROUP_SECONDS = 3600.0  # audio read and decoded together (about 230 MB of 16 kHz float32)
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".webm", ".mp4", ".mkv")
 
 
@@ -121,11 +122,12 @@ class Transcriber:
 
     def _transcribe(self, recordings, language, vad: str, max_window: float, merge_window: float | None,
                     progress: bool) -> list[Transcription]:
+        """Read the recordings and decode their windows, a group of at most GROUP_SECONDS of audio at a
+        time (what is held in memory)."""
         from tqdm import tqdm
 
-        results, windows = [], []  # windows: (recording index, start, end)
-        waves = []
-        for i, (path, wave) in enumerate(tqdm(recordings, desc="read", unit="file", disable=not progress)):
+        results, group, seconds = [], [], 0.0
+        for path, wave in tqdm(recordings, desc="read", unit="file", disable=not progress):
             result = Transcription(path=path)
             results.append(result)
             try:
@@ -136,24 +138,32 @@ class Transcriber:
             except ValueError as e:
                 result.error = str(e)
                 logger.error("%s", e)
-                wave = np.zeros(0, dtype=np.float32)
+                continue
             result.duration = len(wave) / SAMPLE_RATE
-            waves.append(wave)
-            if result.error is None:
-                found = speech_windows(wave, vad, max_window, merge_seconds=merge_window)
-                if not found:
-                    logger.warning("%s: no speech found (%.1f s of audio)", path or "waveform", result.duration)
-                windows += [(i, start, end) for start, end in found]
-        texts = self._decode(waves, windows, language, progress)
-        for i, result in enumerate(results):
-            mine = [(w, t) for w, t in zip(windows, texts) if w[0] == i]
-            result.segments = [Segment(round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3), text)
-                               for (_, s, e), (text, _) in mine]
-            langs = Counter(lang for _, (_, lang) in mine if lang)
+            windows = speech_windows(wave, vad, max_window, merge_seconds=merge_window)
+            if not windows:
+                logger.warning("%s: no speech found (%.1f s of audio)", path or "waveform", result.duration)
+            group.append((result, wave, windows))
+            seconds += result.duration
+            if seconds >= GROUP_SECONDS:
+                self._decode_group(group, language, progress)
+                group, seconds = [], 0.0
+        self._decode_group(group, language, progress)
+        return results
+
+    def _decode_group(self, group, language, progress: bool) -> None:
+        """Fill in the segments, text and language of each (result, waveform, windows) of `group`."""
+        windows = [(k, start, end) for k, (_, _, found) in enumerate(group) for start, end in found]
+        texts = self._decode([wave for _, wave, _ in group], windows, language, progress)
+        decoded = [[] for _ in group]
+        for (k, start, end), (text, lang) in zip(windows, texts):
+            decoded[k].append((Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text), lang))
+        for (result, _, _), mine in zip(group, decoded):
+            result.segments = [segment for segment, _ in mine]
+            langs = Counter(lang for _, lang in mine if lang)
             result.language = language or (langs.most_common(1)[0][0] if langs else None)
             sep = "" if result.language in CER_LANGS else " "  # languages written without spaces
             result.text = sep.join(s.text for s in result.segments if s.text).strip()
-        return results
 
     def _decode(self, waves, windows, language, progress: bool) -> list[tuple[str, str | None]]:
         """(text, language) of each window, decoded in batches of the longest windows first."""
