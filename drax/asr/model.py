@@ -430,9 +430,10 @@ class DraxASRModel(ESPnetASRModel):
         """`consistency_prob`: each row drawn with that probability becomes a jacobi state, its input
         the text x1 before a settle point s (uniform over prompt_length .. n) and from s on the decoder's
         greedy prediction of its path draw xt (no gradient), at t = 1. What a jacobi step needs to
-        settle more than one position is a right guess after a position that is still a guess; trained
-        on its own guesses, the decoder learns to make it. Returns (xt, t, drawn, soft_delta, soft_rows)
-        with those rows replaced (drawn: the guessed positions; no p_mid term on them)."""
+        settle more than one position is a right guess after a position that is still a guess: these rows
+        teach the decoder to make it from its own guesses (egs/mini/tables/consistency_study). Returns
+        (xt, t, drawn, soft_delta, soft_rows) with those rows replaced (drawn: the guessed positions; no
+        p_mid term on them)."""
         b, n = x1.shape[0], text_lengths.clamp(max=self.output_length - 1)
         use = uniform((b,), noise, x1.device) < self.consistency_prob
         choices = (n - self.prompt_length + 1).clamp(min=1)
