@@ -219,6 +219,11 @@ def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_
     s2t.reseed(options.seed)
     alone = s2t.batch([load_audio(wavs[utts[0]])[0]], ["en"])[0].best.text  # a batch of one: its own draws
     assert drax.load(out).transcribe(wavs[utts[0]], language="en").text == alone
+    from drax.decode.options import DecodingOptions
+    from drax.options import load_options
+    from drax.pretrained.release import AUTHORS_DECODING  # the converted directory's own: the config's
+
+    assert load_options(DecodingOptions, AUTHORS_DECODING, "release") == options
 
 
 def test_installing_a_release_into_a_recipe_with_other_units_or_states_fails_naming_the_fix(release, tmp_path):

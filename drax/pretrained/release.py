@@ -257,6 +257,7 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
 
     from drax.pretrained.whisper import resolve_whisper
     from drax.text.units import save_whisper_vocabulary
+    from drax.transcribe import MANIFEST
 
     release = resolve_release(release)
     config = read_config(release)
@@ -290,7 +291,7 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
         atomic_write_text(tmp / "config.yaml", yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
         atomic_write_text(tmp / "finetune.yaml", FINETUNE_HEADER.format(out=out_dir)
                           + yaml.safe_dump(finetune_config(args, out_dir), sort_keys=False))
-        atomic_write_text(tmp / "transcribe.yaml", yaml.safe_dump(  # what drax.load reads (drax/transcribe)
+        atomic_write_text(tmp / MANIFEST, yaml.safe_dump(  # what drax.load reads
             {"units_dir": "units", "whisper": "whisper", "max_window": 30.0, "decode": AUTHORS_DECODING}, sort_keys=False))
         atomic_write_text(tmp / "release.json", json.dumps(
             {"release": str(release), "tokenizer": str(tokenizer_dir), "config": config}, indent=1) + "\n")
