@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import kaldiio
+import numpy as np
 import pytest
 import yaml
 from test_distributed import free_port
@@ -85,6 +86,61 @@ def test_a_feature_dump_in_shards_lists_the_same_features_as_one(tmp_path):
     assert sorted(whole) == sorted(parts) and all((whole[u] == parts[u]).all() for u in whole)
     # longest first, batches of 2 dealt round-robin: (u5 u4) (u1 u0) to the first shard, (u3 u2) to the second
     assert [len(read_kv_dict(str(d / "dumped.scp"))) for d in shard_dirs] == [4, 1]
+
+
+def test_a_merge_checks_that_the_shards_hold_each_utterance_once(tmp_path):
+    """What an orphaned or stale shard would leave behind (outputs of another set, an utterance twice or
+    in none, a dumped.scp pointing into another ark or past its end) fails the merge, naming the shard,
+    and takes the done mark of the shard at fault only, so the re-run redoes it."""
+    from drax.data.features import dumped_utterances
+    from drax.decode.decode_sets import decoded_utterances
+    from drax.recipe.jobs import check_shard_outputs
+
+    log = tmp_path / "log"
+    log.mkdir()
+    shards = [tmp_path / str(i) for i in range(2)]
+
+    def decoded(*per_shard):
+        for d, (text, missing) in zip(shards, per_shard):
+            d.mkdir(exist_ok=True)
+            (d / "text").write_text("".join(f"{u} hi\n" for u in text))
+            (d / "missing").write_text("".join(f"{u} no features\n" for u in missing))
+            (d / "timing.json").write_text("{}")
+        for i in range(2):
+            (log / f"{i}.done").write_text("{}")
+
+    def check():
+        check_shard_outputs("stage 8 test", shards, decoded_utterances, {"a", "b", "c", "d"}, log)
+
+    decoded((["a", "b"], []), (["c"], ["d"]))
+    check()  # a missing utterance is listed by its shard: it counts
+    decoded((["a", "b"], []), (["c", "x"], ["d"]))
+    with pytest.raises(ShardError, match=r"shard 1: .*/1 holds x, which is not in the set .*run the stage again"):
+        check()
+    assert (log / "0.done").exists() and not (log / "1.done").exists()
+    decoded((["a", "b"], []), (["b", "c"], ["d"]))
+    with pytest.raises(ShardError, match=r"shard 0: b is also in shard 1; shard 1: b is also in shard 0"):
+        check()
+    decoded((["a", "b"], []), (["c"], []))
+    with pytest.raises(ShardError, match=r"1 utterance\(s\) of the set are in no shard \(e.g. d\)"):
+        check()
+    assert not list(log.glob("*.done"))
+    decoded((["a", "b"], []), (["c"], ["d"]))
+    (shards[1] / "timing.json").unlink()
+    with pytest.raises(ShardError, match=r"shard 1: its outputs in .* cannot be read: .*timing.json does not exist"):
+        check()
+
+    for i, d in enumerate(shards):  # feature dumps: each shard's scp must point into its own ark
+        with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/dumped.scp") as writer:
+            writer(f"u{i}", np.ones((3, 2), dtype=np.float32))
+        (d / "skipped").write_text("")
+    check_shard_outputs("stage 3 test", shards, dumped_utterances, {"u0", "u1"}, log)
+    (shards[1] / "dumped.scp").write_text((shards[0] / "dumped.scp").read_text().replace("u0", "u1"))
+    with pytest.raises(ShardError, match=r"shard 1: .*u1 points to .*/0/feats.ark:\d+, not into .*/1/feats.ark"):
+        check_shard_outputs("stage 3 test", shards, dumped_utterances, {"u0", "u1"}, log)
+    (shards[1] / "dumped.scp").write_text(f"u1 {shards[1]}/feats.ark:999\n")  # past the end of a truncated ark
+    with pytest.raises(ShardError, match=r"shard 1: .*u1 points to .*feats.ark:999, not into .* \(\d+ bytes\)"):
+        check_shard_outputs("stage 3 test", shards, dumped_utterances, {"u0", "u1"}, log)
 
 
 def test_features_with_nan_are_a_listed_skip_never_dumped(tmp_path, monkeypatch):

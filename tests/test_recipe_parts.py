@@ -390,6 +390,15 @@ def test_stage_range_and_missing_or_misspelt_configs_fail_before_stage_one(tmp_p
     conf = load_recipe(None, {"train_config": "nope.yaml", "decode_config": "decode.yaml"})
     with pytest.raises(RecipeError, match="recipe key train_config: .*nope.yaml does not exist"):
         run_stages(conf, 1, root=tmp_path)
+    # the corpora's keys and value types, the test-only corpora's too (prepared after the main corpus)
+    (tmp_path / "decode.yaml").write_text("nfe: 8\n")
+    for flags, message in [({"corpus_conf": {"seed": "3"}}, r"corpus_conf key seed: '3' is not an int \(corpus synthetic\)"),
+                           ({"corpus_conf": {"n_trian": 4}}, r"unknown corpus_conf key\(s\) \['n_trian'\] for corpus synthetic"),
+                           ({"extra_corpora": {"asterisk": {"max_per_lang": "all"}}},
+                            r"recipe key extra_corpora.asterisk key max_per_lang: 'all' is not an int \(or null\)")]:
+        conf = load_recipe(None, {"train_config": "train.yaml", "decode_config": "decode.yaml", **flags})
+        with pytest.raises(RecipeError, match=message):
+            run_stages(conf, 1, root=tmp_path)
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()  # nothing ran
 
 

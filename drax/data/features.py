@@ -141,6 +141,19 @@ def dump_features(
     return summary
 
 
+def dumped_utterances(shard_dir: Path) -> list[str]:
+    """The utterances a dump wrote or skipped (`check_shard_outputs`' view of a shard); ValueError
+    where a dumped.scp line points outside the dump's own ark (another dump's, or past its end)."""
+    ark = (shard_dir / "feats.ark").resolve()
+    size = ark.stat().st_size
+    dumped = read_kv_dict(str(shard_dir / DUMPED_SCP))
+    for utt, entry in dumped.items():
+        path, _, offset = entry.rpartition(":")
+        if Path(path).resolve() != ark or not offset.isdigit() or int(offset) >= size:
+            raise ValueError(f"{shard_dir / DUMPED_SCP}: {utt} points to {entry}, not into {ark} ({size} bytes)")
+    return [*dumped, *read_kv_dict(str(shard_dir / "skipped"))]
+
+
 def merge_dumps(shard_dirs: list[Path], out_dir: Path) -> DumpSummary:
     """The shards' dumps as one in `out_dir`: dumped.scp (pointing into each shard's ark), feats_shape
     and skipped, by utterance."""

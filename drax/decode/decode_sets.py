@@ -119,6 +119,14 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
     return hyps
 
 
+def decoded_utterances(shard_dir: Path) -> list[str]:
+    """The utterances a decode wrote a hypothesis for or listed as missing (`check_shard_outputs`'
+    view of a shard)."""
+    if not (shard_dir / "timing.json").is_file():
+        raise FileNotFoundError(f"{shard_dir / 'timing.json'} does not exist")
+    return [*read_kv_dict(str(shard_dir / "text")), *read_kv_dict(str(shard_dir / "missing"))]
+
+
 def merge_shards(shard_dirs: list[Path], out_dir: Path) -> None:
     """The shards' decodes as one: text, missing and candidates.jsonl by utterance; timing.json with
     the shards' summed decode seconds and utterance counts."""

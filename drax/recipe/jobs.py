@@ -7,7 +7,9 @@
 A shard is a call `fn(**kwargs)` that writes its own outputs. Shard i logs to `<log_dir>/<i>.log` (on
 either backend), and a shard that finished leaves `<log_dir>/<i>.done` holding the request it ran
 for: a re-run with the same request does only the shards that did not finish. A failed shard fails
-the stage with the path of its log; the other shards still run to the end.
+the stage with the path of its log; the other shards still run to the end. Before a stage merges
+the shards' outputs, `check_shard_outputs` checks that they hold every utterance of the set exactly
+once; a shard at fault loses its done mark, so the re-run redoes it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from drax.fileio import atomic_write_text
 
@@ -160,3 +162,37 @@ def run_shards(name: str, fn: Callable, shard_kwargs: list[dict], log_dir: Path,
                          + ", ".join(str(log_dir / f"{i}.log") for i in failed)
                          + " (a re-run does only the unfinished shards)")
     return len(todo)
+
+
+def check_shard_outputs(name: str, shard_dirs: list[Path], outputs: Callable[[Path], Iterable[str]],
+                        expected: set[str], log_dir: Path) -> None:
+    """Check what a merge is about to take: `outputs(shard_dir)` lists the utterances a shard wrote
+    (raising OSError or ValueError for outputs that are missing or damaged), and together the shards
+    must hold each utterance of `expected` exactly once. Otherwise the done marks of the shards at
+    fault (of all of them where an utterance is in none) are removed and ShardError says what is wrong."""
+    faults: dict[int, str] = {}
+    owner: dict[str, int] = {}
+    for i, d in enumerate(shard_dirs):
+        try:
+            utts = list(outputs(d))
+        except (OSError, ValueError) as e:
+            faults[i] = f"its outputs in {d} cannot be read: {e}"
+            continue
+        for utt in utts:
+            if utt in owner:
+                faults.setdefault(i, f"{utt} is also in shard {owner[utt]}")
+                faults.setdefault(owner[utt], f"{utt} is also in shard {i}")
+            elif utt not in expected:
+                faults.setdefault(i, f"{d} holds {utt}, which is not in the set (outputs of another run?)")
+            owner.setdefault(utt, i)
+    lost = sorted(expected - set(owner))
+    if lost:
+        for i in range(len(shard_dirs)):
+            faults.setdefault(i, f"{len(lost)} utterance(s) of the set are in no shard (e.g. {lost[0]})")
+    if not faults:
+        return
+    for i in faults:
+        (log_dir / f"{i}.done").unlink(missing_ok=True)
+    raise ShardError(f"{name}: the shards' outputs do not add up to the set: "
+                     + "; ".join(f"shard {i}: {why}" for i, why in sorted(faults.items()))
+                     + ". Their done marks are removed: run the stage again to redo them.")

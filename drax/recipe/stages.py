@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text, remove_stale_temp_files
 from drax.options import load_options
 from drax.recipe.config import RecipeConfig, RecipeError
@@ -65,8 +66,6 @@ def stage_data(r: Recipe):
 
 def check_disjoint(data: Path, sets: list[str]) -> None:
     """No utterance id in two sets: a test utterance trained on, or chosen on, makes its error meaningless."""
-    from drax.data.kaldi_dir import read_kv_dict
-
     ids = {name: set(read_kv_dict(str(data / name / "text"))) for name in dict.fromkeys(sets)
            if (data / name / "text").exists()}  # a set named twice (a dev set also decoded as a test set) is one
     for a, b in itertools.combinations(ids, 2):
@@ -97,17 +96,20 @@ def stage_augment(r: Recipe):
 def stage_features(r: Recipe):
     """Each set dumped in `nj` shards on the recipe's job backend (drax/recipe/jobs.py), logs in
     exp/features/<set>/log; a re-run dumps only the shards that did not finish."""
-    from drax.data.features import dump_features, merge_dumps
-    from drax.recipe.jobs import JobsConfig, run_shards
+    from drax.data.features import dump_features, dumped_utterances, merge_dumps
+    from drax.recipe.jobs import JobsConfig, check_shard_outputs, run_shards
 
     jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
     dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast,
                              pad_to_30s=r.c.encoder_pad_to_30s, device=r.torch_device())
     for name in r.all_sets:
         shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
+        log_dir = r.exp / "features" / name / "log"
         run_shards(f"stage 3 {name}", dump, [{"data_dir": r.data / name, "out_dir": d, "shard": (i, r.c.nj)}
                                              for i, d in enumerate(shard_dirs)],
-                   r.exp / "features" / name / "log", jobs, request={"inputs": r.fingerprint, "set": name})
+                   log_dir, jobs, request={"inputs": r.fingerprint, "set": name})
+        check_shard_outputs(f"stage 3 {name}", shard_dirs, dumped_utterances,
+                            set(read_kv_dict(str(r.data / name / "wav.scp"))), log_dir)
         summary = merge_dumps(shard_dirs, r.dump / name)
         logger.info("%s: %d utterances dumped, %d skipped (dim %d)", name, summary.written,
                     len(summary.skipped), summary.feat_dim)
@@ -124,7 +126,6 @@ def stage_filter(r: Recipe):
 
 
 def stage_tokenizer(r: Recipe):
-    from drax.data.kaldi_dir import read_kv_dict
     from drax.data.tokenize import build_units, write_token_text
 
     # units come from training transcripts plus any text pool the corpus ships (never dev/test text)
@@ -158,7 +159,6 @@ def write_transcribe_manifest(r: Recipe) -> None:
     import dataclasses
     import os
 
-    from drax.data.kaldi_dir import read_kv_dict
     from drax.decode.options import load_decode_options
     from drax.transcribe import MANIFEST
 
@@ -236,14 +236,16 @@ def stage_decode(r: Recipe):
 def decode_sharded(r: Recipe, name: str, decode) -> None:
     """decode(out_dir=, shard=) in `nj` shards on the recipe's job backend (drax/recipe/jobs.py),
     merged into the set's decode directory; a re-run decodes only the shards that did not finish."""
-    from drax.decode.decode_sets import merge_shards
-    from drax.recipe.jobs import JobsConfig, run_shards
+    from drax.decode.decode_sets import decoded_utterances, merge_shards
+    from drax.recipe.jobs import JobsConfig, check_shard_outputs, run_shards
 
     out = r.decode_dir(name)
     shard_dirs = [out / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
     run_shards(f"stage 8 {name}", decode, [{"out_dir": d, "shard": (i, r.c.nj)} for i, d in enumerate(shard_dirs)],
                out / "log", load_options(JobsConfig, r.c.jobs, "recipe key jobs"),
                request={"inputs": r.fingerprint, "set": name})
+    check_shard_outputs(f"stage 8 {name}", shard_dirs, decoded_utterances,
+                        set(read_kv_dict(str(r.dump / name / "feats.scp"))), out / "log")
     merge_shards(shard_dirs, out)
 
 
@@ -351,9 +353,19 @@ def stage_key(r: Recipe, number: int, name: str) -> str:
 
 def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> None:
     """Every config file the stages to run read exists and parses to a mapping, and a decode config's
-    keys are known: a typo fails now, not after the stages before it ran for an hour."""
+    keys are known, as are the corpora's keys when stage 1 runs: a typo fails now, not after the
+    stages before it ran for an hour."""
     from drax.decode.options import load_decode_options
 
+    if stage <= 1 <= stop_stage:
+        from drax.data.corpora import CorpusError, check_conf
+
+        try:
+            check_conf(config.corpus, config.corpus_conf)
+            for corpus, conf in config.extra_corpora.items():
+                check_conf(corpus, conf or {}, f"recipe key extra_corpora.{corpus}")
+        except CorpusError as e:
+            raise RecipeError(str(e)) from None
     needed = {"train_config": 7, "decode_config": 8, "tables_config": 11, "study_config": 12, "compare_config": 13}
     if config.pretrained:
         if not (root / config.pretrained / "config.yaml").is_file():

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 from drax.data.corpora.aishell import AISHELL, prepare_aishell
 from drax.data.corpora.asterisk import prepare_asterisk
@@ -25,8 +26,9 @@ from drax.data.corpora.librispeech import LIBRISPEECH, prepare_librispeech
 from drax.data.corpora.mls import MLS, prepare_mls
 from drax.data.corpora.reazonspeech import REAZONSPEECH, prepare_reazonspeech
 from drax.data.kaldi_dir import read_data_dir, write_data_dir
+from drax.options import check_type
 
-__all__ = ["CORPORA", "CorpusError", "prepare", "stage_inputs"]
+__all__ = ["CORPORA", "CorpusError", "check_conf", "prepare", "stage_inputs"]
 
 
 def prepare_synthetic(data_root: Path, langs: list[str], jobs: int = 2, **conf) -> list[str]:
@@ -60,17 +62,31 @@ CORPORA = {
 NATIVE = {c.name: c for c in (LIBRISPEECH, MLS, COMMONVOICE, AISHELL, REAZONSPEECH)}
 
 
-def prepare(corpus: str, data_root: Path, langs: list[str], jobs: int, conf: dict) -> list[str]:
+def check_conf(corpus: str, conf: dict, what: str = "corpus_conf") -> None:
+    """The corpus is known, and `conf`'s keys and simple value types (str, int, float, bool, ...) are
+    those its preparation function takes: checked before any stage runs, not an hour into stage 1."""
     if corpus not in CORPORA:
         raise CorpusError(f"unknown corpus '{corpus}'; valid choices: {', '.join(CORPORA)}")
+    if not isinstance(conf, dict):
+        raise CorpusError(f"{what} for corpus {corpus} must be a mapping of keys (got {conf!r})")
     fn = CORPORA[corpus]
-    params = inspect.signature(fn).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        keys = [k for k in params if k not in ("data_root", "langs", "jobs")]
-        unknown = sorted(set(conf) - set(keys))
-        if unknown:
-            raise CorpusError(f"unknown corpus_conf key(s) {unknown} for corpus {corpus}; valid keys: {', '.join(keys)}")
-    return fn(Path(data_root), list(langs), jobs, **conf)
+    if corpus == "synthetic":  # its keys are generate_corpus's
+        from drax.data.synthetic import generate_corpus as fn
+    params = {k: p for k, p in inspect.signature(fn).parameters.items()
+              if k not in ("data_root", "out_dir", "langs", "jobs", "force", "progress")}
+    unknown = sorted(set(conf) - set(params))
+    if unknown:
+        raise CorpusError(f"unknown {what} key(s) {unknown} for corpus {corpus}; valid keys: {', '.join(params)}")
+    for key, value in conf.items():
+        try:
+            check_type(what, SimpleNamespace(name=key, type=params[key].annotation), value)
+        except ValueError as e:
+            raise CorpusError(f"{e} (corpus {corpus})") from None
+
+
+def prepare(corpus: str, data_root: Path, langs: list[str], jobs: int, conf: dict) -> list[str]:
+    check_conf(corpus, conf)
+    return CORPORA[corpus](Path(data_root), list(langs), jobs, **conf)
 
 
 def stage_inputs(corpus: str, conf: dict) -> list:
