@@ -400,8 +400,16 @@ def test_asterisk_real_prompts_test_set(tmp_path):
     wav = read_kv_dict(str(data / "test_asterisk" / "wav.scp"))["en_asterisk-digits-1"]
     audio, fixes = load_audio(wav)
     assert wav.endswith(".flac") and not fixes and abs(len(audio) - 8000) < 200 and 0.2 < np.abs(audio).max() < 0.4
+    # the prompts left out of the test set give the dev set to choose on: disjoint, drawn with a fixed seed
+    assert prepare("asterisk", data, ["en"], 1, {"root": str(tmp_path / "tree"), "max_per_lang": 1, "seed": 3}) \
+        == ["test_asterisk", "dev_asterisk"]
+    test, dev = (read_kv_dict(str(data / name / "text")) for name in ("test_asterisk", "dev_asterisk"))
+    assert len(test) == len(dev) == 1 and {**test, **dev} == {"en_asterisk-activated": "Activated.",
+                                                                "en_asterisk-digits-1": "One."}
     prepare("asterisk", data, ["en"], 1, {"root": str(tmp_path / "tree"), "max_per_lang": 1, "seed": 3})
-    assert len(read_kv_dict(str(data / "test_asterisk" / "text"))) == 1
+    assert read_kv_dict(str(data / "dev_asterisk" / "text")) == dev
+    assert prepare("asterisk", tmp_path / "other", ["en"], 1, {"root": str(tmp_path / "tree"), "max_per_lang": 1,
+                                                               "seed": 3, "dev_per_lang": 0}) == ["test_asterisk"]
     with pytest.raises(CorpusError, match="none of the recipe's langs"):
         prepare("asterisk", data, ["de"], 1, {"root": str(tmp_path / "tree")})
 

@@ -58,18 +58,18 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     (recipe / "conf" / "decode_drax.yaml").write_text(yaml.safe_dump(decode))
     flags = ["--langs", "[en, zh]", "--corpus_conf", "{n_train: 4, n_dev: 2, n_test: 2, seed: 3}",
              "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base),
-             "--extra_corpora.asterisk", "{max_per_lang: 2}", "--augment_conf", "{prob: 0.5, seed: 1}"]
+             "--extra_corpora.asterisk", "{max_per_lang: 2, dev_per_lang: 1}", "--augment_conf", "{prob: 0.5, seed: 1}"]
     log = run(recipe, *flags)
     assert "stage 10 (results): done" in log
 
-    for name in ("train", "train_sp", "train_sp_aug", "dev", "test", "test_asterisk"):
+    for name in ("train", "train_sp", "train_sp_aug", "dev", "test", "test_asterisk", "dev_asterisk"):
         validate_data_dir(str(recipe / "data" / name))
     assert len(read_kv_dict(str(recipe / "data" / "train_sp" / "wav.scp"))) == 16
     augmented = read_kv_dict(str(recipe / "data" / "train_sp_aug" / "wav.scp"))  # the set the model trains on
     assert len(augmented) == 16 and 0 < sum("/train_sp_aug/wav/" in w for w in augmented.values()) < 16
     monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
     dump = recipe / "dump" / "whisper_states"
-    for name in ("train_sp_aug", "dev", "test"):
+    for name in ("train_sp_aug", "dev", "test", "dev_asterisk"):  # dev_asterisk: dumped to choose on, not decoded
         feats = dict(kaldiio.load_scp(str(dump / name / "feats.scp")))
         assert feats and all(m.shape[1] == 512 and m.shape[0] > 10 for m in feats.values())
     tokens = (recipe / "dump" / "units" / "tokens.txt").read_text().splitlines()

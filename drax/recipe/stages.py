@@ -57,11 +57,11 @@ def stage_data(r: Recipe):
     prepare(r.c.corpus, r.data, r.c.langs, r.c.nj, r.c.corpus_conf)
     for corpus, conf in r.c.extra_corpora.items():
         sets = prepare(corpus, r.data, r.c.langs, r.c.nj, conf or {})
-        stray = [s for s in sets if s not in r.c.test_sets]
+        stray = [s for s in sets if s not in r.c.test_sets + r.c.dev_sets]
         if stray:
-            raise RecipeError(f"recipe key extra_corpora.{corpus} made set(s) {stray} that test_sets does not list: "
-                              "extra corpora give test sets only; add them to test_sets")
-    check_disjoint(r.data, [r.c.train_set, r.c.dev_set, *r.c.test_sets])
+            raise RecipeError(f"recipe key extra_corpora.{corpus} made set(s) {stray} that neither dev_sets nor "
+                              "test_sets lists: extra corpora give evaluation sets only; add them to one of the two")
+    check_disjoint(r.data, [r.c.train_set, r.c.dev_set, *r.c.dev_sets, *r.c.test_sets])
 
 
 def check_disjoint(data: Path, sets: list[str]) -> None:
@@ -143,10 +143,10 @@ def stage_shapes(r: Recipe):
 
     length = fit_output_length(r.dump / r.train_name / "text", r.c.max_output_length)
     # train leaves out what L cannot hold; dev keeps it (a tiny train set may fit no dev text), listed
-    # with the truncation validation applies; test is never filtered
+    # with the truncation validation applies; the other dev sets and test are never filtered
     write_shapes(r.dump / r.train_name, r.units_dir / "tokens.txt", length)
     write_shapes(r.dump / r.c.dev_set, r.units_dir / "tokens.txt", length, drop_too_long=False)
-    for name in r.c.test_sets:
+    for name in dict.fromkeys(r.c.dev_sets + r.c.test_sets):
         write_shapes(r.dump / name, r.units_dir / "tokens.txt")
     atomic_write_text(r.dump / "output_length", f"{length}\n")
     logger.info("output length L = %d tokens (prompt + longest training transcript + end, rounded up to 8)", length)
@@ -324,7 +324,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
            + ([c.extra_corpora] if c.extra_corpora else []),
         2: [c.speed_perturb_factors] + ([c.augment_conf] if c.augment_conf else []),
         3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else [])
-           + (["pad_to_30s"] if c.encoder_pad_to_30s else []),
+           + (["pad_to_30s"] if c.encoder_pad_to_30s else []) + ([c.dev_sets] if c.dev_sets else []),
         4: [c.max_duration],
         5: [c.units, c.units_conf],
         6: [c.max_output_length],

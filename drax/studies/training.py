@@ -68,6 +68,7 @@ class StudyConfig:
     jobs: int = 2  # trainings side by side
     threads: int = 1  # torch threads per training / evaluation
     utts_per_lang: int = 10  # dev subset
+    dev_set: str | None = None  # the set decoded: the recipe's dev_set (default) or one of its dev_sets
     nfe: int = 16
     temperature: float = 0.01
     jump_order: str = "random"  # the curves' sampler order (drax/flow/sampler.py); `decodes` add others
@@ -215,6 +216,11 @@ class Study:
                                  f"({', '.join(self.conf.variants)})")
             variants = {k: v for k, v in self.conf.variants.items() if k in only}
             self.conf = dataclasses.replace(self.conf, variants=variants)
+        dev_set = self.conf.dev_set or recipe.c.dev_set
+        if dev_set not in (recipe.c.dev_set, *recipe.c.dev_sets):
+            raise ValueError(f"study config dev_set: {dev_set!r} is neither the recipe's dev_set ({recipe.c.dev_set}) "
+                             f"nor one of its dev_sets {recipe.c.dev_sets}: choices are made on dev sets only")
+        self.dev_dir = recipe.dump / dev_set
         self.name = name
         self.out_dir = recipe.exp / name
         base_config = self.conf.base_config
@@ -242,12 +248,13 @@ class Study:
         """What a cached dev decode depends on besides the checkpoint (the paper's jump order, the
         default, is left out: decodes cached before the key existed stay valid)."""
         keys = ("nfe", "temperature", "utts_per_lang", "seed") + (("jump_order",) if self.conf.jump_order != "random" else ())
-        return {k: getattr(self.conf, k) for k in keys}
+        return {**{k: getattr(self.conf, k) for k in keys},
+                **({"dev_set": self.dev_dir.name} if self.dev_dir.name != self.r.c.dev_set else {})}
 
     def train_and_evaluate(self, variant: str) -> dict:
         r = self.recipe_for(variant)
         self.train(r)  # skipped when done; resumes an interrupted training
-        utts = dev_subset(self.r.dump / r.c.dev_set, self.conf.utts_per_lang, self.conf.seed)
+        utts = dev_subset(self.dev_dir, self.conf.utts_per_lang, self.conf.seed)
         eval_dir = self.out_dir / "eval" / variant
         eval_dir.mkdir(parents=True, exist_ok=True)
         stats = epoch_stats(r.asr_dir)
@@ -263,7 +270,7 @@ class Study:
                        **self.decode_request(), **({"sampler": own} if own else {})}
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
-                errors = evaluate_checkpoint(r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir,
+                errors = evaluate_checkpoint(r.asr_dir, model_file, self.dev_dir, self.r.units_dir,
                                              utts, self.conf, own, device=self.r.torch_device())
                 point = {"request": request, "epoch": epoch, "step": epoch * self.conf.num_iters_per_epoch,
                          **errors}
@@ -289,7 +296,7 @@ class Study:
             point = json.loads(cached.read_text()) if cached.exists() else None
             if point is None or point.get("request") != request:
                 point = {"request": request, **evaluate_checkpoint(
-                    r.asr_dir, model_file, self.r.dump / r.c.dev_set, self.r.units_dir, utts, self.conf, sampler,
+                    r.asr_dir, model_file, self.dev_dir, self.r.units_dir, utts, self.conf, sampler,
                     device=self.r.torch_device())}
                 atomic_write_text(str(cached), json.dumps(point, indent=1) + "\n")
             decodes[name] = point
@@ -325,8 +332,8 @@ class Study:
             f"`{c.base_config or self.r.c.train_config}` (or its own config) with the overrides of "
             f"`{self.r.c.study_config}`, {c.max_epoch * c.num_iters_per_epoch} "
             f"steps ({c.max_epoch} epochs x {c.num_iters_per_epoch}), {c.jobs} trainings side by side with "
-            f"{c.threads} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} dev "
-            f"utterances ({c.utts_per_lang} per language), NFE {c.nfe}, {c.jump_order} jumps, one sample at "
+            f"{c.threads} thread(s) each. Dev CER (%, mean over languages) on {results[0]['n_dev_utts']} utterances "
+            f"of `{self.dev_dir.name}` ({c.utts_per_lang} per language), NFE {c.nfe}, {c.jump_order} jumps, one sample at "
             f"temperature {c.temperature}; CPU-s = the trainer's epoch time x threads. Figure: `{self.name}.png`.", "",
             "A variant's own decoding options, where it has them, are listed under its overrides; tokens per call: "
             "each dev utterance's tokens (its end token once) over the decoder calls that decoded it (1 for AR "

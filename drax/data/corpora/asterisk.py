@@ -8,8 +8,9 @@ hold the telephone prompts of the Asterisk PBX, each language read by one profes
   <root>/usr/share/asterisk/sounds/<voice>/<id>.g722                           (<id> may hold a folder: digits/1)
 
 `fetch_asterisk` makes that tree from the .deb files (`apt-get download`, unpacked in Python).
-`prepare_asterisk` decodes the G.722 audio to FLAC (PyAV) and writes one data dir, `test_asterisk`,
-with a fixed random subset of `max_per_lang` prompts per language. Prompts that are not plain speech
+`prepare_asterisk` decodes the G.722 audio to FLAC (PyAV) and writes `test_asterisk`, a fixed random
+subset of `max_per_lang` prompts per language, and `dev_asterisk`, `dev_per_lang` of the other
+prompts (a real-speech set to choose on; the test set is only reported). Prompts that are not plain speech
 are skipped and listed: a bracketed note ("[beep]", "[quello]": what is spoken is not written) or a
 key symbol (*, #: "star", "pound" or the key's name), and ids without audio.
 """
@@ -36,7 +37,7 @@ from drax.fileio import atomic_path
 logger = logging.getLogger(__name__)
 
 LANGS = ("en", "es", "fr", "it")
-SET_NAME = "test_asterisk"
+SET_NAME, DEV_SET_NAME = "test_asterisk", "dev_asterisk"
 ASTERISK = Native("asterisk", "ASTERISK", """\
   $ASTERISK/usr/share/doc/asterisk-core-sounds-<lang>/core-sounds-<lang>.txt.gz
   $ASTERISK/usr/share/asterisk/sounds/<voice>/<id>.g722
@@ -50,8 +51,9 @@ def packages(lang: str) -> list[str]:
 
 
 def prepare_asterisk(data_root: Path, langs: list[str], jobs: int = 2, root: str = "",
-                     max_per_lang: int | None = 100, seed: int = 0) -> list[str]:
-    """Write data/test_asterisk for the recipe's languages that Asterisk speaks (en, es, fr, it)."""
+                     max_per_lang: int | None = 100, dev_per_lang: int = 100, seed: int = 0) -> list[str]:
+    """Write data/test_asterisk and data/dev_asterisk (none with dev_per_lang 0, or no prompt left)
+    for the recipe's languages that Asterisk speaks (en, es, fr, it)."""
     wanted = [lang for lang in LANGS if lang in langs]
     if not wanted:
         raise CorpusError(f"asterisk: none of the recipe's langs {langs} is recorded ({', '.join(LANGS)})")
@@ -59,7 +61,7 @@ def prepare_asterisk(data_root: Path, langs: list[str], jobs: int = 2, root: str
         root = str(fetch_asterisk(data_root.absolute().parent / "downloads" / "asterisk", wanted))
     base = ASTERISK.root(root)
     flac_dir = data_root.absolute().parent / "downloads" / "asterisk" / "flac"
-    utts, skipped = [], {}
+    sets = {SET_NAME: ([], {}), DEV_SET_NAME: ([], {})}
     for lang in wanted:
         texts, problems = read_prompts(ASTERISK.require(
             base / "usr/share/doc" / f"asterisk-core-sounds-{lang}" / f"core-sounds-{lang}.txt.gz"))
@@ -68,20 +70,25 @@ def prepare_asterisk(data_root: Path, langs: list[str], jobs: int = 2, root: str
             raise ASTERISK.error(f"expected one {lang}_* voice folder in {base / 'usr/share/asterisk/sounds'}, "
                                  f"found {[v.name for v in voices]}")
         voice = voices[0]
-        skipped.update({utt_id(lang, k): v for k, v in problems.items()})
-        ids = sorted(texts)
-        if max_per_lang is not None and len(ids) > max_per_lang:
-            ids = sorted(random.Random(f"{seed}-{lang}").sample(ids, max_per_lang))
-        for prompt in ids:
-            src, utt = voice / f"{prompt}.g722", utt_id(lang, prompt)
-            if not src.is_file():
-                skipped[utt] = f"missing audio {src}"
-                continue
-            dst = flac_dir / lang / f"{prompt.replace('/', '-')}.flac"
-            if not dst.is_file():
-                write_flac(decode_g722(src), dst)
-            utts.append(Utterance(utt, f"asterisk_{voice.name}", str(dst), texts[prompt], lang))
-    return [write_set(data_root / SET_NAME, utts, skipped, langs, jobs)]
+        sets[SET_NAME][1].update({utt_id(lang, k): v for k, v in problems.items()})
+        test = sorted(texts)
+        if max_per_lang is not None and len(test) > max_per_lang:
+            test = sorted(random.Random(f"{seed}-{lang}").sample(test, max_per_lang))
+        rest = sorted(set(texts) - set(test))
+        dev = sorted(random.Random(f"{seed}-{lang}-dev").sample(rest, min(dev_per_lang, len(rest))))
+        for name, prompts in ((SET_NAME, test), (DEV_SET_NAME, dev)):
+            utts, skipped = sets[name]
+            for prompt in prompts:
+                src, utt = voice / f"{prompt}.g722", utt_id(lang, prompt)
+                if not src.is_file():
+                    skipped[utt] = f"missing audio {src}"
+                    continue
+                dst = flac_dir / lang / f"{prompt.replace('/', '-')}.flac"
+                if not dst.is_file():
+                    write_flac(decode_g722(src), dst)
+                utts.append(Utterance(utt, f"asterisk_{voice.name}", str(dst), texts[prompt], lang))
+    return [write_set(data_root / name, utts, skipped, langs, jobs) for name, (utts, skipped) in sets.items()
+            if utts or name == SET_NAME]
 
 
 def utt_id(lang: str, prompt: str) -> str:
