@@ -3,13 +3,17 @@
 A config file's keys are the fields of one dataclass (RecipeConfig, DecodingOptions, the studies'
 configs). `load_options` fills in the defaults; an unknown key or a value of the wrong type is a
 ValueError that says where it came from, the key, the value and what is valid. Ranges and choices
-are each dataclass's own `__post_init__`.
+are each dataclass's own `__post_init__`. A config file may build on another (`read_config`):
+`base: <file>` names it, and the file lists only what differs.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
@@ -63,3 +67,31 @@ def check_range(what: str, name: str, value, low=None, choices=None, strict: boo
         raise ValueError(f"{what} key {name}: unknown choice {value!r}; valid: {', '.join(map(str, choices))}")
     if low is not None and value is not None and not (value > low if strict else value >= low):
         raise ValueError(f"{what} key {name}: {value!r} must be {'>' if strict else '>='} {low}")
+
+
+def config_files(path: str | Path) -> list[Path]:
+    """A config file and the files it builds on, its own first: `base: <file>` (a path relative to the
+    config) names the config whose keys it starts from. A file that does not exist is its own chain."""
+    files = [Path(path)]
+    while files[-1].is_file():
+        raw = yaml.safe_load(files[-1].read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or raw.get("base") is None:
+            break
+        base = files[-1].parent / str(raw["base"])
+        if not base.is_file():
+            raise ValueError(f"{files[-1]}: base {raw['base']!r}: {base} does not exist")
+        if base.resolve() in {f.resolve() for f in files}:
+            raise ValueError(f"{files[-1]}: base {raw['base']!r} builds on itself ({' -> '.join(map(str, files))})")
+        files.append(base)
+    return files
+
+
+def read_config(path: str | Path) -> dict:
+    """A config file's keys: those of its `base` chain (config_files), each file's own replacing them."""
+    keys: dict = {}
+    for f in reversed(config_files(path)):
+        raw = yaml.safe_load(f.read_text(encoding="utf-8"))
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(f"{f}: a config file is a mapping of keys, not a {type(raw).__name__}")
+        keys.update({k: v for k, v in (raw or {}).items() if k != "base"})
+    return keys

@@ -11,6 +11,8 @@ import torch
 import yaml
 
 import drax.asr.registry  # noqa: F401
+from drax.decode.options import load_decode_options
+from drax.options import config_files, read_config
 from drax.text.units import prompt_tokens
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,9 +151,28 @@ def test_default_is_the_paper_config_plus_the_measured_levers():
     assert default["decoder_conf"].pop("autocast") == "bfloat16" and "autocast" not in paper["decoder_conf"]
     assert default.pop("num_iters_per_epoch") > paper.pop("num_iters_per_epoch")
     assert default == paper
-    decode, paper_decode = _load("decode_drax.yaml"), _load("decode_drax_paper.yaml")
+    decode, paper_decode = (read_config(MINI / f) for f in ("decode_drax.yaml", "decode_drax_paper.yaml"))
     assert (decode.pop("jump_order"), decode.pop("temperature"), decode.pop("nfe")) == ("jacobi", 0.0, 32)
     assert {k: paper_decode[k] for k in ("jump_order", "temperature", "nfe")} == {"jump_order": "random",
                                                                                "temperature": 0.01, "nfe": 16}
     assert decode == {k: v for k, v in paper_decode.items() if k not in ("jump_order", "temperature", "nfe")}
-    assert _load("decode_drax_nfe16.yaml") == {**_load("decode_drax.yaml"), "nfe": 16}
+    assert read_config(MINI / "decode_drax_nfe16.yaml") == {**_load("decode_drax.yaml"), "nfe": 16}
+
+
+def test_a_config_lists_only_what_differs_from_its_base(tmp_path):
+    """`base: <file>` (relative to the config): the base's keys, the config's own replacing them, a chain
+    of any length; a missing base or a loop is an error naming the file."""
+    (tmp_path / "a.yaml").write_text("nfe: 32\ntemperature: 0.0\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\nnfe: 16\n")
+    (tmp_path / "c.yaml").write_text("base: sub/b.yaml\ntemperature: 0.5\n")
+    assert read_config(tmp_path / "c.yaml") == {"nfe": 16, "temperature": 0.5}
+    assert config_files(tmp_path / "c.yaml") == [tmp_path / "c.yaml", tmp_path / "sub" / "b.yaml",
+                                                 tmp_path / "sub" / "../a.yaml"]
+    assert load_decode_options(tmp_path / "c.yaml").nfe == 16
+    (tmp_path / "a.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ValueError, match=r"a.yaml: base 'c.yaml' builds on itself"):
+        read_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match=r"d.yaml: base 'nowhere.yaml': .*nowhere.yaml does not exist"):
+        load_decode_options(tmp_path / "d.yaml")

@@ -15,7 +15,7 @@ import yaml
 
 from drax.decode.candidates import SCORINGS
 from drax.flow.sampler import ORDERS
-from drax.options import check_range, load_options
+from drax.options import check_range, load_options, read_config
 
 BASELINE_METHODS = ("greedy", "beam", "ctc")
 OUTPUT_CLEANINGS = ("first_end", "drop_specials")
@@ -98,6 +98,6 @@ def load_decode_options(decode_config: str | Path, train_config: str | Path | No
         train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     cls = BaselineDecodingOptions if train.get("model") == "espnet" else DecodingOptions
     try:
-        return load_options(cls, yaml.safe_load(Path(decode_config).read_text(encoding="utf-8")), "decode config")
+        return load_options(cls, read_config(decode_config), "decode config")
     except ValueError as e:
         raise ValueError(f"{decode_config}: {e}") from None

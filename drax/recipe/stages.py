@@ -33,7 +33,7 @@ import yaml
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text, remove_stale_temp_files
-from drax.options import load_options
+from drax.options import config_files, load_options
 from drax.recipe.config import RecipeConfig, RecipeError
 from drax.recipe.engine import (
     DECODE_STAGES,
@@ -330,7 +330,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         6: [c.max_output_length],
         7: ([file_digest(Path(c.pretrained) / n) for n in ("config.yaml", "release.json")] if c.pretrained
             else [file_digest(Path(c.train_config)), c.ngpu]),
-        8: [file_digest(Path(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
+        8: [*map(file_digest, config_files(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
             r.decode_dir("").name],  # where it writes: a renamed decode directory decodes again
         9: [],
         10: [],
