@@ -297,7 +297,8 @@ def test_recipe_stages_3_and_8_on_slurm_write_what_local_processes_write(tmp_pat
     shutil.copytree(mini / "conf", local / "conf")
     small_train_config(local / "conf" / "train_drax.yaml")
     flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 3, n_dev: 1, n_test: 2, seed: 3}", "--extra_corpora", "{}",
-             "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2", "--whisper_baseline", "false"]
+             "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2",
+             "--whisper_baseline", "false"]
     on_slurm = ["--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}"]
 
     def run(recipe, *args):

@@ -344,6 +344,18 @@ def test_sets_sharing_an_utterance_stop_stage_1(tmp_path):
         check_disjoint(tmp_path, ["train", "dev", "test"])
 
 
+def test_a_set_that_no_corpus_made_stops_stage_1(tmp_path):
+    from drax.recipe.config import RecipeError
+    from drax.recipe.stages import check_made
+
+    for name in ("train", "dev", "test"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "wav.scp").write_text("u a.wav\n")
+    check_made(tmp_path, {"train_set": ["train"], "dev_set": ["dev"], "test_sets": ["test"]})
+    with pytest.raises(RecipeError, match=r"recipe key dev_sets: dev_asterisk was not made by stage 1 .*remove it"):
+        check_made(tmp_path, {"dev_set": ["dev"], "dev_sets": ["dev_asterisk"], "test_sets": ["test"]})
+
+
 def test_device_cuda_needs_a_gpu_torch_can_use():
     import torch
 

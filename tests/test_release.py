@@ -193,7 +193,7 @@ def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_
     recipe = tmp_path / "mini"
     shutil.copytree(repo / "egs" / "mini" / "conf", recipe / "conf")
     flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 2, n_dev: 1, n_test: 3, seed: 5}", "--extra_corpora", "{}",
-             "--test_sets", "[test]", "--whisper", str(out / "whisper"), "--encoder_pad_to_30s", "true",
+             "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(out / "whisper"), "--encoder_pad_to_30s", "true",
              "--units_conf", "{full_vocabulary: true}", "--pretrained", str(out), "--nj", "1",
              "--decode_config", "conf/decode_drax_authors.yaml", "--whisper_baseline", "false"]
     proc = subprocess.run([str(repo / "run.sh"), "--recipe", "conf/recipe.yaml", *flags], cwd=recipe,

@@ -61,7 +61,18 @@ def stage_data(r: Recipe):
         if stray:
             raise RecipeError(f"recipe key extra_corpora.{corpus} made set(s) {stray} that neither dev_sets nor "
                               "test_sets lists: extra corpora give evaluation sets only; add them to one of the two")
+    check_made(r.data, {"train_set": [r.c.train_set], "dev_set": [r.c.dev_set], "dev_sets": r.c.dev_sets,
+                        "test_sets": r.c.test_sets})
     check_disjoint(r.data, [r.c.train_set, r.c.dev_set, *r.c.dev_sets, *r.c.test_sets])
+
+
+def check_made(data: Path, sets: dict[str, list[str]]) -> None:
+    """Every set a recipe key names ({key: sets}) was made by stage 1: the later stages read them all."""
+    for key, names in sets.items():
+        for name in names:
+            if not (data / name / "wav.scp").is_file():
+                raise RecipeError(f"recipe key {key}: {name} was not made by stage 1 (no {data / name / 'wav.scp'}): "
+                                  "name a set that the corpus or an extra corpus makes, or remove it from the key")
 
 
 def check_disjoint(data: Path, sets: list[str]) -> None:
