@@ -33,16 +33,17 @@ def _accepted(annotation: str) -> tuple[tuple[type, ...], bool] | None:
     return _TYPES[kinds[0]], optional
 
 
-def check_type(what: str, f: dataclasses.Field, value) -> None:
-    accepted = _accepted(str(f.type))
+def check_type(what: str, name: str, annotation, value) -> None:
+    """`value` of key `name` is of the simple kind its annotation names (not checked otherwise)."""
+    accepted = _accepted(str(annotation))
     if accepted is None:
         return
     types, optional = accepted
     if value is None and optional:
         return
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        kind = str(f.type).split("|")[0].strip()
-        raise ValueError(f"{what} key {f.name}: {value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        kind = str(annotation).split("|")[0].strip()
+        raise ValueError(f"{what} key {name}: {value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
                          + (" (or null)" if optional else ""))
 
 
@@ -57,7 +58,7 @@ def load_options(cls: type[T], raw: Mapping | None, what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {', '.join(fields)}")
     for name, value in raw.items():
-        check_type(what, fields[name], value)
+        check_type(what, name, fields[name].type, value)
     return cls(**raw)
 
 

@@ -15,7 +15,6 @@ import hashlib
 import inspect
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 from drax.data.corpora.aishell import AISHELL, prepare_aishell
 from drax.data.corpora.asterisk import prepare_asterisk
@@ -79,7 +78,7 @@ def check_conf(corpus: str, conf: dict, what: str = "corpus_conf") -> None:
         raise CorpusError(f"unknown {what} key(s) {unknown} for corpus {corpus}; valid keys: {', '.join(params)}")
     for key, value in conf.items():
         try:
-            check_type(what, SimpleNamespace(name=key, type=params[key].annotation), value)
+            check_type(what, key, params[key].annotation, value)
         except ValueError as e:
             raise CorpusError(f"{e} (corpus {corpus})") from None
 
