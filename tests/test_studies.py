@@ -65,7 +65,6 @@ def mini_recipe(tmp_path):
 def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path):
     """The default train config adopts what the efficiency study found; the paper-lever studies start
     from the paper-faithful config, so adopting a lever does not change (and retrain) their baseline."""
-
     from drax.studies.training import Study
 
     recipe = mini_recipe(tmp_path)
@@ -114,7 +113,6 @@ def test_a_study_chooses_on_the_real_speech_dev_set_never_on_a_test_set(tmp_path
 def test_block_study_decodes_its_variants_with_their_own_options(tmp_path):
     """A variant's own `decode` applies to its curve and under its decodes; a decode naming `variants`
     applies to those only (the rest decode as the study says); the study keeps its file's name."""
-
     from drax.studies.training import Study
 
     recipe = mini_recipe(tmp_path)
