@@ -126,8 +126,17 @@ def test_block_study_decodes_its_variants_with_their_own_options(tmp_path):
     bad = {**conf, "decodes": {"x": {"decode": {"threshold": 0.5}, "variants": ["block3"]}}}
     with pytest.raises(ValueError, match=r"decodes.x.variants: \['block3'\] are not among the variants"):
         Study(recipe, bad, "block_study", train=print)
-    with pytest.raises(ValueError, match=r"variants.a.decode: unknown key\(s\) \['beam'\]"):
+    with pytest.raises(ValueError, match=r"unknown study config variants.a.decode key\(s\) \['beam'\]"):
         load_options(StudyConfig, {"variants": {"a": {"decode": {"beam": 2}}}}, "study config")
+    # a decode may set any decoding option (checked as DecodingOptions checks it), but not the study's own keys
+    conf = load_options(StudyConfig, {"variants": {"a": {"decode": {"num_candidates": 4, "scoring": "mode"}}}},
+                        "study config")
+    assert conf.decoding_options({"num_candidates": 4}, "x").num_candidates == 4
+    with pytest.raises(ValueError, match=r"decodes.d.decode: \['batch_size'\] belong to the study"):
+        load_options(StudyConfig, {"variants": {"a": {}}, "decodes": {"d": {"decode": {"batch_size": 2}}}},
+                     "study config")
+    with pytest.raises(ValueError, match=r"key num_candidates: 0 must be >= 1"):
+        load_options(StudyConfig, {"variants": {"a": {"decode": {"num_candidates": 0}}}}, "study config")
 
 
 def test_study_config_errors_name_the_key():
@@ -139,7 +148,7 @@ def test_study_config_errors_name_the_key():
         load_options(StudyConfig, {"variants": {"mine": {"model_conf": {}}}}, "study config")
     with pytest.raises(ValueError, match=r"variants: '../exp' must be a plain name"):  # it names a directory
         load_options(StudyConfig, {"variants": {"../exp": {}}}, "study config")
-    with pytest.raises(ValueError, match="study config jump_order: unknown choice 'greedy'; valid: random"):
+    with pytest.raises(ValueError, match="key jump_order: unknown choice 'greedy'; valid: random"):
         load_options(StudyConfig, {"jump_order": "greedy", "variants": {"a": {}}}, "study config")
     with pytest.raises(ValueError, match=r"unknown compare config key\(s\) \['tables'\]"):
         load_options(CompareConfig, {"tables": 1}, "compare config")

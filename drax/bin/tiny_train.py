@@ -23,12 +23,11 @@ from drax.asr.checkpoint import reporter_stats
 from drax.bin.train import main as train_main
 from drax.decode.options import DecodingOptions
 from drax.decode.speech2text import Speech2Text
+from drax.text.units import PROMPT_TEMPLATE, SPECIALS_HEAD, prompt_names, prompt_tokens
 
 LETTERS = list("abcdefghij")
-PROMPT = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
 LANGS = ["en", "de"]
-TOKENS = ["<blank>", "<unk>", *LETTERS, "<|startoftranscript|>", "<|en|>", "<|de|>", "<|transcribe|>",
-          "<|notimestamps|>", "<sos/eos>"]
+TOKENS = [*SPECIALS_HEAD, *LETTERS, *prompt_tokens(LANGS), "<sos/eos>"]
 FEAT_DIM = 16
 FRAMES_PER_TOKEN = 3
 
@@ -52,8 +51,7 @@ def make_data(out: Path, n_utts: int = 8, seed: int = 0) -> list[tuple[str, str,
     kaldiio.save_ark(str(data / "feats.ark"), feats, scp=str(data / "feats.scp"))
     with open(data / "text", "w", encoding="utf-8") as f:
         for utt, lang, words in utts:
-            prompt = " ".join(p.format(lang=lang) for p in PROMPT)
-            f.write(f"{utt} {prompt} {' '.join(words)}\n")
+            f.write(f"{utt} {' '.join(prompt_names(lang) + words)}\n")
     (data / "tokens.txt").write_text("\n".join(TOKENS) + "\n", encoding="utf-8")
     return utts
 
@@ -68,7 +66,7 @@ def config(max_epoch: int) -> dict:
         "decoder": "dit",
         "decoder_conf": {"hidden_size": 64, "num_blocks": 2, "num_heads": 4, "time_embed_dim": 64},
         "model": "drax",
-        "model_conf": {"path": "audio_mid", "output_length": 12, "prompt_template": PROMPT,
+        "model_conf": {"path": "audio_mid", "output_length": 12, "prompt_template": PROMPT_TEMPLATE,
                        "audio_dropout": 0.0, "lang_replace_prob": 0.0,
                        "pmid_conf": {"hidden_size": 64, "num_heads": 4}},
         "optim": "adam",

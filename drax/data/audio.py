@@ -99,3 +99,10 @@ def load_audio(path: str, max_seconds: float | None = MAX_SECONDS) -> tuple[np.n
     if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
         raise ValueError(f"audio over {max_seconds:.0f} s ({audio.size / SAMPLE_RATE:.1f} s) {path}")
     return audio, fixes
+
+
+def pad_batch(items: list, device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms or feature matrices (arrays or tensors) -> zero-padded batch (B, T[, D]) and lengths (B,)."""
+    tensors = [x if torch.is_tensor(x) else torch.from_numpy(np.array(x, dtype=np.float32)) for x in items]
+    lengths = torch.tensor([t.shape[0] for t in tensors])
+    return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device), lengths.to(device)

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from drax.data import FEATURE_KINDS
-from drax.data.audio import load_audio
+from drax.data.audio import load_audio, pad_batch
 from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import format_kv, read_kv_dict
 from drax.fileio import atomic_path, atomic_write_text, temp_path
@@ -89,10 +89,8 @@ def dump_features(
         if encoder is None:
             outs = list(pending)
         else:
-            lens = torch.tensor([f.shape[0] for _, f in pending])
-            feats = torch.nn.utils.rnn.pad_sequence([f for _, f in pending], batch_first=True)
             with torch.no_grad():
-                states, olens, _ = encoder(feats.to(device), lens.to(device))
+                states, olens, _ = encoder(*pad_batch([f for _, f in pending], device))
             states, olens = states.float().cpu(), olens.cpu()
             outs = [(u, states[i, : olens[i]]) for i, (u, _) in enumerate(pending)]
         for utt, feat in outs:

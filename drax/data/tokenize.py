@@ -14,11 +14,11 @@ from pathlib import Path
 from drax.data.kaldi_dir import DataDirError, format_kv, read_kv_dict
 from drax.fileio import atomic_write_text
 from drax.text.units import (
-    PROMPT_TEMPLATE,
     UNIT_KINDS,
     BPEUnits,
     WhisperUnits,
     load_units,
+    prompt_names,
     save_units,
     save_whisper_vocabulary,
 )
@@ -57,8 +57,7 @@ def write_token_text(units, set_dir: Path) -> None:
             raise DataDirError(f"{set_dir / 'text.raw'}: utterance {utt} holds {special[0]!r}, a special token "
                                "that only the prompt and the end of a canvas hold; take it out of the corpus's "
                                "transcript and run again from stage 1")
-        prompt = [tok.format(lang=langs[utt]) for tok in PROMPT_TEMPLATE]
-        lines.append((utt, " ".join(prompt + units.encode(text))))
+        lines.append((utt, " ".join(prompt_names(langs[utt]) + units.encode(text))))
     atomic_write_text(str(set_dir / "text"), format_kv(sorted(lines)))
 
 

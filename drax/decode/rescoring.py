@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from drax.pretrained.whisper import resolve_whisper
-from drax.text.units import PROMPT_TEMPLATE
+from drax.text.units import EOT, prompt_names
 
 
 class WhisperRescorer:
@@ -25,12 +25,11 @@ class WhisperRescorer:
         self.model = WhisperForConditionalGeneration.from_pretrained(source).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.device = device
-        self.eot = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.eot = self.tokenizer.convert_tokens_to_ids(EOT)
 
     def prompt(self, lang: str | None) -> list[int]:
         """Whisper's prompt for `lang` (None: without its language token)."""
-        names = [t.format(lang=lang) for t in PROMPT_TEMPLATE if lang or "{lang}" not in t]
-        ids = self.tokenizer.convert_tokens_to_ids(names)
+        ids = self.tokenizer.convert_tokens_to_ids(prompt_names(lang))
         if self.tokenizer.unk_token_id in ids:
             raise ValueError(f"language {lang!r} has no token in the rescorer's Whisper vocabulary: "
                              "give a Whisper language code (en, de, zh, ...)")

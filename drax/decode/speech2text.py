@@ -11,7 +11,6 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from espnet2.tasks.asr import ASRTask
@@ -19,6 +18,7 @@ from espnet2.text.token_id_converter import TokenIDConverter
 
 import drax.asr.registry  # noqa: F401
 from drax.asr.model import DraxASRModel
+from drax.data.audio import pad_batch
 from drax.decode.candidates import select
 from drax.decode.options import DecodingOptions
 from drax.decode.rescoring import WhisperRescorer
@@ -65,13 +65,6 @@ def load_model(config: str | Path, model_file: str | Path | None, device: str = 
                 )
         model.load_state_dict(state)
     return model.to(device).eval(), args
-
-
-def pad_batch(speech: list, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Waveforms or feature matrices -> zero-padded batch (B, T[, D]) and lengths (B,) on `device`."""
-    tensors = [torch.from_numpy(np.array(s, dtype=np.float32)) for s in speech]
-    lengths = torch.tensor([len(s) for s in tensors])
-    return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(device), lengths.to(device)
 
 
 class Speech2Text:

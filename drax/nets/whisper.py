@@ -15,7 +15,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 
-from drax.data.audio import SAMPLE_RATE
+from drax.data.audio import SAMPLE_RATE, pad_batch
 from drax.nets import precision
 from drax.pretrained.whisper import resolve_whisper
 
@@ -65,8 +65,7 @@ class WhisperLogMelFrontend(AbsFrontend):
             if self.pad_to_30s:
                 wav = F.pad(wav, (0, max(0, CHUNK_SAMPLES - n)))
             feats.append(log_mel(wav, self.filters))
-        lengths = torch.tensor([f.shape[0] for f in feats], device=speech.device)
-        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
+        return pad_batch(feats, speech.device)
 
 
 def whisper_mel_bins(name_or_dir: str) -> int:

@@ -37,6 +37,7 @@ import torch
 import yaml
 
 from drax.fileio import atomic_path, atomic_write_text, temp_dir
+from drax.text.units import EOT, PROMPT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ UNREACHABLE_LOGIT = -1e4  # output bias of the units the release does not have
 # the authors' Transcriber defaults as decode options (egs/mini/conf/decode_drax_authors.yaml)
 AUTHORS_DECODING = {"nfe": 16, "temperature": 0.1, "jump_order": "random", "output_cleaning": "drop_specials",
                     "model_file": "model.pth"}
-PROMPT_TEMPLATE = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
 DECODER_KEYS = ("vocab_size", "masked", "hidden_size", "cond_dim", "whisper_dim", "n_heads", "n_blocks", "dropout",
                 "length")
 
@@ -160,7 +160,7 @@ def train_config(config: dict, token_list: list[str], whisper_dir: str) -> dict:
         decoder="dit", decoder_conf=decoder_conf(dc),
         model="drax",
         model_conf={"path": "audio_mid", "scheduler": "tri_mixture", "scheduler_conf": {"p": 2.0, "q": 0.6666667},
-                    "prompt_template": PROMPT_TEMPLATE, "eot_token": "<|endoftext|>", "output_length": dc["length"],
+                    "prompt_template": PROMPT_TEMPLATE, "eot_token": EOT, "output_length": dc["length"],
                     "pmid_conf": {"hidden_size": pmid, "num_heads": max(1, pmid // 64)}},
     )
     return args

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drax.data.audio import load_audio
+from drax.data.audio import load_audio, pad_batch
 from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.autoregressive import ESPnetTransformerAR, WhisperAR, greedy
 from drax.decode.baselines import ESPnetBaseline
@@ -57,7 +57,7 @@ from drax.options import load_options
 from drax.pretrained.whisper import load_whisper
 from drax.studies.report import Timer, figure, md_table, per_language_subset, save_figure
 from drax.studies.runtime import BINS, Seconds, bin_label
-from drax.text.units import load_units
+from drax.text.units import EOT, load_units, prompt_names
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Compare:
         self.whisper_model, self.processor = load_whisper(whisper)
         self.whisper_model.eval()
         self.tok = self.processor.tokenizer
-        self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids("<|endoftext|>"))
+        self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids(EOT))
         self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper,  # Whisper encoder, true length
                                           recipe.c.encoder_autocast)
         self.feats = read_kv_dict(str(self.set_dir / "feats.scp"))
@@ -187,8 +187,8 @@ class Compare:
         durations = {u: float(v) for u, v in read_kv_dict(str(self.r.data / self.r.train_name / "utt2dur")).items()}
         tokens = {u: int(v.split(",")[0])
                   for u, v in read_kv_dict(str(self.r.dump / self.r.train_name / "text_shape")).items()}
-        prompt = self.drax["drax"].model.prompt_length
-        rates = sorted((tokens[u] - prompt) / durations[u] for u in tokens if durations.get(u))
+        prompt_length = self.drax["drax"].model.prompt_length
+        rates = sorted((tokens[u] - prompt_length) / durations[u] for u in tokens if durations.get(u))
         return rates[int(0.95 * (len(rates) - 1))]
 
     def drax_length(self, model, duration: float) -> int:
@@ -198,8 +198,7 @@ class Compare:
         return min(length, cap) if cap else length
 
     def whisper_prompt(self, lang: str) -> list[int]:
-        names = ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
-        return self.tok.convert_tokens_to_ids(names)
+        return self.tok.convert_tokens_to_ids(prompt_names(lang))
 
     def whisper_text(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True).strip()
@@ -253,9 +252,7 @@ class Compare:
         return [tuple(row) for row in self.c.drax_rows] + [(self.c.candidates[0], self.c.candidates[1])]
 
     def encoded(self, utts: list[str]):
-        arrays = [torch.from_numpy(kaldiio.load_mat(self.feats[u]).copy()) for u in utts]
-        lengths = torch.tensor([a.shape[0] for a in arrays])
-        return torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True), lengths
+        return pad_batch([kaldiio.load_mat(self.feats[u]) for u in utts])
 
     # ---- Table 1 / speed: runtime set ----------------------------------------------------------
     @torch.no_grad()
@@ -319,13 +316,13 @@ class Compare:
         """Drax at each (NFE, candidates) of the table, several candidates scored by MBR and Whisper."""
         model, c, out = s2t.model, self.c, []
         length = self.drax_length(model, utt.duration)
-        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        prompt_ids = torch.tensor([model.prompt_ids(utt.lang)])
         for nfe, k in self.drax_configs():
             temp = c.temperature if k == 1 else c.candidate_temperature
             with Timer() as t:
                 sampled = model.generate_encoded(
                     states, lens, DecodingOptions(nfe=nfe, temperature=temp, num_candidates=k, output_length=length),
-                    prompt=prompt, generator=gen)
+                    prompt=prompt_ids, generator=gen)
                 texts = [s2t.to_hypothesis(x).text for x in sampled.tokens[0]]
             parts = {"encoder": encoder_seconds, "decoder": t.seconds}
             if k == 1:
@@ -343,11 +340,11 @@ class Compare:
         """The decoder-only speed study: Drax (the baselines' size) at every NFE of `speed_nfe`."""
         model, out = self.drax["drax"].model, []
         length = self.drax_length(model, utt.duration)
-        prompt = torch.tensor([model.prompt_ids(utt.lang)])
+        prompt_ids = torch.tensor([model.prompt_ids(utt.lang)])
         for nfe in self.c.speed_nfe:
             with Timer() as t:
                 model.generate_encoded(states, lens, DecodingOptions(
-                    nfe=nfe, temperature=self.c.temperature, output_length=length), prompt=prompt, generator=gen)
+                    nfe=nfe, temperature=self.c.temperature, output_length=length), prompt=prompt_ids, generator=gen)
             out.append((f"speed Drax {nfe}/1", {"encoder": encoder_seconds, "decoder": t.seconds}))
         return out
 
@@ -359,7 +356,7 @@ class Compare:
         states, lens = self.audio_encoder(torch.from_numpy(longest.audio))
         enc = self.ar.encode(states[0])
         model = self.drax["drax"].model
-        prompt = torch.tensor([model.prompt_ids(longest.lang)])
+        prompt_ids = torch.tensor([model.prompt_ids(longest.lang)])
         ar_prefix = [self.ar.model.sos] + self.ar.prompt(longest.lang)
         gen = torch.Generator().manual_seed(0)
         out: dict[str, dict[int, float]] = {}
@@ -372,7 +369,7 @@ class Compare:
                 for nfe in self.c.speed_nfe:
                     with Timer() as t:
                         model.generate_encoded(states, lens, DecodingOptions(
-                            nfe=nfe, output_length=model.prompt_length + n), prompt=prompt, generator=gen)
+                            nfe=nfe, output_length=model.prompt_length + n), prompt=prompt_ids, generator=gen)
                     runs.setdefault(f"Drax {nfe}/1", []).append(t.seconds)
             for name, secs in runs.items():
                 out.setdefault(name, {})[n] = statistics.median(secs)
@@ -390,9 +387,9 @@ class Compare:
                 with Timer() as t:
                     for i in range(0, len(utts), batch):
                         chunk = utts[i: i + batch]
-                        prompt = torch.tensor([model.prompt_ids(self.langs[u]) for u in chunk])
+                        prompt_ids = torch.tensor([model.prompt_ids(self.langs[u]) for u in chunk])
                         model.generate_encoded(*self.encoded(chunk), DecodingOptions(
-                            nfe=nfe, temperature=c.temperature), prompt=prompt)
+                            nfe=nfe, temperature=c.temperature), prompt=prompt_ids)
                 out[f"Drax {nfe}/1, batch {batch}"] = len(utts) / t.seconds
         for batch in (1, size):
             with Timer() as t:

@@ -38,7 +38,7 @@ import yaml
 
 from drax.asr.checkpoint import reporter_stats
 from drax.data.kaldi_dir import read_kv_dict
-from drax.decode.options import JUMP_ORDERS, DecodingOptions
+from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
@@ -76,8 +76,7 @@ class StudyConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.jump_order not in JUMP_ORDERS:
-            raise ValueError(f"study config jump_order: unknown choice '{self.jump_order}'; valid: {', '.join(JUMP_ORDERS)}")
+        self.decoding_options(None, "study config")
         if not self.variants:
             raise ValueError("study config: `variants` is empty; give at least one (name: {label, train})")
         for name, spec in self.variants.items():
@@ -90,23 +89,27 @@ class StudyConfig:
                                  f"valid: {sorted(_VARIANT_KEYS)}")
             if not isinstance((spec or {}).get("train", {}), dict):
                 raise ValueError(f"study config variants.{name}.train must be a mapping of train-config overrides")
-            bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
-            if bad_options:
-                raise ValueError(f"study config variants.{name}.decode: unknown key(s) {sorted(bad_options)}; "
-                                 f"valid: {sorted(SAMPLER_KEYS)}")
+            self.decoding_options((spec or {}).get("decode"), f"study config variants.{name}.decode")
         for name, spec in self.decodes.items():
             bad = set(spec or {}) - _DECODE_KEYS
-            bad_options = set((spec or {}).get("decode", {})) - SAMPLER_KEYS
-            if bad or bad_options:
-                raise ValueError(f"study config decodes.{name}: unknown key(s) {sorted(bad | bad_options)}; valid: "
-                                 f"{sorted(_DECODE_KEYS)}, and in `decode`: {sorted(SAMPLER_KEYS)}")
+            if bad:
+                raise ValueError(f"study config decodes.{name}: unknown key(s) {sorted(bad)}; valid: {sorted(_DECODE_KEYS)}")
+            self.decoding_options((spec or {}).get("decode"), f"study config decodes.{name}.decode")
+
+    def decoding_options(self, sampler: dict | None, what: str) -> DecodingOptions:
+        """The study's sampler (nfe, temperature, jump_order, seed) with `sampler`, any DecodingOptions, on top."""
+        owned = sorted(set(sampler or {}) & _STUDY_OWNED)
+        if owned:
+            raise ValueError(f"{what}: {owned} belong to the study (its top-level batch_size and seed, a decode's "
+                             "model_file), not to a variant's or a decode's `decode`")
+        return load_options(DecodingOptions, {"nfe": self.nfe, "temperature": self.temperature, "seed": self.seed,
+                                              "jump_order": self.jump_order, **(sampler or {})}, what)
 
 
 _VARIANT_KEYS = {"label", "config", "train", "decode"}
 _DECODE_KEYS = {"label", "decode", "model_file", "variants"}
 _AVERAGE = re.compile(r"^valid\.loss\.ave_(\d+)best\.pth$")
-SAMPLER_KEYS = {"nfe", "temperature", "jump_order", "jacobi_window", "jacobi_time", "sampling_exponent", "start",
-                "block_size", "threshold"}
+_STUDY_OWNED = {"batch_size", "seed", "model_file"}
 
 
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
@@ -152,14 +155,12 @@ def epoch_stats(asr_dir: Path) -> dict[int, dict]:
 
 
 def evaluate_checkpoint(asr_dir: Path, model_file: Path, set_dir: Path, units_dir: Path, utts: list[str],
-                        conf: dict, sampler: dict | None = None, device: str = "cpu") -> dict[str, dict[str, float]]:
+                        conf: StudyConfig, sampler: dict | None = None,
+                        device: str = "cpu") -> dict[str, dict[str, float]]:
     """{'wer': lang -> WER (CER for zh/ja), 'cer': lang -> CER} of one checkpoint on `utts`, each with 'avg'.
 
-    sampler: options replacing the study's nfe / temperature (and the paper's sampler), SAMPLER_KEYS."""
-
-
-    options = DecodingOptions(**{"nfe": conf.nfe, "temperature": conf.temperature, "seed": conf.seed,
-                                 "jump_order": conf.jump_order, **(sampler or {})})
+    sampler: decoding options on top of the study's sampler (nfe, temperature, jump_order)."""
+    options = conf.decoding_options(sampler, f"study decode of {model_file}")
     if is_autoregressive(asr_dir):
         ar = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir, device=device)
         transcribe = ar.batch

@@ -26,9 +26,15 @@ PROMPT_TEMPLATE = ["<|startoftranscript|>", "<|{lang}|>", "<|transcribe|>", "<|n
 EOT = "<|endoftext|>"
 
 
+def prompt_names(lang: str | None) -> list[str]:
+    """Whisper's prompt for `lang` (None: without its language token)."""
+    return [t.format(lang=lang) for t in PROMPT_TEMPLATE if lang or "{lang}" not in t]
+
+
 def prompt_tokens(langs: Iterable[str]) -> list[str]:
     """The prompt specials for these languages, in token-list order."""
-    return ["<|startoftranscript|>", *(f"<|{lang}|>" for lang in langs), "<|transcribe|>", "<|notimestamps|>"]
+    langs = list(langs)
+    return [name for t in PROMPT_TEMPLATE for name in ([t.format(lang=lang) for lang in langs] if "{lang}" in t else [t])]
 
 
 def byte_alphabet() -> list[str]:

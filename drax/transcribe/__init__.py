@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio, to_model_rate
+from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio, pad_batch, to_model_rate
 from drax.decode.scoring import CER_LANGS
 from drax.transcribe.windows import speech_windows
 
@@ -168,8 +168,6 @@ class Transcriber:
     def _decode(self, waves, windows, language, progress: bool) -> list[tuple[str, str | None]]:
         """(text, language) of each window, decoded in batches of the longest windows first."""
         from tqdm import tqdm
-
-        from drax.decode.speech2text import pad_batch
 
         order = sorted(range(len(windows)), key=lambda k: windows[k][1] - windows[k][2])
         size = self.s2t.options.batch_size
