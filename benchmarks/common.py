@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 import drax.asr.registry  # noqa: F401  (registers model: drax, decoder: dit, encoder: precomputed)
-from drax.text.units import PROMPT_TEMPLATE, prompt_tokens
+from drax.options import read_config
+from drax.text.units import EOT, SPECIALS_HEAD, prompt_names, prompt_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "egs/mini/conf/train_drax.yaml"
@@ -21,7 +21,7 @@ def load_config(path: Path, length: int = 48) -> dict:
     """A recipe training config with the output length stage 6 fits (48 here). The decoder starts from
     random weights: a step costs the same whatever the initial values, and the synthetic vocabulary
     has no Whisper tokens to initialise from."""
-    conf = yaml.safe_load(Path(path).read_text())
+    conf = read_config(path)
     if conf["model"] == "drax":  # the AR yardstick (model: drax_ar) has no canvas
         conf["model_conf"]["output_length"] = length
     conf["decoder_conf"]["init_from_whisper"] = None
@@ -47,8 +47,8 @@ def build_model(conf: dict, encoder: str, encoder_conf: dict, input_size: int, v
 
 def synthetic_batch(batch: int, seconds: float, vocab_size: int, tokens: int = 16):
     """Random English transcripts of `tokens` units after the prompt, a vocabulary, and frame counts."""
-    vocab = ["<blank>", "<unk>"] + [f"u{i}" for i in range(vocab_size)] + prompt_tokens(["en"]) + ["<|endoftext|>"]
-    prompt = [vocab.index(t.format(lang="en")) for t in PROMPT_TEMPLATE]
+    vocab = SPECIALS_HEAD + [f"u{i}" for i in range(vocab_size)] + prompt_tokens(["en"]) + [EOT]
+    prompt = [vocab.index(t) for t in prompt_names("en")]
     text = torch.cat([torch.tensor(prompt).expand(batch, -1), torch.randint(2, vocab_size, (batch, tokens))], 1)
     return vocab, text, torch.full((batch,), text.shape[1]), int(seconds * 100)
 

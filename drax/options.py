@@ -4,10 +4,11 @@ A config file's keys are the fields of one dataclass (RecipeConfig, DecodingOpti
 configs). `load_options` fills in the defaults; an unknown key or a value of the wrong type is a
 ValueError that says where it came from, the key, the value and what is valid. Ranges and choices
 are each dataclass's own `__post_init__`. A config file may build on another (`read_config`):
-`base: <file>` names it, and the file lists only what differs.
+`base: <file>` names it, and the file lists only what differs (`merge_config`).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,12 +88,29 @@ def config_files(path: str | Path) -> list[Path]:
     return files
 
 
+def merge_config(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` on top: a key is replaced, except that a mapping (`model_conf`,
+    `decoder_conf`, ...) is updated key by key, one level deep, and that choosing another class
+    (`scheduler: warmuplr`, `model: drax_ar`) takes only its own `<key>_conf`, none of the base's."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        other_class = key.endswith("_conf") and overrides.get(key[:-5], base.get(key[:-5])) != base.get(key[:-5])
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not other_class:
+            out[key] = {**out[key], **copy.deepcopy(value)}
+        else:
+            out[key] = copy.deepcopy(value)
+    for key, value in overrides.items():  # another class without a _conf of its own: the class's defaults
+        if value != base.get(key) and f"{key}_conf" in base and f"{key}_conf" not in overrides:
+            out[f"{key}_conf"] = {}
+    return out
+
+
 def read_config(path: str | Path) -> dict:
-    """A config file's keys: those of its `base` chain (config_files), each file's own replacing them."""
+    """A config file's keys: those of its `base` chain (config_files), each file's own merged on top."""
     keys: dict = {}
     for f in reversed(config_files(path)):
         raw = yaml.safe_load(f.read_text(encoding="utf-8"))
         if raw is not None and not isinstance(raw, dict):
             raise ValueError(f"{f}: a config file is a mapping of keys, not a {type(raw).__name__}")
-        keys.update({k: v for k, v in (raw or {}).items() if k != "base"})
+        keys = merge_config(keys, {k: v for k, v in (raw or {}).items() if k != "base"})
     return keys

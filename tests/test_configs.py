@@ -40,7 +40,7 @@ def random_whisper(tmp_path_factory):
 def test_config_builds_its_model(path, random_whisper):
     from espnet2.tasks.asr import ASRTask
 
-    conf = yaml.safe_load(path.read_text())
+    conf = read_config(path)
     vocab = ["<blank>", "<unk>"] + [f"u{i}" for i in range(51_000)] + prompt_tokens(LANGS) + ["<|endoftext|>"]
     input_size = 512
     if conf["encoder"] == "whisper_frozen":
@@ -69,9 +69,9 @@ def test_config_builds_its_model(path, random_whisper):
         assert model.path.name == model_conf["path"] and model.pmid is not None
     else:  # the AR yardstick (model: drax_ar): decoder, precision and budget of the default Drax beside
         # it, with the paper's optimiser (a lower learning rate measured no better for it)
-        drax = yaml.safe_load((path.parent / "train_drax.yaml").read_text())
+        drax = read_config(path.parent / "train_drax.yaml")
         drax["decoder_conf"]["init_from_whisper"] = None
-        del drax["decoder_conf"]["attention_block"]  # the AR model is causal whatever the config says
+        drax["decoder_conf"]["attention_block"] = None  # the AR model masks its self-attention itself
         own = ("model", "model_conf", "optim_conf", "scheduler_conf")
         assert {k: v for k, v in conf.items() if k not in own} == {k: v for k, v in drax.items() if k not in own}
         for c in (conf, drax):  # the same schedule, to each one's own peak learning rate
@@ -110,10 +110,6 @@ def check_baseline(conf: dict, vocab: list[str]) -> None:
 MINI = REPO / "egs" / "mini" / "conf"
 
 
-def _load(name):
-    return yaml.safe_load((MINI / name).read_text())
-
-
 def test_paper_config_trains_and_decodes_as_the_paper_does():
     """conf/train_drax_paper.yaml is the paper-faithful Drax: Drax's path, bidirectional attention, a
     fixed canvas, t ~ U[0, 1], the loss everywhere, i.e. every learning-efficiency key at its default,
@@ -121,42 +117,34 @@ def test_paper_config_trains_and_decodes_as_the_paper_does():
     from drax.asr.model import DraxASRModel
     from drax.decode.options import DecodingOptions
 
-    conf = _load("train_drax_paper.yaml")
+    conf = read_config(MINI / "train_drax_paper.yaml")
     defaults = DraxASRModel.__init__.__kwdefaults__
     keys = ("canvas_margin", "pad_weight", "time_sampling", "time_power", "loss_positions", "attention_anneal_steps")
     assert {k: conf["model_conf"].get(k, defaults[k]) for k in keys} == {k: defaults[k] for k in keys}
     assert defaults["canvas_margin"] is None and defaults["pad_weight"] == 1.0 and defaults["loss_positions"] == "all"
     assert conf["model_conf"]["path"] == "audio_mid" and conf["model_conf"]["scheduler"] == "tri_mixture"
     assert conf["decoder_conf"].get("attention_block") is None
-    assert _load("decode_drax_paper.yaml").get("jump_order", DecodingOptions.jump_order) == "random"
+    assert read_config(MINI / "decode_drax_paper.yaml").get("jump_order", DecodingOptions.jump_order) == "random"
 
 
-def test_default_is_the_paper_config_plus_the_measured_levers():
-    """The default differs from the paper's recipe only in what the learning-efficiency and default
-    studies measured (causal self-attention, a lower learning rate decaying linearly to 0, t = u^0.1, a
-    canvas of the text and its end token, the jacobi sampler)
-    and in its budget (bf16 matrix products, more steps); test_config_builds_its_model checks that
-    the AR yardstick shares their decoder and budget."""
-    paper, default = _load("train_drax_paper.yaml"), _load("train_drax.yaml")
-    assert default["decoder_conf"].pop("attention_block") == 1
-    assert default["model_conf"].pop("time_power") == 0.1 and "time_power" not in paper["model_conf"]
-    assert (default["model_conf"].pop("canvas_margin"), default["model_conf"].pop("length_predictor")) == (0, False)
-    assert "canvas_margin" not in paper["model_conf"] and "length_predictor" not in paper["model_conf"]
-    assert default["optim_conf"].pop("lr") == 1.0e-4 and paper["optim_conf"].pop("lr") == 3.0e-4
-    # linear to 0 at the last step (the schedule study) instead of the paper's warmuplr decay
-    assert (default.pop("scheduler"), paper.pop("scheduler")) == ("piecewiselinearwarmuplr", "warmuplr")
-    budget = default["max_epoch"] * default["num_iters_per_epoch"]
-    assert default.pop("scheduler_conf") == {"warmup_steps_list": [0, 100, budget], "warmup_lr_list": [0.0, 1.0e-4, 0.0]}
-    assert paper.pop("scheduler_conf") == {"warmup_steps": 100}
-    assert default["decoder_conf"].pop("autocast") == "bfloat16" and "autocast" not in paper["decoder_conf"]
-    assert default.pop("num_iters_per_epoch") > paper.pop("num_iters_per_epoch")
-    assert default == paper
-    decode, paper_decode = (read_config(MINI / f) for f in ("decode_drax.yaml", "decode_drax_paper.yaml"))
-    assert (decode.pop("jump_order"), decode.pop("temperature"), decode.pop("nfe")) == ("jacobi", 0.0, 32)
-    assert {k: paper_decode[k] for k in ("jump_order", "temperature", "nfe")} == {"jump_order": "random",
-                                                                               "temperature": 0.01, "nfe": 16}
-    assert decode == {k: v for k, v in paper_decode.items() if k not in ("jump_order", "temperature", "nfe")}
-    assert read_config(MINI / "decode_drax_nfe16.yaml") == {**_load("decode_drax.yaml"), "nfe": 16}
+def test_shipped_variants_list_only_what_differs_from_their_base():
+    """A config naming a `base` lists only keys whose values differ from the base's (in a mapping,
+    key by key; a mapping of another class is its own), so a variant reads as what it changes."""
+    variants = 0
+    for path in sorted(MINI.glob("*.yaml")):
+        own = yaml.safe_load(path.read_text()) or {}
+        if "base" not in own:
+            continue
+        variants += 1
+        base = read_config(path.parent / own.pop("base"))
+        for key, value in own.items():
+            other_class = key.endswith("_conf") and own.get(key[:-5], base.get(key[:-5])) != base.get(key[:-5])
+            if isinstance(value, dict) and isinstance(base.get(key), dict) and not other_class:
+                same = [f"{key}.{k}" for k, v in value.items() if k in base[key] and base[key][k] == v]
+            else:
+                same = [key] if key in base and base[key] == value else []
+            assert not same, f"{path.name}: {same} repeat the values of its base"
+    assert variants >= 6  # the paper, long, scratch and AR train configs, the nfe16 and paper decode configs
 
 
 def test_a_config_lists_only_what_differs_from_its_base(tmp_path):

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
+from drax.options import read_config
 from drax.recipe.engine import file_digest
 
 from test_fault_tolerance import sigkill_when_renaming_to
@@ -166,11 +167,11 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     study["variants"]["ar"] = {"label": "AR yardstick", "config": "conf/train_drax_ar.yaml"}  # greedy, no sampler
     study["decodes"] = {"ave2": {"label": "the 2 epochs averaged", "model_file": "valid.loss.ave_2best.pth"}}
     small = {"hidden_size": 64, "num_blocks": 2, "num_heads": 4, "time_embed_dim": 32, "init_from_whisper": None}
-    paper = yaml.safe_load((MINI / "conf" / "train_drax_paper.yaml").read_text())
+    paper = read_config(MINI / "conf" / "train_drax_paper.yaml")
     paper["decoder_conf"].update(small)
     paper["model_conf"]["pmid_conf"].update(hidden_size=32, num_heads=2)
     (recipe / "conf" / "train_drax_paper.yaml").write_text(yaml.safe_dump({**paper, "freeze_param": []}))
-    ar = yaml.safe_load((MINI / "conf" / "train_drax_ar.yaml").read_text())
+    ar = read_config(MINI / "conf" / "train_drax_ar.yaml")
     train = yaml.safe_load((recipe / "conf" / "train_drax.yaml").read_text())
     (recipe / "conf" / "train_drax_ar.yaml").write_text(yaml.safe_dump(  # trained autoregressively
         {**train, "model": "drax_ar", "model_conf": ar["model_conf"], "decoder_conf": {**train["decoder_conf"], **small},

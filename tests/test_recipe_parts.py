@@ -414,6 +414,28 @@ def test_stage_range_and_missing_or_misspelt_configs_fail_before_stage_one(tmp_p
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()  # nothing ran
 
 
+def test_a_train_config_with_a_base_is_checked_and_fingerprinted_through_its_base(tmp_path):
+    """A train config naming a `base`: a missing base fails before stage 1, naming the key; stage 7's
+    inputs cover the base (an edit of the base retrains), and the model keys are the resolved ones."""
+    from drax.recipe.config import RecipeError
+    from drax.recipe.engine import Recipe
+    from drax.recipe.stages import run_stages, stage_inputs
+
+    (tmp_path / "decode.yaml").write_text("nfe: 8\n")
+    (tmp_path / "variant.yaml").write_text("base: nowhere.yaml\nmodel_conf: {time_power: 1.0}\n")
+    conf = load_recipe(None, {"train_config": "variant.yaml", "decode_config": "decode.yaml"})
+    with pytest.raises(RecipeError, match=r"recipe key train_config: .*variant.yaml: base 'nowhere.yaml'"):
+        run_stages(conf, 1, root=tmp_path)
+    (tmp_path / "base.yaml").write_text("model: drax\nmodel_conf: {time_power: 0.1, audio_dropout: 0.1}\n")
+    (tmp_path / "variant.yaml").write_text("base: base.yaml\nmodel_conf: {time_power: 1.0}\n")
+    conf = load_recipe(None, {"train_config": str(tmp_path / "variant.yaml"), "decode_config": "decode.yaml"})
+    r = Recipe(conf, tmp_path)
+    assert r.model_keys() == {"model": "drax", "model_conf": {"time_power": 1.0, "audio_dropout": 0.1}}
+    before = stage_inputs(r, 7)
+    (tmp_path / "base.yaml").write_text("model: drax\nmodel_conf: {time_power: 0.1, audio_dropout: 0.0}\n")
+    assert stage_inputs(r, 7) != before
+
+
 def test_decoded_text_keeps_one_line_per_hypothesis(tmp_path):
     from drax.decode.decode_sets import _write_outputs
 

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from drax.options import load_options
+from drax.options import load_options, read_config
 from drax.studies.compare import CompareConfig, joined_runtime_set
 from drax.studies.runtime import BINS, bin_label
 from drax.studies.training import StudyConfig, variant_train_config
@@ -68,7 +68,7 @@ def test_mini_studies_measure_against_the_paper_recipe_not_the_default(tmp_path)
     from drax.studies.training import Study
 
     recipe = mini_recipe(tmp_path)
-    paper = yaml.safe_load((MINI / "train_drax_paper.yaml").read_text())
+    paper = read_config(MINI / "train_drax_paper.yaml")  # its base chain resolved
     for name in ("efficiency_study", "path_study"):
         conf = yaml.safe_load((MINI / f"{name}.yaml").read_text())
         assert conf["base_config"] == "conf/train_drax_paper.yaml"

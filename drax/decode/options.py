@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from drax.decode.candidates import SCORINGS
 from drax.flow.sampler import ORDERS
 from drax.options import check_range, load_options, read_config
@@ -93,9 +91,7 @@ class BaselineDecodingOptions:
 def load_decode_options(decode_config: str | Path, train_config: str | Path | None = None):
     """The options a decode config file holds, for the model its train config trains: Drax and the AR
     yardstick read DecodingOptions, a `model: espnet` baseline BaselineDecodingOptions."""
-    train = {}
-    if train_config is not None and Path(train_config).is_file():
-        train = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
+    train = read_config(train_config) if train_config is not None and Path(train_config).is_file() else {}
     cls = BaselineDecodingOptions if train.get("model") == "espnet" else DecodingOptions
     try:
         return load_options(cls, read_config(decode_config), "decode config")

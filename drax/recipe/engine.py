@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from drax.options import read_config
 from drax.recipe.config import RecipeConfig, RecipeError
 
 logger = logging.getLogger("drax.recipe")
@@ -59,6 +60,10 @@ class Recipe:
     def model_config(self) -> str:
         """The config naming the experiment's model: the train config, or a converted release's."""
         return str(Path(self.c.pretrained) / "config.yaml") if self.c.pretrained else self.c.train_config
+
+    def model_keys(self) -> dict:
+        """The keys of model_config(), its `base` chain resolved."""
+        return read_config(self.model_config())
 
     def torch_device(self) -> str:
         """The recipe key `device`, checked against what torch sees on this machine."""

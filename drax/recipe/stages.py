@@ -33,7 +33,7 @@ import yaml
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text, remove_stale_temp_files
-from drax.options import config_files, load_options
+from drax.options import config_files, load_options, read_config
 from drax.recipe.config import RecipeConfig, RecipeError
 from drax.recipe.engine import (
     DECODE_STAGES,
@@ -173,7 +173,7 @@ def write_transcribe_manifest(r: Recipe) -> None:
     from drax.decode.options import load_decode_options
     from drax.transcribe import MANIFEST
 
-    if (yaml.safe_load(Path(r.model_config()).read_text(encoding="utf-8")) or {}).get("model") != "drax":
+    if r.model_keys().get("model") != "drax":
         return
     whisper = r.whisper_dir()
     relative = lambda path: os.path.relpath(Path(path).resolve(), r.asr_dir.resolve())  # noqa: E731
@@ -202,8 +202,10 @@ def stage_train(r: Recipe):
     r.asr_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, r.fingerprint + "\n")
     length = int((r.dump / "output_length").read_text())
-    train_conf = yaml.safe_load(Path(r.c.train_config).read_text(encoding="utf-8")) or {}
-    args = [sys.executable, "-m", "drax.bin.train", "--config", r.c.train_config, "--output_dir", str(r.asr_dir),
+    train_conf = r.model_keys()
+    resolved = r.asr_dir / "train_config.yaml"  # its `base` chain resolved: the trainer reads one file
+    atomic_write_text(resolved, yaml.safe_dump(train_conf, sort_keys=False))
+    args = [sys.executable, "-m", "drax.bin.train", "--config", str(resolved), "--output_dir", str(r.asr_dir),
             "--ngpu", str(r.c.ngpu), "--token_type", "word", "--token_list", str(r.units_dir / "tokens.txt"),
             "--input_size", str(feat_dim), "--resume", "true"]
     if train_conf.get("model") == "drax":  # the `model: espnet` baselines have no fixed length
@@ -228,7 +230,7 @@ def stage_decode(r: Recipe):
     from drax.decode.options import load_decode_options
 
     options = load_decode_options(r.c.decode_config, r.model_config())
-    model = (yaml.safe_load(Path(r.model_config()).read_text(encoding="utf-8")) or {}).get("model")
+    model = r.model_keys().get("model")
     for name in r.c.test_sets:
         common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
         if model == "drax":
@@ -340,7 +342,7 @@ def stage_inputs(r: Recipe, number: int) -> list:
         5: [c.units, c.units_conf],
         6: [c.max_output_length],
         7: ([file_digest(Path(c.pretrained) / n) for n in ("config.yaml", "release.json")] if c.pretrained
-            else [file_digest(Path(c.train_config)), c.ngpu]),
+            else [*map(file_digest, config_files(c.train_config)), c.ngpu]),
         8: [*map(file_digest, config_files(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
             r.decode_dir("").name],  # where it writes: a renamed decode directory decodes again
         9: [],
@@ -389,7 +391,11 @@ def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root:
         path = root / getattr(config, key)
         if not path.is_file():
             raise RecipeError(f"recipe key {key}: {path} does not exist (stage {number} reads it)")
-        conf = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            conf = read_config(path) if key in ("train_config", "decode_config") else yaml.safe_load(
+                path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise RecipeError(f"recipe key {key}: {e}") from None
         if not isinstance(conf, dict):
             raise RecipeError(f"recipe key {key}: {path} is not a YAML mapping of options")
         if key == "decode_config":

@@ -20,7 +20,6 @@ and validation loss against training CPU-seconds = the trainer's epoch times x t
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -42,7 +41,7 @@ from drax.decode.options import DecodingOptions
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
 from drax.fileio import atomic_save_figure, atomic_write_text
-from drax.options import load_options
+from drax.options import load_options, merge_config, read_config
 from drax.recipe.config import is_plain_name
 from drax.recipe.engine import Recipe, file_digest
 from drax.studies.report import fmt, per_language_subset
@@ -115,17 +114,7 @@ _STUDY_OWNED = {"batch_size", "seed", "model_file"}
 def variant_train_config(base: dict, overrides: dict, conf: dict) -> dict:
     """The recipe's train config with one variant's overrides and the study's budget; it keeps every
     epoch's checkpoint (the curve) and the averages the study's decodes read."""
-    out = copy.deepcopy(base)
-    overrides = overrides or {}
-    for key, value in overrides.items():
-        other_class = key.endswith("_conf") and overrides.get(key[:-5], base.get(key[:-5])) != base.get(key[:-5])
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not other_class:
-            out[key] = {**out[key], **copy.deepcopy(value)}
-        else:
-            out[key] = copy.deepcopy(value)
-    for key, value in overrides.items():  # another class without a _conf of its own: the class's defaults
-        if value != base.get(key) and f"{key}_conf" in base and f"{key}_conf" not in overrides:
-            out[f"{key}_conf"] = {}
+    out = merge_config(base, overrides or {})
     averages = {int(m.group(1)) for spec in conf.decodes.values()
                 if (m := _AVERAGE.match((spec or {}).get("model_file", "")))}
     keep = sorted(averages | {conf.max_epoch})
@@ -226,7 +215,7 @@ class Study:
         self.out_dir = recipe.exp / name
         base_config = self.conf.base_config
         base = recipe.root / base_config if base_config else Path(recipe.c.train_config)
-        self.base = yaml.safe_load(base.read_text(encoding="utf-8")) or {}
+        self.base = read_config(base)
 
     def label(self, variant: str) -> str:
         return (self.conf.variants[variant] or {}).get("label", variant)
@@ -237,7 +226,7 @@ class Study:
         spec = self.conf.variants[variant] or {}
         base = self.base
         if spec.get("config"):
-            base = yaml.safe_load((self.r.root / spec["config"]).read_text(encoding="utf-8")) or {}
+            base = read_config(self.r.root / spec["config"])
         text = yaml.safe_dump(variant_train_config(base, spec.get("train", {}), self.conf), sort_keys=False)
         if not conf_path.exists() or conf_path.read_text(encoding="utf-8") != text:
             conf_path.parent.mkdir(parents=True, exist_ok=True)
