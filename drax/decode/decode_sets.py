@@ -83,6 +83,20 @@ def feature_batches(set_dir: Path, batch_size: int, dim: int | None, missing: di
             yield i // batch_size, batch, arrays, [utt2lang[u] for u in batch]
 
 
+def decode_set(decode_batch, set_dir: Path, out_dir: Path, batch_size: int, dim: int | None, desc: str,
+               shard: tuple[int, int], info: dict) -> dict:
+    """The loop every decoder here shares: the batches of dump/<set> in `shard` through
+    `decode_batch(k, utts, arrays, langs) -> texts`, then `text`, `missing` and `timing.json` written
+    to out_dir (`info` joins the timing after the loop, so a decoder may count into it)."""
+    hyps, missing = {}, {}
+    start = time.perf_counter()
+    for k, batch, arrays, langs in feature_batches(set_dir, batch_size, dim, missing, desc, shard):
+        hyps.update(zip(batch, decode_batch(k, batch, arrays, langs)))
+    _write_outputs(out_dir, hyps, missing,
+                   {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **info})
+    return hyps
+
+
 def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, options: DecodingOptions,
                 whisper_dir: str | None = None, shard: tuple[int, int] = (0, 1), device: str = "cpu") -> dict:
     """Decode dump/<set> (features as dumped) with the trained Drax model.
@@ -94,25 +108,25 @@ def decode_drax(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path, op
 
     s2t = Speech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, options, units_dir, device=device,
                       rescorer=whisper_dir)
-    hyps, missing, candidates, steps = {}, {}, [], []
-    tokens = calls = 0
-    start = time.perf_counter()
-    for k, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
-                                                   missing, "drax", shard):
+    info = {"batches": 0, "sampler_steps": 0, "tokens": 0, "calls": 0, **asdict(options)}  # counted below
+    candidates = []
+
+    def decode_batch(k, utts, arrays, langs):
         s2t.reseed(options.seed + k)
         decodes = s2t.batch(arrays, langs)
-        steps.append(decodes[0].steps)
-        for utt, decoded in zip(batch, decodes):
-            hyps[utt] = decoded.best.text
-            tokens += len(decoded.best.token_ids) + 1  # the end token counted once
-            calls += decoded.calls
+        info["batches"] += 1
+        info["sampler_steps"] += decodes[0].steps
+        for utt, decoded in zip(utts, decodes):
+            info["tokens"] += len(decoded.best.token_ids) + 1  # the end token counted once
+            info["calls"] += decoded.calls
             if len(decoded.candidates) > 1:
                 candidates.append({"utt": utt, "texts": [h.text for h in decoded.candidates],
                                    "scores": [h.scores for h in decoded.candidates],
                                    "pick": decoded.picks[decoded.scoring]})
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "batches": len(steps),
-              "sampler_steps": sum(steps), "tokens": tokens, "calls": calls, **asdict(options)}
-    _write_outputs(out_dir, hyps, missing, timing)
+        return [d.best.text for d in decodes]
+
+    hyps = decode_set(decode_batch, set_dir, out_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                      "drax", shard, info)
     if candidates:
         atomic_write_text(str(out_dir / "candidates.jsonl"), "".join(json.dumps(c, ensure_ascii=False) + "\n"
                                                                     for c in sorted(candidates, key=lambda c: c["utt"])))
@@ -159,20 +173,18 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
 
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
                         max_length=options.output_length)
-    hyps, missing = {}, {}
-    tokens = 0
-    start = time.perf_counter()
-    for _, batch, arrays, langs in feature_batches(set_dir, options.batch_size, getattr(s2t.args, "input_size", None),
-                                                   missing, "drax_ar", shard):
-        for utt, ids in zip(batch, s2t.token_ids(arrays, langs)):
-            hyps[utt] = s2t.text(ids)
-            tokens += len(ids) + 1  # and its end token; one decoder call each
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), "tokens": tokens,
-              "calls": tokens,
-              "system": "AR yardstick", "method": "greedy (KV cache)", "batch_size": options.batch_size,
-              "model_file": options.model_file, "output_length": options.output_length or s2t.model.max_length}
-    _write_outputs(out_dir, hyps, missing, timing)
-    return hyps
+    info = {"tokens": 0, "calls": 0, "system": "AR yardstick",  # counted below "method": "greedy (KV cache)",
+            "batch_size": options.batch_size, "model_file": options.model_file,
+            "output_length": options.output_length or s2t.model.max_length}
+
+    def decode_batch(k, utts, arrays, langs):
+        ids = s2t.token_ids(arrays, langs)
+        info["tokens"] += sum(len(i) + 1 for i in ids)  # and its end token; one decoder call each
+        info["calls"] = info["tokens"]
+        return [s2t.text(i) for i in ids]
+
+    return decode_set(decode_batch, set_dir, out_dir, options.batch_size, getattr(s2t.args, "input_size", None),
+                      "drax_ar", shard, info)
 
 
 def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
@@ -181,16 +193,13 @@ def decode_baseline(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path
     from drax.decode.baselines import ESPnetBaseline
 
     model = ESPnetBaseline(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir)
-    hyps, missing = {}, {}
-    start = time.perf_counter()
-    for _, batch, arrays, langs in feature_batches(set_dir, 1, getattr(model.args, "input_size", None), missing,
-                                                   options.method, shard):
+
+    def decode_batch(k, utts, arrays, langs):  # one utterance at a time
         enc = model.encode(arrays[0])
-        hyps[batch[0]] = model.text(model.decode(enc, langs[0], options.method, options.max_new_tokens,
-                                                 options.beam_size))
-    timing = {"decode_seconds": time.perf_counter() - start, "utterances": len(hyps), **asdict(options)}
-    _write_outputs(out_dir, hyps, missing, timing)
-    return hyps
+        return [model.text(model.decode(enc, langs[0], options.method, options.max_new_tokens, options.beam_size))]
+
+    return decode_set(decode_batch, set_dir, out_dir, 1, getattr(model.args, "input_size", None), options.method,
+                      shard, asdict(options))
 
 
 def decode_whisper(whisper_dir: str, data_dir: Path, set_dir: Path, out_dir: Path, batch_size: int = 8,
