@@ -55,7 +55,7 @@ from drax.fileio import atomic_write_text
 from drax.nets.whisper import AudioEncoder
 from drax.options import load_options
 from drax.pretrained.whisper import load_whisper
-from drax.studies.report import Timer, figure, md_table, per_language_subset, save_figure
+from drax.studies.report import SetReport, Timer, figure, md_table, save_figure
 from drax.studies.runtime import BINS, Seconds, bin_label
 from drax.text.units import EOT, load_units, prompt_names
 
@@ -149,12 +149,11 @@ def errors_of(hyps: dict[str, str], refs: dict[str, str], langs: dict[str, str])
     return per
 
 
-class Compare:
+class Compare(SetReport):
     def __init__(self, recipe, test_set: str, conf: dict):
         self.r, self.c = recipe, load_options(CompareConfig, conf, "compare config")
         self.set_dir, self.data_dir = recipe.dump / test_set, recipe.data / test_set
-        self.out_dir = recipe.exp / "compare" / test_set
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(self.set_dir, recipe.exp / "compare" / test_set, self.c.utts_per_lang, self.c.seed)
         self.units = load_units(recipe.units_dir)
         whisper = recipe.whisper_dir()
         exp = lambda key: recipe.exp / f"asr_{getattr(self.c, key)}"  # noqa: E731
@@ -172,14 +171,8 @@ class Compare:
         self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids(EOT))
         self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper,  # Whisper encoder, true length
                                           recipe.c.encoder_autocast)
-        self.feats = read_kv_dict(str(self.set_dir / "feats.scp"))
-        self.refs = read_kv_dict(str(self.set_dir / "text.raw"))
-        self.langs = read_kv_dict(str(self.set_dir / "utt2lang"))
         self.wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
-        self.subset = per_language_subset([u for u in self.feats if u in self.refs], self.langs,
-                                          self.c.utts_per_lang, self.c.seed)
         self.tokens_per_second = self.fit_token_rate()
-        self.sections: list[str] = []
 
     # ---- helpers -------------------------------------------------------------------------------
     def fit_token_rate(self) -> float:
@@ -496,11 +489,6 @@ class Compare:
         path = self.out_dir / "compare.md"
         atomic_write_text(str(path), "\n".join([head, *self.sections]))
         return path
-
-    def add(self, name: str, title: str, note: str, body: str) -> None:
-        text = f"## {title}\n\n{note}\n\n{body}"
-        atomic_write_text(str(self.out_dir / f"{name}.md"), text)
-        self.sections.append(text)
 
     def write_table1(self, errors, table, bins) -> None:
         langs = sorted(k for k in next(iter(errors.values())) if k != "avg")

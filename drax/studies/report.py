@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from drax.fileio import atomic_save_figure
+from drax.data.kaldi_dir import read_kv_dict
+from drax.fileio import atomic_save_figure, atomic_write_text
 
 
 def fmt(value: float | None) -> str:
@@ -62,3 +63,23 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+class SetReport:
+    """What the decoding tables (stage 11) and the comparison (stage 13) share: a dumped set's features,
+    references and languages, the seeded per-language subset they decode, and the markdown sections of
+    the report, each also written to out_dir/<name>.md as it is made."""
+
+    def __init__(self, set_dir: Path, out_dir: Path, utts_per_lang: int, seed: int):
+        self.feats = read_kv_dict(str(set_dir / "feats.scp"))
+        self.refs = read_kv_dict(str(set_dir / "text.raw"))
+        self.langs = read_kv_dict(str(set_dir / "utt2lang"))
+        self.subset = per_language_subset([u for u in self.feats if u in self.refs], self.langs, utts_per_lang, seed)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.sections: list[str] = []
+
+    def add(self, name: str, title: str, note: str, body: str) -> None:
+        text = f"## {title}\n\n{note}\n\n{body}" if note else f"## {title}\n\n{body}"
+        atomic_write_text(str(self.out_dir / f"{name}.md"), text)
+        self.sections.append(text)

@@ -39,7 +39,7 @@ from drax.fileio import atomic_write_text
 from drax.flow.elbo import trajectory_elbo
 from drax.nets.whisper import AudioEncoder
 from drax.options import check_range, load_options
-from drax.studies.report import Timer, figure, fmt, md_table, per_language_subset, save_figure
+from drax.studies.report import SetReport, Timer, figure, fmt, md_table, save_figure
 from drax.studies.runtime import Seconds, runtime_set
 from drax.text.units import load_units
 
@@ -72,25 +72,17 @@ class SuiteConfig:
             check_range("tables config", "scorings", scoring, choices=SCORINGS)
 
 
-class Suite:
+class Suite(SetReport):
     def __init__(self, asr_dir: Path, set_dir: Path, data_dir: Path, units_dir: Path, whisper: str | None,
                  out_dir: Path, conf: dict, encoder_autocast: str | None = None):
-
         self.conf = load_options(SuiteConfig, conf, "tables config")
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(set_dir, out_dir, self.conf.utts_per_lang, self.conf.seed)
         self.whisper, self.encoder_autocast = whisper, encoder_autocast  # the encoder that made the states
         self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf.model_file,
                                units_dir=units_dir, rescorer=whisper)
         self.model = self.s2t.model
         self.units = load_units(units_dir)
-        self.feats = read_kv_dict(str(set_dir / "feats.scp"))
-        self.refs = read_kv_dict(str(set_dir / "text.raw"))
-        self.langs = read_kv_dict(str(set_dir / "utt2lang"))
         self.data_dir = Path(data_dir)
-        self.subset = per_language_subset([u for u in self.feats if u in self.refs], self.langs,
-                                          self.conf.utts_per_lang, self.conf.seed)
-        self.sections: list[str] = []
 
     # ---- decoding and scoring ------------------------------------------------------------------
     def decode(self, nfe: int, candidates: int, temperature: float, use_pmid: bool = False,
@@ -384,11 +376,6 @@ class Suite:
         ax.legend()
         ax.grid(alpha=0.3)
         save_figure(fig, self.out_dir / "pareto.png")
-
-    def add(self, name: str, title: str, note: str, body: str) -> None:
-        text = f"## {title}\n\n{note}\n\n{body}" if note else f"## {title}\n\n{body}"
-        atomic_write_text(str(self.out_dir / f"{name}.md"), text)
-        self.sections.append(text)
 
     def run(self, command: str = "") -> Path:
         """Every table and plot; returns the path of tables.md."""
