@@ -114,11 +114,13 @@ def test_paper_config_trains_and_decodes_as_the_paper_does():
     """conf/train_drax_paper.yaml is the paper-faithful Drax: Drax's path, bidirectional attention, a
     fixed canvas, t ~ U[0, 1], the loss everywhere, i.e. every learning-efficiency key at its default,
     which is the paper's behaviour; conf/decode_drax_paper.yaml samples with the paper's random jumps."""
-    from drax.asr.model import DraxASRModel
+    import dataclasses
+
+    from drax.asr.model import DraxModelOptions
     from drax.decode.options import DecodingOptions
 
     conf = read_config(MINI / "train_drax_paper.yaml")
-    defaults = DraxASRModel.__init__.__kwdefaults__
+    defaults = {f.name: f.default for f in dataclasses.fields(DraxModelOptions)}
     keys = ("canvas_margin", "pad_weight", "time_sampling", "time_power", "loss_positions", "attention_anneal_steps")
     assert {k: conf["model_conf"].get(k, defaults[k]) for k in keys} == {k: defaults[k] for k in keys}
     assert defaults["canvas_margin"] is None and defaults["pad_weight"] == 1.0 and defaults["loss_positions"] == "all"

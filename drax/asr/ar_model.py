@@ -14,6 +14,7 @@ so the language) given, up to `max_length` positions.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,21 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from drax.asr.model import attach_espnet_parts
 from drax.decode.autoregressive import DiTAR, batched_greedy
+from drax.options import load_options
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DraxARModelOptions:
+    """`model_conf` of `model: drax_ar`."""
+
+    prompt_template: list[str] | None = None
+    eot_token: str = "<sos/eos>"
+    # the longest sequence, prompt and end token included, in training (longer texts are cut) and
+    # decoding (default: decoder_conf.max_positions; a recipe sets Drax's output length L)
+    max_length: int | None = None
+    audio_dropout: float = 0.0  # the probability that an utterance sees only the null-audio frame in training
 
 
 class DraxARModel(ESPnetASRModel):
@@ -32,39 +46,16 @@ class DraxARModel(ESPnetASRModel):
 
     T = 1.0  # the DiT's time input, in training and decoding: the clean end of Drax's path
 
-    def __init__(
-        self,
-        vocab_size: int,
-        token_list,
-        frontend,
-        specaug,
-        normalize,
-        preencoder,
-        encoder,
-        postencoder,
-        decoder,
-        ctc,
-        joint_network=None,
-        *,
-        prompt_template: list[str] | None = None,
-        eot_token: str = "<sos/eos>",
-        max_length: int | None = None,
-        audio_dropout: float = 0.0,
-        **unknown,
-    ):
-        """max_length: the longest sequence, prompt and end token included, in training (longer texts
-        are cut) and decoding (default: decoder_conf.max_positions; a recipe sets Drax's output length L).
-        audio_dropout: the probability that an utterance sees only the null-audio frame in training."""
-        if unknown:
-            valid = list(DraxARModel.__init__.__kwdefaults__)
-            raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
+    def __init__(self, vocab_size: int, token_list, frontend, specaug, normalize, preencoder, encoder, postencoder,
+                 decoder, ctc, joint_network=None, **model_conf):
+        o = load_options(DraxARModelOptions, model_conf, "model_conf")
         AbsESPnetModel.__init__(self)  # see attach_espnet_parts
         attach_espnet_parts(self, "drax_ar", vocab_size, list(token_list), frontend, specaug, normalize,
-                            preencoder, encoder, postencoder, decoder, prompt_template, eot_token)
+                            preencoder, encoder, postencoder, decoder, o.prompt_template, o.eot_token)
         if not self.prompt_template:
             raise ValueError("model 'drax_ar' needs model_conf.prompt_template: decoding starts from the prompt")
         max_positions = decoder.positions.num_embeddings if decoder.positions is not None else 0
-        max_length = max_length or max_positions
+        max_length = o.max_length or max_positions
         if not max_length:
             raise ValueError("model_conf.max_length is needed when the decoder has no decoder_conf.max_positions")
         if max_positions and max_length > max_positions:
@@ -72,8 +63,8 @@ class DraxARModel(ESPnetASRModel):
         if self.prompt_length >= max_length:
             raise ValueError(f"model_conf.prompt_template is not shorter than max_length ({max_length})")
         self.max_length = max_length
-        self.audio_dropout = audio_dropout
-        if audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
+        self.audio_dropout = o.audio_dropout
+        if o.audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
             decoder.null_audio.requires_grad_(False)
 
     def prompt_ids(self, lang: str) -> list[int]:

@@ -68,6 +68,7 @@ from drax.nets.dit import Denoiser, DiTDecoder, PrefixCache
 from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
+from drax.options import load_options
 
 logger = logging.getLogger(__name__)
 
@@ -128,142 +129,124 @@ def attach_espnet_parts(model, name: str, vocab_size: int, token_list: list[str]
     model.register_buffer("prompt_fixed", torch.tensor(fixed, dtype=torch.long), persistent=False)
 
 
+@dataclass(frozen=True)
+class DraxModelOptions:
+    """`model_conf` of `model: drax` (ESPnet's --model_conf), each key described in this module's docstring."""
+
+    path: str = "audio_mid"
+    scheduler: str | None = None
+    scheduler_conf: dict | None = None
+    output_length: int = 64
+    prompt_template: list[str] | None = None
+    eot_token: str = "<sos/eos>"
+    audio_dropout: float = 0.1
+    lang_replace_prob: float = 0.2
+    prompt_prob: float = 0.0
+    gumbel_tau: float = 1.0
+    pmid_conf: dict | None = None
+    pad_weight: float = 1.0
+    canvas_margin: int | None = None
+    length_predictor: bool = True
+    length_conf: dict | None = None
+    time_sampling: str = "uniform"
+    time_power: float = 1.0
+    time_draws: int = 1
+    loss_positions: str = "all"
+    attention_anneal_steps: int = 0
+    active_block: int | None = None
+    block_loss: str = "one"
+    prefix_loss_weight: float = 1.0
+    consistency_prob: float = 0.0
+
+    def __post_init__(self):
+        if not self.output_length > 0:
+            raise ValueError(f"model_conf.output_length must be an integer > 0 (got {self.output_length!r})")
+        for key in ("audio_dropout", "lang_replace_prob", "prompt_prob", "consistency_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"model_conf.{key} is a probability in [0, 1] (got {getattr(self, key)!r})")
+        for key, choices in (("time_sampling", TIME_SAMPLINGS), ("loss_positions", LOSS_POSITIONS),
+                             ("block_loss", BLOCK_LOSSES)):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"model_conf.{key}: unknown choice '{getattr(self, key)}'; valid: {', '.join(choices)}")
+        for key, low in (("gumbel_tau", 0), ("time_power", 0)):
+            if not getattr(self, key) > low:
+                raise ValueError(f"model_conf.{key} must be > {low} (got {getattr(self, key)!r})")
+        for key, low in (("pad_weight", 0), ("attention_anneal_steps", 0), ("prefix_loss_weight", 0),
+                         ("time_draws", 1)):
+            if not getattr(self, key) >= low:
+                raise ValueError(f"model_conf.{key} must be >= {low} (got {getattr(self, key)!r})")
+        if self.canvas_margin is not None and not 0 <= self.canvas_margin:
+            raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {self.canvas_margin})")
+        if self.active_block is not None:
+            if not self.active_block >= 1:
+                raise ValueError(f"model_conf.active_block must be null or >= 1 (got {self.active_block!r})")
+            if self.canvas_margin is not None and self.length_predictor:
+                raise ValueError("model_conf.active_block: the block decoder stops at the end token and reads "
+                                 "no predicted length; set length_predictor: false")
+            if self.prompt_prob > 0:
+                raise ValueError("model_conf.active_block trains on a clean committed prefix already; a pinned "
+                                 f"random prefix (prompt_prob {self.prompt_prob}) would only take it out of the "
+                                 "prefix loss: set prompt_prob: 0")
+
+
 class DraxASRModel(ESPnetASRModel):
     """Frozen (or trainable) encoder + DiT decoder + p_mid, trained with discrete flow matching."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        token_list,
-        frontend,
-        specaug,
-        normalize,
-        preencoder,
-        encoder,
-        postencoder,
-        decoder,
-        ctc,
-        joint_network=None,
-        *,
-        path: str = "audio_mid",
-        scheduler: str | None = None,
-        scheduler_conf: dict | None = None,
-        output_length: int = 64,
-        prompt_template: list[str] | None = None,
-        eot_token: str = "<sos/eos>",
-        audio_dropout: float = 0.1,
-        lang_replace_prob: float = 0.2,
-        prompt_prob: float = 0.0,
-        gumbel_tau: float = 1.0,
-        pmid_conf: dict | None = None,
-        pad_weight: float = 1.0,
-        canvas_margin: int | None = None,
-        length_predictor: bool = True,
-        length_conf: dict | None = None,
-        time_sampling: str = "uniform",
-        time_power: float = 1.0,
-        time_draws: int = 1,
-        loss_positions: str = "all",
-        attention_anneal_steps: int = 0,
-        active_block: int | None = None,
-        block_loss: str = "one",
-        prefix_loss_weight: float = 1.0,
-        consistency_prob: float = 0.0,
-        **unknown,
-    ):
-        if unknown:
-            valid = list(DraxASRModel.__init__.__kwdefaults__)
-            raise ValueError(f"unknown model_conf key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
+    def __init__(self, vocab_size: int, token_list, frontend, specaug, normalize, preencoder, encoder, postencoder,
+                 decoder, ctc, joint_network=None, **model_conf):
+        o = load_options(DraxModelOptions, model_conf, "model_conf")
         AbsESPnetModel.__init__(self)  # see attach_espnet_parts
-        if not (isinstance(output_length, int) and 0 < output_length):
-            raise ValueError(f"model_conf.output_length must be an integer > 0 (got {output_length!r})")
-        for key, value in (("audio_dropout", audio_dropout), ("lang_replace_prob", lang_replace_prob),
-                           ("prompt_prob", prompt_prob)):
-            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-                raise ValueError(f"model_conf.{key} is a probability in [0, 1] (got {value!r})")
-        if not (isinstance(gumbel_tau, (int, float)) and gumbel_tau > 0):
-            raise ValueError(f"model_conf.gumbel_tau must be > 0 (got {gumbel_tau!r})")
         token_list = list(token_list)
         attach_espnet_parts(self, "drax", vocab_size, token_list, frontend, specaug, normalize, preencoder,
-                            encoder, postencoder, decoder, prompt_template, eot_token)
+                            encoder, postencoder, decoder, o.prompt_template, o.eot_token)
         self.special_ids = frozenset(i for i, tok in enumerate(token_list) if tok.startswith("<|") and tok.endswith("|>"))
-        if len(self.prompt_template) >= output_length:
-            raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({output_length})")
-        for key, value, choices in (("time_sampling", time_sampling, TIME_SAMPLINGS),
-                                    ("loss_positions", loss_positions, LOSS_POSITIONS),
-                                    ("block_loss", block_loss, BLOCK_LOSSES)):
-            if value not in choices:
-                raise ValueError(f"model_conf.{key}: unknown choice '{value}'; valid: {', '.join(choices)}")
-        if not pad_weight >= 0:
-            raise ValueError(f"model_conf.pad_weight must be >= 0 (got {pad_weight})")
-        if not time_power > 0:
-            raise ValueError(f"model_conf.time_power must be > 0 (got {time_power})")
-        if not (isinstance(time_draws, int) and time_draws >= 1):
-            raise ValueError(f"model_conf.time_draws must be an integer >= 1 (got {time_draws!r})")
-        if canvas_margin is not None and not 0 <= canvas_margin:
-            raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {canvas_margin})")
-        if length_predictor not in (True, False):
-            raise ValueError(f"model_conf.length_predictor must be true or false (got {length_predictor!r})")
-        if not length_predictor and (canvas_margin is None or decoder.attention_block != 1):
+        if len(self.prompt_template) >= o.output_length:
+            raise ValueError(f"model_conf.prompt_template is not shorter than output_length ({o.output_length})")
+        if not o.length_predictor and (o.canvas_margin is None or decoder.attention_block != 1):
             raise ValueError(
                 "model_conf.length_predictor: false decodes a fitted canvas on the full output_length, which "
                 "needs model_conf.canvas_margin and causal self-attention (decoder_conf.attention_block: 1); "
-                f"got canvas_margin {canvas_margin}, attention_block {decoder.attention_block}")
-        if not attention_anneal_steps >= 0:
-            raise ValueError(f"model_conf.attention_anneal_steps must be >= 0 (got {attention_anneal_steps})")
-        if active_block is not None:
-            if not (isinstance(active_block, int) and active_block >= 1):
-                raise ValueError(f"model_conf.active_block must be null or an integer >= 1 (got {active_block!r})")
+                f"got canvas_margin {o.canvas_margin}, attention_block {decoder.attention_block}")
+        if o.active_block is not None:
             if decoder.attention_block != 1 or not decoder.shift_readout:
                 raise ValueError("model_conf.active_block trains a causal decoder whose logits of position j come "
                                  "from state j - 1: set decoder_conf.attention_block: 1 and shift_readout: true "
                                  f"(got {decoder.attention_block}, {decoder.shift_readout})")
-            if canvas_margin is not None and length_predictor:
-                raise ValueError("model_conf.active_block: the block decoder stops at the end token and reads "
-                                 "no predicted length; set length_predictor: false")
-            if prompt_prob > 0:
-                raise ValueError("model_conf.active_block trains on a clean committed prefix already; a pinned "
-                                 f"random prefix (prompt_prob {prompt_prob}) would only take it out of the "
-                                 "prefix loss: set prompt_prob: 0")
             if decoder.preserve is not None:
                 raise ValueError("model_conf.active_block: the block decoder has no pinned-position embedding; "
                                  "set decoder_conf.preserve_embedding: false")
-        if not prefix_loss_weight >= 0:
-            raise ValueError(f"model_conf.prefix_loss_weight must be >= 0 (got {prefix_loss_weight})")
-        if not (isinstance(consistency_prob, (int, float)) and 0 <= consistency_prob <= 1):
-            raise ValueError(f"model_conf.consistency_prob is a probability in [0, 1] (got {consistency_prob!r})")
-        if consistency_prob > 0 and (decoder.attention_block != 1 or active_block is not None):
+        if o.consistency_prob > 0 and (decoder.attention_block != 1 or o.active_block is not None):
             raise ValueError("model_conf.consistency_prob trains the jacobi states of a causal decoder: set "
                              "decoder_conf.attention_block: 1 and no model_conf.active_block "
-                             f"(got {decoder.attention_block}, {active_block})")
+                             f"(got {decoder.attention_block}, {o.active_block})")
 
-        self.path = build_path(path, vocab_size, scheduler, scheduler_conf, gumbel_tau)
-        self.output_length = output_length
+        self.path = build_path(o.path, vocab_size, o.scheduler, o.scheduler_conf, o.gumbel_tau)
+        self.output_length = o.output_length
         lang_slots = [i for i, tok in enumerate(self.prompt_template) if "{lang}" in tok]
         self.lang_position = lang_slots[0] if lang_slots else None
-        self.audio_dropout = audio_dropout
-        if audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
+        self.audio_dropout = o.audio_dropout
+        if o.audio_dropout == 0:  # the null frame is never read: no parameter without a gradient under DDP
             decoder.null_audio.requires_grad_(False)
-        self.lang_replace_prob = lang_replace_prob
-        self.prompt_prob = prompt_prob
+        self.lang_replace_prob = o.lang_replace_prob
+        self.prompt_prob = o.prompt_prob
         enc_size = decoder.audio_proj[0].in_features  # what the encoder (+ post-encoder) outputs
         self.pmid = (
-            PMidNetwork(vocab_size, enc_size, output_length, **(pmid_conf or {}))
+            PMidNetwork(vocab_size, enc_size, o.output_length, **(o.pmid_conf or {}))
             if self.path.uses_audio_pmid else None
         )
-        self.pad_weight = float(pad_weight)
-        self.canvas_margin = canvas_margin
+        self.pad_weight = float(o.pad_weight)
+        self.canvas_margin = o.canvas_margin
         self.length_predictor = (
-            LengthPredictor(enc_size, **(length_conf or {})) if canvas_margin is not None and length_predictor
+            LengthPredictor(enc_size, **(o.length_conf or {})) if o.canvas_margin is not None and o.length_predictor
             else None
         )
-        self.time_sampling, self.time_power = time_sampling, float(time_power)
-        self.time_draws = time_draws
-        self.loss_positions = loss_positions
-        self.attention_anneal_steps = int(attention_anneal_steps)
-        self.active_block, self.block_loss = active_block, block_loss
-        self.prefix_loss_weight = float(prefix_loss_weight)
-        self.consistency_prob = float(consistency_prob)
+        self.time_sampling, self.time_power = o.time_sampling, float(o.time_power)
+        self.time_draws = o.time_draws
+        self.loss_positions = o.loss_positions
+        self.attention_anneal_steps = int(o.attention_anneal_steps)
+        self.active_block, self.block_loss = o.active_block, o.block_loss
+        self.prefix_loss_weight = float(o.prefix_loss_weight)
+        self.consistency_prob = float(o.consistency_prob)
         # training updates seen, saved with the model: a resumed run continues the anneal and the noise
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._register_load_state_dict_pre_hook(_count_from_zero)
