@@ -306,6 +306,7 @@ def test_dotted_flags_set_one_entry_of_a_mapping(tmp_path):
 
 
 def test_results_table_over_all_test_sets(tmp_path):
+    from drax.recipe.stages import STAGES
     from drax.studies.results import write_results
 
     for name, rows in (("test_a", [("en", 12.5, None)]), ("test_b", [("ja", None, 30.0), ("zh", None, 40.0)])):
@@ -320,7 +321,7 @@ def test_results_table_over_all_test_sets(tmp_path):
     (compare / "table3.md").write_text("## Table 3: speculative decoding\n\nnote\n\n| target |\n|---|\n| AR |\n")
     r = types.SimpleNamespace(c=types.SimpleNamespace(test_sets=["test_a", "test_b"], whisper="base"),
                               exp=tmp_path / "exp", dump=tmp_path / "dump", root=tmp_path)
-    write_results(r, tmp_path / "RESULTS.md")
+    write_results(r, tmp_path / "RESULTS.md", STAGES)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| test set | lang | utterances | Drax tiny (decode_d) |\n|---|---|---|---|\n| test_a | en | 3 | 12.5 |\n" \
            "| test_b | ja | 3 | 30.0 |\n| test_b | zh | 3 | 40.0 |" in text
@@ -332,6 +333,7 @@ def test_results_table_over_all_test_sets(tmp_path):
 def test_results_stage_times_per_decoding(tmp_path):
     """Stages 8-10 are timed per decode config: each decoding of an experiment is a column with the
     experiment's training time, and the totals cover stages 1-10 of that column only."""
+    from drax.recipe.stages import STAGES
     from drax.studies.results import write_results
 
     times = {"1_data": 10.0, "3_features": 20.0, "7_train.tiny": 100.0, "8_decode.tiny.decode_d": 5.0,
@@ -341,7 +343,7 @@ def test_results_stage_times_per_decoding(tmp_path):
     (tmp_path / "exp" / "stage_times.json").write_text(json.dumps(times))
     r = types.SimpleNamespace(c=types.SimpleNamespace(test_sets=[], whisper="base"),
                               exp=tmp_path / "exp", dump=tmp_path / "dump", root=tmp_path)
-    write_results(r, tmp_path / "RESULTS.md")
+    write_results(r, tmp_path / "RESULTS.md", STAGES)
     table = (tmp_path / "RESULTS.md").read_text().split("## Stage times")[1]
     assert "| stage | ar (decode_d) | tiny (decode_d) | tiny (decode_d16) |" in table
     assert "| 7_train | 50.0 | 100.0 | 100.0 |" in table and "| 8_decode | 2.0 | 5.0 | 3.0 |" in table

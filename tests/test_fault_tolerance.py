@@ -114,31 +114,31 @@ def test_runs_in_one_recipe_directory_lock_what_they_write(tmp_path):
     """Data stages need the recipe directory to themselves; two different experiments may train side
     by side, the same experiment twice may not; the refusal names the holder; re-entrant in-process."""
     from drax.recipe.config import RecipeError, load_recipe
-    from drax.recipe.engine import recipe_lock
+    from drax.recipe.stages import stages_lock
 
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
         from drax.recipe.config import load_recipe
-        from drax.recipe.engine import recipe_lock
-        with recipe_lock(load_recipe(None, {{"train_config": "conf/a.yaml"}}), 7, 10, Path({str(tmp_path)!r})):
+        from drax.recipe.stages import stages_lock
+        with stages_lock(load_recipe(None, {{"train_config": "conf/a.yaml"}}), 7, 10, Path({str(tmp_path)!r})):
             print("locked", flush=True)
             time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)
     a, b = (load_recipe(None, {"train_config": f"conf/{n}.yaml"}) for n in "ab")
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with recipe_lock(b, 7, 10, tmp_path):  # another experiment: fine
+        with stages_lock(b, 7, 10, tmp_path):  # another experiment: fine
             pass
         for conf, stage, what in ((a, 7, "experiment a"), (b, 1, str(tmp_path.resolve()))):
             with pytest.raises(RecipeError, match=f"another run \\(pid {holder.pid}\\) is using {what}"):
-                with recipe_lock(conf, stage, 10, tmp_path):
+                with stages_lock(conf, stage, 10, tmp_path):
                     pass
     finally:
         holder.kill()
         holder.wait()
-    with recipe_lock(a, 1, 12, tmp_path):  # free again once the holder is gone, however it ended
-        with recipe_lock(a, 7, 7, tmp_path):  # and re-entrant within a process (stage 12 runs stage 7)
+    with stages_lock(a, 1, 12, tmp_path):  # free again once the holder is gone, however it ended
+        with stages_lock(a, 7, 7, tmp_path):  # and re-entrant within a process (stage 12 runs stage 7)
             pass
 
 

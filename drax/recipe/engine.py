@@ -20,8 +20,6 @@ from drax.recipe.config import RecipeConfig, RecipeError
 
 logger = logging.getLogger("drax.recipe")
 
-FIRST_EXPERIMENT_STAGE = 7  # stages 1-6 prepare data every experiment shares; 7 on belong to one
-DECODE_STAGES = (8, 9, 10)  # these belong to one decode config of an experiment
 
 
 def output_dir(config: RecipeConfig, root: Path, name: str) -> Path:
@@ -188,18 +186,13 @@ def file_lock(path: Path, shared: bool, what: str):
 
 
 @contextlib.contextmanager
-def recipe_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
-    """What a run of stages stage..stop_stage may share with another run in the same recipe directory:
-    data stages (1-6) need the directory to themselves; experiment stages only need the data to stay
-    as it is (a shared lock) and their own experiment (or study) to themselves, so two experiments
-    can train side by side."""
+def recipe_lock(config: RecipeConfig, root: Path, data: bool, experiments: set[str]):
+    """What a run may share with another run in the same recipe directory: data stages (`data`) need
+    the directory to themselves; experiment stages only need the data to stay as it is (a shared lock)
+    and their own experiments (or study) to themselves, so two experiments can train side by side."""
     exp = output_dir(config, root, "exp")
-    data = stage < FIRST_EXPERIMENT_STAGE
-    names = set()
-    for number in range(max(stage, FIRST_EXPERIMENT_STAGE), stop_stage + 1):
-        names.add(f"study.{Path(config.study_config).stem}" if number == 12 else config.tag)
     with contextlib.ExitStack() as stack:
         stack.enter_context(file_lock(exp / ".lock", shared=not data, what=str(Path(root).resolve())))
-        for name in sorted(names):
+        for name in sorted(experiments):
             stack.enter_context(file_lock(exp / f".lock.{name}", shared=False, what=f"experiment {name}"))
         yield

@@ -21,12 +21,15 @@ second, before torch and ESPnet load.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -36,8 +39,6 @@ from drax.fileio import atomic_write_text, remove_stale_temp_files
 from drax.options import config_files, load_options, read_config
 from drax.recipe.config import RecipeConfig, RecipeError
 from drax.recipe.engine import (
-    DECODE_STAGES,
-    FIRST_EXPERIMENT_STAGE,
     Recipe,
     file_digest,
     fingerprint,
@@ -274,7 +275,7 @@ def stage_score(r: Recipe):
 def stage_results(r: Recipe):
     from drax.studies.results import write_results
 
-    write_results(r, r.exp / "RESULTS.md")
+    write_results(r, r.exp / "RESULTS.md", STAGES)
 
 
 def stage_tables(r: Recipe):
@@ -314,54 +315,91 @@ def stage_compare(r: Recipe):
     stage_results(r)  # RESULTS.md takes in Tables 1 and 3
 
 
-LAST_DEFAULT_STAGE = 10  # later stages run when asked for (--stage 11, 12, 13)
-STAGES = [
-    (1, "data", stage_data), (2, "augment", stage_augment), (3, "features", stage_features),
-    (4, "filter", stage_filter), (5, "tokenizer", stage_tokenizer), (6, "shapes", stage_shapes),
-    (7, "train", stage_train), (8, "decode", stage_decode), (9, "score", stage_score),
-    (10, "results", stage_results), (11, "tables", stage_tables), (12, "study", stage_study),
-    (13, "compare", stage_compare),
-]
+@dataclass(frozen=True)
+class Stage:
+    """One numbered stage: everything the engine, the checks and the locks know of it."""
+
+    number: int
+    name: str
+    run: Callable[[Recipe], None]
+    inputs: Callable[[Recipe], list]  # what its result depends on, beyond the previous stage's fingerprint
+    scope: str = "data"  # data: every experiment's | experiment: one train config's | decode: one decoding's | study
+    config: str | None = None  # the recipe key of the config file it reads
+    on_request: bool = False  # runs only when asked for (--stage N)
 
 
-def stage_inputs(r: Recipe, number: int) -> list:
-    """What a stage's result depends on, beyond the previous stage's fingerprint."""
+def _data_inputs(r: Recipe) -> list:
     from drax.data import corpora
 
     c = r.c
     # corpus location from the environment / combined data dirs; left out when there is none, so
     # that fingerprints of earlier runs stay valid
     outside = corpora.stage_inputs(c.corpus, c.corpus_conf)
-    return {
-        1: [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else [])
-           + ([c.extra_corpora] if c.extra_corpora else []),
-        2: [c.speed_perturb_factors] + ([c.augment_conf] if c.augment_conf else []),
-        3: [c.features, c.whisper] + ([c.encoder_autocast] if c.encoder_autocast else [])
-           + (["pad_to_30s"] if c.encoder_pad_to_30s else []) + ([c.dev_sets] if c.dev_sets else []),
-        4: [c.max_duration],
-        5: [c.units, c.units_conf],
-        6: [c.max_output_length],
-        7: ([file_digest(Path(c.pretrained) / n) for n in ("config.yaml", "release.json")] if c.pretrained
-            else [*map(file_digest, config_files(c.train_config)), c.ngpu]),
-        8: [*map(file_digest, config_files(c.decode_config)), c.whisper_baseline, c.whisper_baseline_langs, c.test_sets,
-            r.decode_dir("").name],  # where it writes: a renamed decode directory decodes again
-        9: [],
-        10: [],
-        11: [file_digest(Path(c.tables_config)), c.test_sets],
-        12: [file_digest(Path(c.study_config)), c.dev_set] + ([c.study_variants] if c.study_variants else []),
-        13: [file_digest(Path(c.compare_config)), c.test_sets],
-    }[number]
+    return [c.corpus, c.corpus_conf, c.langs] + ([outside] if outside else []) + (
+        [c.extra_corpora] if c.extra_corpora else [])
 
 
-def stage_key(r: Recipe, number: int, name: str) -> str:
-    """Stages 1-6 prepare data shared by every experiment; 7 on belong to one (the train config's
-    tag), and 8-10 to one decoding of it (its decode dir's name): decoding with another config
+def _train_inputs(r: Recipe) -> list:
+    c = r.c
+    if c.pretrained:
+        return [file_digest(Path(c.pretrained) / n) for n in ("config.yaml", "release.json")]
+    return [*map(file_digest, config_files(c.train_config)), c.ngpu]
+
+
+STAGES = [
+    Stage(1, "data", stage_data, _data_inputs),
+    Stage(2, "augment", stage_augment,
+          lambda r: [r.c.speed_perturb_factors] + ([r.c.augment_conf] if r.c.augment_conf else [])),
+    Stage(3, "features", stage_features,
+          lambda r: [r.c.features, r.c.whisper] + ([r.c.encoder_autocast] if r.c.encoder_autocast else [])
+          + (["pad_to_30s"] if r.c.encoder_pad_to_30s else []) + ([r.c.dev_sets] if r.c.dev_sets else [])),
+    Stage(4, "filter", stage_filter, lambda r: [r.c.max_duration]),
+    Stage(5, "tokenizer", stage_tokenizer, lambda r: [r.c.units, r.c.units_conf]),
+    Stage(6, "shapes", stage_shapes, lambda r: [r.c.max_output_length]),
+    Stage(7, "train", stage_train, _train_inputs, "experiment", "train_config"),
+    # where it writes counts too: a renamed decode directory decodes again
+    Stage(8, "decode", stage_decode,
+          lambda r: [*map(file_digest, config_files(r.c.decode_config)), r.c.whisper_baseline,
+                     r.c.whisper_baseline_langs, r.c.test_sets, r.decode_dir("").name], "decode", "decode_config"),
+    Stage(9, "score", stage_score, lambda r: [], "decode"),
+    Stage(10, "results", stage_results, lambda r: [], "decode"),
+    Stage(11, "tables", stage_tables, lambda r: [file_digest(Path(r.c.tables_config)), r.c.test_sets],
+          "experiment", "tables_config", on_request=True),
+    Stage(12, "study", stage_study,
+          lambda r: [file_digest(Path(r.c.study_config)), r.c.dev_set]
+          + ([r.c.study_variants] if r.c.study_variants else []), "study", "study_config", on_request=True),
+    Stage(13, "compare", stage_compare, lambda r: [file_digest(Path(r.c.compare_config)), r.c.test_sets],
+          "experiment", "compare_config", on_request=True),
+]
+STAGE = {s.number: s for s in STAGES}
+LAST_DEFAULT_STAGE = max(s.number for s in STAGES if not s.on_request)
+
+
+def stage_inputs(r: Recipe, number: int) -> list:
+    """What a stage's result depends on, beyond the previous stage's fingerprint."""
+    return STAGE[number].inputs(r)
+
+
+def stage_key(r: Recipe, s: Stage) -> str:
+    """Data stages are shared by every experiment; the others belong to one (the train config's tag),
+    and decode stages to one decoding of it (its decode dir's name): decoding with another config
     keeps what the first decoded, and each decode's stage times."""
-    if number < FIRST_EXPERIMENT_STAGE:
-        return f"{number}_{name}"
-    if number in DECODE_STAGES:
-        return f"{number}_{name}.{r.c.tag}.{r.decode_dir('').name}"
-    return f"{number}_{name}.{r.c.tag}"
+    if s.scope == "data":
+        return f"{s.number}_{s.name}"
+    if s.scope == "decode":
+        return f"{s.number}_{s.name}.{r.c.tag}.{r.decode_dir('').name}"
+    return f"{s.number}_{s.name}.{r.c.tag}"
+
+
+@contextlib.contextmanager
+def stages_lock(config: RecipeConfig, stage: int, stop_stage: int, root: Path):
+    """recipe_lock for stages stage..stop_stage: the recipe directory to itself when a data stage runs,
+    its experiment (or study) to itself otherwise."""
+    run = [s for s in STAGES if stage <= s.number <= stop_stage]
+    experiments = {f"study.{Path(config.study_config).stem}" if s.scope == "study" else config.tag
+                   for s in run if s.scope != "data"}
+    with recipe_lock(config, root, any(s.scope == "data" for s in run), experiments):
+        yield
 
 
 def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -> None:
@@ -379,7 +417,7 @@ def check_stage_configs(config: RecipeConfig, stage: int, stop_stage: int, root:
                 check_conf(corpus, conf or {}, f"recipe key extra_corpora.{corpus}")
         except CorpusError as e:
             raise RecipeError(str(e)) from None
-    needed = {"train_config": 7, "decode_config": 8, "tables_config": 11, "study_config": 12, "compare_config": 13}
+    needed = {s.config: s.number for s in STAGES if s.config}
     if config.pretrained:
         if not (root / config.pretrained / "config.yaml").is_file():
             raise RecipeError(f"recipe key pretrained: {root / config.pretrained} holds no config.yaml; give the --out "
@@ -412,12 +450,12 @@ def run_stages(config: RecipeConfig, stage: int = 1, stop_stage: int | None = No
     exp/stage_times.json keeps the last time of every stage."""
     if stop_stage is None:
         stop_stage = max(stage, LAST_DEFAULT_STAGE)
-    last = STAGES[-1][0]
+    last = STAGES[-1].number
     if not 1 <= stage <= stop_stage <= last:
         raise RecipeError(f"--stage {stage} --stop_stage {stop_stage}: stages run from 1 to {last}, "
                          "and --stage must not come after --stop_stage")
     check_stage_configs(config, stage, stop_stage, root)
-    with recipe_lock(config, stage, stop_stage, root):
+    with stages_lock(config, stage, stop_stage, root):
         return _run_stages(config, stage, stop_stage, root)
 
 
@@ -429,10 +467,11 @@ def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -
     times_file = r.exp / "stage_times.json"
     previous = ""
     ran = {}
-    for number, name, fn in STAGES:
-        key = stage_key(r, number, name)
+    for s in STAGES:
+        number, name = s.number, s.name
+        key = stage_key(r, s)
         marker = r.markers / f"{key}.done"
-        fp = fingerprint(previous, stage_inputs(r, number))
+        fp = fingerprint(previous, s.inputs(r))
         previous = fp
         if not stage <= number <= stop_stage:
             continue
@@ -443,7 +482,7 @@ def _run_stages(config: RecipeConfig, stage: int, stop_stage: int, root: Path) -
         marker.unlink(missing_ok=True)
         r.fingerprint = fp
         start = time.perf_counter()
-        fn(r)
+        s.run(r)
         seconds = time.perf_counter() - start
         ran[key] = round(seconds, 1)
         # re-read: a study runs several experiments' stages side by side

@@ -17,7 +17,6 @@ import torch
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.fileio import atomic_write_text
-from drax.recipe.engine import DECODE_STAGES
 from drax.studies.report import fmt
 
 
@@ -101,9 +100,10 @@ def number(stage_key: str) -> int:
     return int(stage_key.split("_", 1)[0])
 
 
-def write_results(r, path: Path) -> None:
+def write_results(r, path: Path, stages: list) -> None:
     """RESULTS.md of the recipe's experiments (stage 10 writes exp/RESULTS.md; a recipe's committed
-    RESULTS.md is a reference run copied from there)."""
+    RESULTS.md is a reference run copied from there); `stages`: the recipe's (drax.recipe.stages.STAGES),
+    for its stage times."""
     lines = ["# RESULTS", "", *environment(r.root),
              "WER/CER: WER (%) for space-delimited languages (Whisper normalisers), CER (%) for zh/ja. "
              "CER: character error rate (%) for every language.", ""]
@@ -123,6 +123,8 @@ def write_results(r, path: Path) -> None:
             lines.append(f"- {len(read_kv_dict(str(filtered)))} utterance(s) not scored (listed in `{filtered}`)")
         lines.append("")
         lines += _comparison(r, name)
+    decode_stages = {s.number for s in stages if s.scope == "decode"}
+    last_default = max(s.number for s in stages if not s.on_request)
     times_file = r.exp / "stage_times.json"
     if times_file.exists():
         times = json.loads(times_file.read_text())
@@ -136,14 +138,15 @@ def write_results(r, path: Path) -> None:
             lines.append(f"| {k} | " + " | ".join([str(v)] * max(1, len(runs))) + " |")
 
         def of(stage: str, run: str):  # stages 8-10 belong to the decoding, the others to the experiment
-            return times.get(f"{stage}.{run if number(stage) in DECODE_STAGES else run.split('.')[0]}")
+            return times.get(f"{stage}.{run if number(stage) in decode_stages else run.split('.')[0]}")
 
         stage_names = sorted({k.split(".", 1)[0] for k in times if "." in k}, key=number)
         for stage in stage_names:
             lines.append(f"| {stage} | " + " | ".join(str(of(stage, run) or "-") for run in runs) + " |")
-        # the recipe's own run: stages 1-10 (11-13 run on request)
-        totals = [sum(shared.values()) + sum(of(stage, run) or 0.0 for stage in stage_names if number(stage) <= 10)
-                  for run in runs]
-        lines += ["| total, stages 1-10 | " + " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())]) + " |",
+        # the recipe's own run: the stages that run unless others are asked for
+        own = [stage for stage in stage_names if number(stage) <= last_default]
+        totals = [sum(shared.values()) + sum(of(stage, run) or 0.0 for stage in own) for run in runs]
+        total = " | ".join(f"{v:.1f}" for v in totals or [sum(shared.values())])
+        lines += [f"| total, stages 1-{last_default} | {total} |",
                   ""]
     atomic_write_text(str(path), "\n".join(lines) + "\n")
