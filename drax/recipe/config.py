@@ -64,7 +64,7 @@ class RecipeConfig:
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
     study_variants: list = field(default_factory=list)  # the study config's variants to run (empty: all)
-    compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare.py)
+    compare_config: str = "conf/compare.yaml"  # stage 13 (drax/studies/compare/)
     exp_tag: str = ""  # default: the train config's file stem (with `pretrained`: its directory's name)
     # a variant of the data (e.g. another corpus_conf beside the default's): its stages write
     # data_<tag>/, dump_<tag>/ and exp_<tag>/ instead of data/, dump/, exp/ (downloads/ is shared)

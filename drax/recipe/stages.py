@@ -305,7 +305,7 @@ def stage_study(r: Recipe):
 
 
 def stage_compare(r: Recipe):
-    """Paper Tables 1 and 3 and the CPU speed study for every test set (drax/studies/compare.py)."""
+    """Paper Tables 1 and 3 and the CPU speed study for every test set (drax/studies/compare/)."""
     from drax.studies.compare import Compare
 
     conf = yaml.safe_load(Path(r.c.compare_config).read_text(encoding="utf-8")) or {}
