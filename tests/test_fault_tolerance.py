@@ -84,6 +84,41 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _processes_under(path: Path) -> list[int]:
+    """Pids of the processes whose command line names a file under `path` (submitit's local jobs run
+    `python -m submitit.core._submit <their log folder>`)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(path) in (proc / "cmdline").read_bytes().decode(errors="replace") \
+                    and _alive(int(proc.name)):
+                pids.append(int(proc.name))
+        except OSError:  # gone meanwhile
+            pass
+    return pids
+
+
+
+def kill_while_shards_work(command: list[str], recipe: Path, log_dir: Path, sig: signal.Signals, shards: int = 2) -> None:
+    """Run the recipe `command` in `recipe`, send `sig` once each of its `shards` shards has opened its
+    log in `log_dir` (it holds its lock and has begun), and check that the recipe ended, that no
+    process under `recipe` outlived it and that no shard was marked done."""
+    proc = subprocess.Popen(command, cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not all((log_dir / f"{i}.log").exists() for i in range(shards)) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) != 0
+    deadline = time.time() + 20
+    while _processes_under(recipe) and time.time() < deadline:
+        time.sleep(0.2)
+    orphans = _processes_under(recipe)
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"process(es) {orphans} outlived the recipe ({sig.name})"
+    assert not list(log_dir.glob("*.done")), f"a shard stopped by {sig.name} was marked done"
+
 def test_killing_the_recipe_engine_takes_its_trainer_along(tmp_path):
     """stage 7 runs the trainer through run_logged; SIGKILL on the recipe must not orphan it."""
     pid_file = tmp_path / "child.pid"

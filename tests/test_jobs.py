@@ -24,7 +24,7 @@ from drax.decode.options import DecodingOptions
 from drax.options import load_options
 from drax.recipe.jobs import JobsConfig, ShardError, run_shards
 
-from test_fault_tolerance import _alive
+from test_fault_tolerance import _alive, kill_while_shards_work
 
 
 def test_shards_log_apart_a_failed_one_names_its_log_and_a_rerun_does_only_the_unfinished(tmp_path):
@@ -374,3 +374,40 @@ def test_a_shard_waits_for_the_writer_holding_its_lock(tmp_path):
                JobsConfig())
     holder.wait()
     assert (tmp_path / "out").stat().st_mtime >= float(released.read_text())  # written after the holder let go
+
+
+@pytest.mark.slow
+def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one_run_dumps(tmp_path, whisper_base,
+                                                                                          monkeypatch):
+    """./run.sh SIGKILLed, and once SIGTERMed, while stage 3's two shards encode: no shard process outlives
+    it, no unfinished shard is marked done, and running the same command again dumps exactly what a
+    run that was never interrupted dumps."""
+    mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
+    clean = tmp_path / "clean"
+    shutil.copytree(mini / "conf", clean / "conf")
+    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 60, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora",
+             "{}", "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2",
+             "--whisper_baseline", "false"]
+    command = [str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags]
+
+    def run(recipe, *args):
+        proc = subprocess.run([*command, *args], cwd=recipe, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+    def dumped(recipe):
+        monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
+        return {name: dict(kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp")) for name in ("train", "test")}
+
+    run(clean, "--stop_stage", "3")
+    reference = dumped(clean)
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        recipe = tmp_path / sig.name
+        shutil.copytree(clean, recipe, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
+        kill_while_shards_work([*command, "--stage", "3", "--stop_stage", "3"], recipe,
+                               recipe / "exp" / "features" / "train" / "log", sig)
+        run(recipe, "--stage", "3", "--stop_stage", "3")
+        again = dumped(recipe)
+        for name, feats in reference.items():
+            assert again[name].keys() == feats.keys() and feats, (sig.name, name)
+            for utt, mat in feats.items():
+                assert (again[name][utt] == mat).all(), (sig.name, name, utt)

@@ -2,6 +2,7 @@
 in the published layout by an independent re-implementation (tests/release_reference.py)."""
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from drax.bin.convert_release import main as convert_main
 from drax.decode.options import DecodingOptions
 from drax.decode.speech2text import Speech2Text, load_model
 from drax.pretrained.release import convert_release
+
+from test_fault_tolerance import kill_while_shards_work
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +208,17 @@ def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_
     hyps = read_kv_dict(str(asr / "decode_drax_authors" / "test" / "text"))
     assert sorted(hyps) == sorted(read_kv_dict(str(recipe / "data" / "test" / "text"))) and len(hyps) == 3
     assert "test" in (recipe / "exp" / "RESULTS.md").read_text()
+    # SIGKILLed while stage 8's two shards decode, then run again: no shard outlives the recipe, and the
+    # re-run decodes what the uninterrupted run decoded
+    shutil.rmtree(asr / "decode_drax_authors")
+    for marker in (recipe / "exp" / "stages").glob("8_decode.*.done"):
+        marker.unlink()
+    two = [("2" if flag == "1" and flags[i - 1] == "--nj" else flag) for i, flag in enumerate(flags)]
+    rerun = [str(repo / "run.sh"), "--recipe", "conf/recipe.yaml", *two, "--stage", "8", "--stop_stage", "8"]
+    kill_while_shards_work(rerun, recipe, asr / "decode_drax_authors" / "test" / "log", signal.SIGKILL)
+    proc = subprocess.run(rerun, cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert read_kv_dict(str(asr / "decode_drax_authors" / "test" / "text")) == hyps
 
     monkeypatch.chdir(recipe)  # wav.scp paths are relative to the recipe
     options = load_decode_options(recipe / "conf" / "decode_drax_authors.yaml")
