@@ -27,7 +27,8 @@ import torch
 from drax.data import voices
 from drax.data.audio import SAMPLE_RATE, load_audio
 from drax.data.kaldi_dir import read_kv_dict
-from drax.data.synthetic import Speaker, speak
+from drax.data.synthetic.speakers import Speaker
+from drax.data.synthetic.speech import speak
 from drax.decode.scoring import score
 from drax.fileio import atomic_save_figure, atomic_write_text
 from drax.pretrained.whisper import load_whisper, transcribe

@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drax.data import text_sources as ts
 from drax.data.kaldi_dir import read_data_dir, read_kv_dict, validate_data_dir
-from drax.data.synthetic import SPLITS, generate_corpus, speaker_sets, to_spoken
+from drax.data.synthetic import normalise as norm
+from drax.data.synthetic import sources as ts
+from drax.data.synthetic.generate import SPLITS, generate_corpus
+from drax.data.synthetic.roff import strip_roff
+from drax.data.synthetic.speakers import speaker_sets
+from drax.data.synthetic.speech import to_spoken
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (apt-get install espeak-ng)")
 
-LANGS = list(ts.LANGS)
+LANGS = list(norm.LANGS)
 ARGS = dict(langs=LANGS, n_train=3, n_dev=1, n_test=1, seed=7, sources=("chatterbot",),
             progress=False)
 
@@ -31,25 +35,25 @@ ARGS = dict(langs=LANGS, n_train=3, n_dev=1, n_test=1, seed=7, sources=("chatter
 # ---------------------------------------------------------------------------------------------
 
 def test_normalize_and_clean():
-    assert ts.normalize("  “Hello”   world ,  ok… ", "en") == '"Hello" world, ok...'
-    assert ts.normalize("ｈｅｌｌｏ　there friend", "en") == "Hello there friend"
-    assert ts.normalize("你好，世界！", "zh") == "你好，世界！"
-    assert ts.is_clean("The cat sat on the mat.", "en")
+    assert norm.normalize("  “Hello”   world ,  ok… ", "en") == '"Hello" world, ok...'
+    assert norm.normalize("ｈｅｌｌｏ　there friend", "en") == "Hello there friend"
+    assert norm.normalize("你好，世界！", "zh") == "你好，世界！"
+    assert norm.is_clean("The cat sat on the mat.", "en")
     for bad in ("I have 3 cats here.", "See https://example.com now.", "Use the --force flag.",
                 "The NASA launch was fine.", "Call foo_bar() here.", "Hi.",
                 "Das ist schön, sagte er."):
-        assert not ts.is_clean(ts.normalize(bad, "en"), "en"), bad
-    assert ts.is_clean("Das ist schön, sagte er.", "de")
-    assert ts.is_clean("这是一个测试句子。", "zh")
-    assert not ts.is_clean("这是一个test句子。", "zh")  # Latin letters in Chinese
-    assert not ts.is_clean("这是第3个句子。", "zh")  # digits
-    assert ts.is_clean("これはテストです。", "ja")
-    assert not ts.is_clean("這是一個測試。", "ja")  # no kana: not Japanese
-    assert ts.language_ok("Der Hund ist nicht hier.", "de")
-    assert not ts.language_ok("This option is not supported by the kernel.", "de")
-    assert ts.dedup_key("Hello, World!", "en") == ts.dedup_key("hello world", "en")
-    assert ts.normalize("E' piu' facile, perche' si'.", "it") == "È più facile, perché sì."
-    assert not ts.is_clean("Q: What is it?", "en")
+        assert not norm.is_clean(norm.normalize(bad, "en"), "en"), bad
+    assert norm.is_clean("Das ist schön, sagte er.", "de")
+    assert norm.is_clean("这是一个测试句子。", "zh")
+    assert not norm.is_clean("这是一个test句子。", "zh")  # Latin letters in Chinese
+    assert not norm.is_clean("这是第3个句子。", "zh")  # digits
+    assert norm.is_clean("これはテストです。", "ja")
+    assert not norm.is_clean("這是一個測試。", "ja")  # no kana: not Japanese
+    assert norm.language_ok("Der Hund ist nicht hier.", "de")
+    assert not norm.language_ok("This option is not supported by the kernel.", "de")
+    assert norm.dedup_key("Hello, World!", "en") == norm.dedup_key("hello world", "en")
+    assert norm.normalize("E' piu' facile, perche' si'.", "it") == "È più facile, perché sì."
+    assert not norm.is_clean("Q: What is it?", "en")
 
 
 def test_sentence_pool_deterministic():
@@ -57,8 +61,8 @@ def test_sentence_pool_deterministic():
     b = ts.sentence_pool("en", max_sentences=50, seed=3, sources=["chatterbot"])
     c = ts.sentence_pool("en", max_sentences=50, seed=4, sources=["chatterbot"])
     assert a == b and len(a) == 50 and a != c
-    assert len({ts.dedup_key(s, "en") for s in a}) == 50
-    assert all(ts.is_clean(s, "en") for s in a)
+    assert len({norm.dedup_key(s, "en") for s in a}) == 50
+    assert all(norm.is_clean(s, "en") for s in a)
     with pytest.raises(ValueError, match="unknown text source"):
         ts.sentence_pool("en", sources=["nope"])
     with pytest.raises(ValueError, match="unsupported language"):
@@ -91,8 +95,8 @@ def test_roff_stripping():
     src = (".TH LS 1\n.SH NAME\nls \\- list\n.SH DESCRIPTION\n.PP\nThis lists the files.\n"
            "Use \\fB\\-a\\fP to see all.\n.TP\n\\fB\\-l\\fP\nlong listing format\n.nf\ncode here\n"
            ".fi\nIt is \\(lqfine\\(rq.\n")
-    paras = ts.strip_roff(src)
-    sents = [s for p in paras for s in ts.split_sentences(p, "en") if "\x00" not in s]
+    paras = strip_roff(src)
+    sents = [s for p in paras for s in norm.split_sentences(p, "en") if "\x00" not in s]
     assert "This lists the files." in sents
     assert not any("code here" in s or "to see all" in s for s in sents)
     assert 'It is "fine".' in sents
@@ -171,7 +175,7 @@ def test_valid_dirs_and_counts(corpora):
 def test_splits_disjoint(corpora):
     a = corpora[0]
     data = {s: read_data_dir(os.path.join(a, s)) for s in SPLITS}
-    keys = {s: {(u.lang, ts.dedup_key(u.text, u.lang)) for u in data[s]} for s in SPLITS}
+    keys = {s: {(u.lang, norm.dedup_key(u.text, u.lang)) for u in data[s]} for s in SPLITS}
     assert not keys["train"] & keys["dev"]
     assert not keys["train"] & keys["test"]
     assert not keys["dev"] & keys["test"]
@@ -179,7 +183,7 @@ def test_splits_disjoint(corpora):
     assert not spk["train"] & (spk["dev"] | spk["test"])
     for lang in LANGS:
         with open(os.path.join(a, "text_pool", f"{lang}.txt"), encoding="utf-8") as f:
-            pool = {ts.dedup_key(line.strip(), lang) for line in f}
+            pool = {norm.dedup_key(line.strip(), lang) for line in f}
         assert len(pool) > 10
         for s in ("dev", "test"):
             assert not pool & {k for (lg, k) in keys[s] if lg == lang}
@@ -247,9 +251,9 @@ def test_wordfreq_sequences():
     pytest.importorskip("wordfreq", reason="optional: pip install wordfreq")
     en = ts.wordfreq_sequences("en", 20, seed=1)
     assert en == ts.wordfreq_sequences("en", 20, seed=1) and len(set(en)) == 20
-    assert all(ts.is_clean(s, "en") for s in en)
+    assert all(norm.is_clean(s, "en") for s in en)
     zh = ts.wordfreq_sequences("zh", 5, seed=1)
-    assert len(zh) == 5 and all(ts.is_clean(s, "zh") for s in zh)
+    assert len(zh) == 5 and all(norm.is_clean(s, "zh") for s in zh)
 
 
 @needs_espeak

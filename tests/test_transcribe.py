@@ -49,7 +49,7 @@ SENTENCES = ["the weather was fine and we walked along the river to the old mill
 
 def spoken_with_pauses(pause=1.2):
     """English sentences spoken by espeak-ng joined by `pause` s of silence; the (start, end) of each."""
-    from drax.data.synthetic import synthesize
+    from drax.data.synthetic.speech import synthesize
 
     parts, spans, t = [], [], 0.0
     for sentence in SENTENCES:

@@ -10,7 +10,8 @@ import pytest
 from drax.data import voices
 from drax.data.audio import SAMPLE_RATE
 from drax.data.kaldi_dir import read_data_dir
-from drax.data.synthetic import SPLITS, _hash, _pick_family, all_speakers, generate_corpus
+from drax.data.synthetic.generate import SPLITS, _hash, _pick_family, generate_corpus
+from drax.data.synthetic.speakers import all_speakers
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (apt-get install espeak-ng)")

@@ -19,7 +19,7 @@ import jiwer
 import numpy as np
 
 from drax.data.audio import load_audio
-from drax.data.synthetic import synthesize
+from drax.data.synthetic.speech import synthesize
 from drax.decode.scoring import normalize
 from drax.pretrained.whisper import WHISPER_WHEELS, fetch_whisper, load_whisper, transcribe
 

@@ -18,8 +18,9 @@ import logging
 import os
 import sys
 
-from drax.data.synthetic import DEFAULT_N_DEV, DEFAULT_N_TEST, DEFAULT_N_TRAIN, generate_corpus
-from drax.data.text_sources import LANGS, SOURCES
+from drax.data.synthetic.generate import DEFAULT_N_DEV, DEFAULT_N_TEST, DEFAULT_N_TRAIN, generate_corpus
+from drax.data.synthetic.normalise import LANGS
+from drax.data.synthetic.sources import SOURCES
 
 
 def parse_sizes(spec: str, langs: list[str], name: str) -> dict[str, int]:

@@ -6,7 +6,7 @@ utt2dur, and `skipped`: what could not be used and why) and returns the names of
 
 Real corpora are found through `corpus_conf.root` or, when that is empty, an environment variable
 (LIBRISPEECH, MLS, COMMONVOICE, AISHELL, REAZONSPEECH); `corpus_conf.synthetic: true` (or a mapping
-of sizes for drax.data.synthetic.generate_corpus) lays out espeak-ng speech in the corpus's native
+of sizes for drax.data.synthetic.generate.generate_corpus) lays out espeak-ng speech in the corpus's native
 layout under <recipe>/downloads/synthetic/ and prepares that with the same code.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["CORPORA", "CorpusError", "check_conf", "prepare", "stage_inputs"]
 
 def prepare_synthetic(data_root: Path, langs: list[str], jobs: int = 2, **conf) -> list[str]:
     """The offline synthetic multilingual corpus (espeak-ng), generated under <data_root>/synthetic."""
-    from drax.data.synthetic import generate_corpus  # espeak-ng stand-ins only when asked for
+    from drax.data.synthetic.generate import generate_corpus  # espeak-ng stand-ins only when asked for
 
     corpus_dir = data_root / "synthetic"
     generate_corpus(str(corpus_dir), langs=langs, jobs=jobs, **conf)
@@ -70,7 +70,7 @@ def check_conf(corpus: str, conf: dict, what: str = "corpus_conf") -> None:
         raise CorpusError(f"{what} for corpus {corpus} must be a mapping of keys (got {conf!r})")
     fn = CORPORA[corpus]
     if corpus == "synthetic":  # its keys are generate_corpus's
-        from drax.data.synthetic import generate_corpus as fn
+        from drax.data.synthetic.generate import generate_corpus as fn
     params = {k: p for k, p in inspect.signature(fn).parameters.items()
               if k not in ("data_root", "out_dir", "langs", "jobs", "force", "progress")}
     unknown = sorted(set(conf) - set(params))

@@ -154,10 +154,10 @@ SYNTHETIC_SIZES = {"n_train": 60, "n_dev": 20, "n_test": 20, "seed": 0}
 
 def synthetic_corpus(data_root: Path, tree_name: str, langs: list[str], spec: bool | dict, jobs: int
                      ) -> tuple[Path, dict[str, list[Utterance]]]:
-    """Speak a small corpus with espeak-ng (:func:`drax.data.synthetic.generate_corpus`) under
+    """Speak a small corpus with espeak-ng (:func:`drax.data.synthetic.generate.generate_corpus`) under
     <recipe>/downloads/synthetic/espeak; returns an empty folder for the native tree (named
     `tree_name`, beside it) and the generated utterances per split."""
-    from drax.data.synthetic import generate_corpus  # espeak-ng stand-ins only when asked for
+    from drax.data.synthetic.generate import generate_corpus  # espeak-ng stand-ins only when asked for
 
     downloads = data_root.absolute().parent / "downloads" / "synthetic"
     sizes = {**SYNTHETIC_SIZES, **(spec if isinstance(spec, dict) else {})}
