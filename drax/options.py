@@ -63,12 +63,15 @@ def load_options(cls: type[T], raw: Mapping | None, what: str) -> T:
     return cls(**raw)
 
 
-def check_range(what: str, name: str, value, low=None, choices=None, strict: bool = False) -> None:
-    """`value` >= low (> low when strict) or among `choices`; a ValueError naming the key otherwise."""
+def check_range(what: str, name: str, value, low=None, choices=None, strict: bool = False, high=None) -> None:
+    """`value` >= low (> low when strict), <= high, or among `choices` (None passes the bounds); a
+    ValueError naming the key otherwise."""
     if choices is not None and value not in choices:
         raise ValueError(f"{what} key {name}: unknown choice {value!r}; valid: {', '.join(map(str, choices))}")
     if low is not None and value is not None and not (value > low if strict else value >= low):
         raise ValueError(f"{what} key {name}: {value!r} must be {'>' if strict else '>='} {low}")
+    if high is not None and value is not None and not value <= high:
+        raise ValueError(f"{what} key {name}: {value!r} must be <= {high}")
 
 
 def config_files(path: str | Path) -> list[Path]:

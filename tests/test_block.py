@@ -205,7 +205,7 @@ def test_block_training_noises_only_the_active_block_and_adds_the_prefix_loss():
 
 
 @pytest.mark.parametrize("conf, decoder_conf, message", [
-    ({"active_block": 0}, BLOCK, "active_block must be"),
+    ({"active_block": 0}, BLOCK, "model_conf key active_block: 0 must be >= 1"),
     ({"active_block": 4}, {**BLOCK, "attention_block": None}, "attention_block: 1 and shift_readout"),
     ({"active_block": 4}, {**BLOCK, "shift_readout": False}, "attention_block: 1 and shift_readout"),
     ({"active_block": 4, "canvas_margin": 2, "length_predictor": True}, BLOCK, "length_predictor: false"),

@@ -402,10 +402,10 @@ def test_model_rejects_text_without_prompt():
         ({"eot_token": "<eos>"}, "model_conf.eot_token '<eos>' is not in the token list"),
         ({"lr": 1.0}, r"unknown model_conf key\(s\) \['lr'\]; valid keys: path, scheduler"),
         ({"prompt_template": ["<|sot|>"]}, "prompt_template token '<|sot|>' is not in the token list"),
-        ({"audio_dropout": -0.5}, r"model_conf.audio_dropout is a probability in \[0, 1\] \(got -0.5\)"),
-        ({"lang_replace_prob": 1.5}, r"model_conf.lang_replace_prob is a probability"),
+        ({"audio_dropout": -0.5}, r"model_conf key audio_dropout: -0.5 must be >= 0"),
+        ({"lang_replace_prob": 1.5}, r"model_conf key lang_replace_prob: 1.5 must be <= 1"),
         ({"output_length": "twelve"}, r"model_conf key output_length: 'twelve' is not an int"),
-        ({"gumbel_tau": 0}, r"model_conf.gumbel_tau must be > 0"),
+        ({"gumbel_tau": 0}, r"model_conf key gumbel_tau: 0 must be > 0"),
     ],
 )
 def test_bad_model_configuration_names_the_key(conf, message):

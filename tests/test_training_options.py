@@ -184,12 +184,12 @@ def test_mask_source_tri_mixture_path():
 
 
 @pytest.mark.parametrize("conf,message", [
-    ({"time_sampling": "sobol"}, "model_conf.time_sampling: unknown choice 'sobol'; valid: uniform, stratified"),
-    ({"loss_positions": "some"}, "model_conf.loss_positions: unknown choice 'some'; valid: all, noised"),
-    ({"pad_weight": -1}, "model_conf.pad_weight must be >= 0"),
-    ({"canvas_margin": -2}, "model_conf.canvas_margin must be null or >= 0"),
-    ({"time_power": 0}, "model_conf.time_power must be > 0"),
-    ({"time_draws": 0}, "model_conf.time_draws must be >= 1"),
+    ({"time_sampling": "sobol"}, "model_conf key time_sampling: unknown choice 'sobol'; valid: uniform, stratified"),
+    ({"loss_positions": "some"}, "model_conf key loss_positions: unknown choice 'some'; valid: all, noised"),
+    ({"pad_weight": -1}, "model_conf key pad_weight: -1 must be >= 0"),
+    ({"canvas_margin": -2}, "model_conf key canvas_margin: -2 must be >= 0"),
+    ({"time_power": 0}, "model_conf key time_power: 0 must be > 0"),
+    ({"time_draws": 0}, "model_conf key time_draws: 0 must be >= 1"),
 ])
 def test_bad_option_values_name_the_key(conf, message):
     with pytest.raises(ValueError, match=message):

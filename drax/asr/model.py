@@ -68,7 +68,7 @@ from drax.nets.dit import Denoiser, DiTDecoder, PrefixCache
 from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
-from drax.options import load_options
+from drax.options import check_range, load_options
 
 logger = logging.getLogger(__name__)
 
@@ -159,27 +159,19 @@ class DraxModelOptions:
     consistency_prob: float = 0.0
 
     def __post_init__(self):
-        if not self.output_length > 0:
-            raise ValueError(f"model_conf.output_length must be an integer > 0 (got {self.output_length!r})")
-        for key in ("audio_dropout", "lang_replace_prob", "prompt_prob", "consistency_prob"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ValueError(f"model_conf.{key} is a probability in [0, 1] (got {getattr(self, key)!r})")
+        what = "model_conf"
+        check_range(what, "output_length", self.output_length, 1)
+        for key in ("audio_dropout", "lang_replace_prob", "prompt_prob", "consistency_prob"):  # probabilities
+            check_range(what, key, getattr(self, key), 0, high=1)
         for key, choices in (("time_sampling", TIME_SAMPLINGS), ("loss_positions", LOSS_POSITIONS),
                              ("block_loss", BLOCK_LOSSES)):
-            if getattr(self, key) not in choices:
-                raise ValueError(f"model_conf.{key}: unknown choice '{getattr(self, key)}'; valid: {', '.join(choices)}")
-        for key, low in (("gumbel_tau", 0), ("time_power", 0)):
-            if not getattr(self, key) > low:
-                raise ValueError(f"model_conf.{key} must be > {low} (got {getattr(self, key)!r})")
+            check_range(what, key, getattr(self, key), choices=choices)
+        for key in ("gumbel_tau", "time_power"):
+            check_range(what, key, getattr(self, key), 0, strict=True)
         for key, low in (("pad_weight", 0), ("attention_anneal_steps", 0), ("prefix_loss_weight", 0),
-                         ("time_draws", 1)):
-            if not getattr(self, key) >= low:
-                raise ValueError(f"model_conf.{key} must be >= {low} (got {getattr(self, key)!r})")
-        if self.canvas_margin is not None and not 0 <= self.canvas_margin:
-            raise ValueError(f"model_conf.canvas_margin must be null or >= 0 (got {self.canvas_margin})")
+                         ("time_draws", 1), ("canvas_margin", 0), ("active_block", 1)):  # None passes
+            check_range(what, key, getattr(self, key), low)
         if self.active_block is not None:
-            if not self.active_block >= 1:
-                raise ValueError(f"model_conf.active_block must be null or >= 1 (got {self.active_block!r})")
             if self.canvas_margin is not None and self.length_predictor:
                 raise ValueError("model_conf.active_block: the block decoder stops at the end token and reads "
                                  "no predicted length; set length_predictor: false")

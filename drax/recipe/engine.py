@@ -21,7 +21,6 @@ from drax.recipe.config import RecipeConfig, RecipeError
 logger = logging.getLogger("drax.recipe")
 
 
-
 def output_dir(config: RecipeConfig, root: Path, name: str) -> Path:
     """<root>/<name> ("data", "dump" or "exp"), or <root>/<name>_<data_tag> for a data variant."""
     return Path(root) / (f"{name}_{config.data_tag}" if config.data_tag else name)
