@@ -9,13 +9,21 @@ little more, a call that decodes several tokens is nearly free; where a second r
 times the first (a BLAS taking its matrix-matrix path), a parallel decoder must commit that many
 more tokens per call to break even with AR greedy at batch 1.
 
+Products alone keep their weights in the CPU's caches; a whole decoder call streams every block's
+weights from memory. With `--model`, it also times the trained decoder's own call (`DiTDecoder.step`,
+batch 1) over n new positions after a cached prefix of `--prefix` positions, on the dumped states of
+one utterance: what a draft-and-verify decoder pays to check n - 1 drafted tokens.
+
     tools/venv/bin/python benchmarks/decoder_rows.py --threads 2
+    cd egs/mini && ../../tools/venv/bin/python ../../benchmarks/decoder_rows.py --threads 2 \\
+        --model exp/asr_train_drax --states dump/whisper_states/dev
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,10 +43,42 @@ def median_ms(layer: torch.nn.Linear, x: torch.Tensor, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def decoder_call_ms(asr_dir: Path, states_dir: Path, prefix: int, repeats: int) -> list[float]:
+    """Median ms of the trained decoder's batch-1 call over n = ROWS new positions after `prefix` cached ones."""
+    import kaldiio
+
+    from drax.data.kaldi_dir import read_kv_dict
+    from drax.decode.speech2text import load_model
+
+    model, _ = load_model(asr_dir / "config.yaml", asr_dir / "valid.loss.best.pth")
+    decoder = model.decoder
+    entry = next(iter(read_kv_dict(str(states_dir / "feats.scp")).values()))
+    enc = torch.from_numpy(kaldiio.load_mat(entry).copy())[None]
+    audio = decoder.encode_audio(enc, torch.tensor([enc.shape[1]]))
+    tokens = torch.randint(len(model.token_list) // 2, len(model.token_list) - 100, (1, prefix + max(ROWS)))
+    t = torch.ones(1)
+    _, cache = decoder.step(tokens[:, :prefix], t, audio)
+    out = []
+    for rows in ROWS:
+        new = tokens[:, prefix: prefix + rows]
+        for _ in range(10):
+            decoder.step(new, t, audio, cache)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            decoder.step(new, t, audio, cache)
+            times.append(time.perf_counter() - start)
+        out.append(1e3 * statistics.median(times))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--model", type=Path, help="an experiment dir of a Drax or AR-yardstick model")
+    parser.add_argument("--states", type=Path, help="a dumped set whose first utterance's states the calls read")
+    parser.add_argument("--prefix", type=int, default=20, help="cached positions before the new ones")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, BLAS: "
@@ -51,6 +91,10 @@ def main():
             layer = torch.nn.Linear(d_in, d_out)
             ms = [median_ms(layer, torch.randn(1, rows, d_in), args.repeats) for rows in ROWS]
             print(f"| {name} | " + " | ".join(f"{m:.3f} ({m / ms[0]:.1f}x)" for m in ms) + " |")
+        if args.model:
+            ms = decoder_call_ms(args.model, args.states, args.prefix, max(20, args.repeats // 10))
+            print(f"| the decoder's call ({args.model}, {args.prefix} cached positions) | "
+                  + " | ".join(f"{m:.3f} ({m / ms[0]:.1f}x)" for m in ms) + " |")
 
 
 if __name__ == "__main__":
