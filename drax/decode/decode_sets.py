@@ -173,7 +173,8 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
 
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
                         max_length=options.output_length)
-    info = {"tokens": 0, "calls": 0, "system": "AR yardstick",  # counted below "method": "greedy (KV cache)",
+    info = {"tokens": 0, "calls": 0,  # counted below
+            "system": "AR yardstick", "method": "greedy (KV cache)",
             "batch_size": options.batch_size, "model_file": options.model_file,
             "output_length": options.output_length or s2t.model.max_length}
 
