@@ -327,7 +327,7 @@ def test_consistency_rows_read_the_text_then_the_models_own_guesses_at_t1():
 def test_consistency_needs_a_causal_decoder_and_no_block():
     with pytest.raises(ValueError, match="consistency_prob trains the jacobi states"):
         build({"consistency_prob": 0.5}, decoder_conf={**BLOCK, "attention_block": None})
-    with pytest.raises(ValueError, match="consistency_prob is a probability"):
+    with pytest.raises(ValueError, match="model_conf key consistency_prob: 2.0 must be <= 1"):
         build({"consistency_prob": 2.0}, decoder_conf=BLOCK)
 
 

@@ -379,13 +379,13 @@ def test_a_shard_waits_for_the_writer_holding_its_lock(tmp_path):
 @pytest.mark.slow
 def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one_run_dumps(tmp_path, whisper_base,
                                                                                           monkeypatch):
-    """./run.sh SIGKILLed, and once SIGTERMed, while stage 3's two shards encode: no shard process outlives
-    it, no unfinished shard is marked done, and running the same command again dumps exactly what a
-    run that was never interrupted dumps."""
+    """./run.sh SIGKILLed while stage 3's two shards encode: no shard process outlives it, no unfinished
+    shard is marked done, and running the same command again dumps exactly what a run that was never
+    interrupted dumps (SIGTERM through the recipe: the stage 8 test of tests/test_release.py)."""
     mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
     clean = tmp_path / "clean"
     shutil.copytree(mini / "conf", clean / "conf")
-    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 60, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora",
+    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 24, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora",
              "{}", "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2",
              "--whisper_baseline", "false"]
     command = [str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags]
@@ -400,7 +400,7 @@ def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one
 
     run(clean, "--stop_stage", "3")
     reference = dumped(clean)
-    for sig in (signal.SIGKILL, signal.SIGTERM):
+    for sig in (signal.SIGKILL,):
         recipe = tmp_path / sig.name
         shutil.copytree(clean, recipe, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
         kill_while_shards_work([*command, "--stage", "3", "--stop_stage", "3"], recipe,

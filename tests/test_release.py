@@ -208,14 +208,14 @@ def test_a_recipe_decodes_the_converted_release_through_its_stages(release, tmp_
     hyps = read_kv_dict(str(asr / "decode_drax_authors" / "test" / "text"))
     assert sorted(hyps) == sorted(read_kv_dict(str(recipe / "data" / "test" / "text"))) and len(hyps) == 3
     assert "test" in (recipe / "exp" / "RESULTS.md").read_text()
-    # SIGKILLed while stage 8's two shards decode, then run again: no shard outlives the recipe, and the
+    # SIGTERMed while stage 8's two shards decode, then run again: no shard outlives the recipe, and the
     # re-run decodes what the uninterrupted run decoded
     shutil.rmtree(asr / "decode_drax_authors")
     for marker in (recipe / "exp" / "stages").glob("8_decode.*.done"):
         marker.unlink()
     two = [("2" if flag == "1" and flags[i - 1] == "--nj" else flag) for i, flag in enumerate(flags)]
     rerun = [str(repo / "run.sh"), "--recipe", "conf/recipe.yaml", *two, "--stage", "8", "--stop_stage", "8"]
-    kill_while_shards_work(rerun, recipe, asr / "decode_drax_authors" / "test" / "log", signal.SIGKILL)
+    kill_while_shards_work(rerun, recipe, asr / "decode_drax_authors" / "test" / "log", signal.SIGTERM)
     proc = subprocess.run(rerun, cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert read_kv_dict(str(asr / "decode_drax_authors" / "test" / "text")) == hyps
