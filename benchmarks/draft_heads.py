@@ -122,7 +122,7 @@ def main():
     losses = []
     for step in range(args.steps):
         batch = rng.sample(train, args.batch_size)
-        seqs = [ids + [eot] for _, ids, _ in batch]
+        seqs = [(ids + [eot])[: decoder.positions.num_embeddings if decoder.positions is not None else None] for _, ids, _ in batch]
         tokens = padded(seqs, eot)
         with torch.no_grad():
             states = last_states(decoder, tokens, encode(model, [e for e, _, _ in batch]))
