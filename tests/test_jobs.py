@@ -285,36 +285,63 @@ def test_slurm_backend_decodes_the_same_files_as_local_processes(tmp_path, tiny_
     assert len(list((tmp_path / "slurm" / "log" / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran
 
 
+MINI = Path(__file__).resolve().parents[1] / "egs" / "mini"
+STAGE3_FLAGS = ["--langs", "[en]", "--corpus_conf", "{n_train: 24, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora",
+                "{}", "--dev_sets", "[]", "--test_sets", "[test]", "--nj", "2", "--whisper_baseline", "false"]
+STAGE3_SETS = ("train", "dev", "test")
+
+
+def run_mini(recipe: Path, *args: str) -> None:
+    proc = subprocess.run([str(MINI.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *args], cwd=recipe,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def load_dumps(recipe: Path) -> dict[str, dict]:
+    """{set: {utt: states}} of stage 3 in `recipe` (scp paths are relative to the recipe, as in ESPnet)."""
+    cwd = os.getcwd()
+    os.chdir(recipe)
+    try:
+        return {name: dict(kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp")) for name in STAGE3_SETS}
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def stage3_reference(tmp_path_factory, whisper_base):
+    """A mini recipe through stages 1-3 on local processes, uninterrupted: what stage 3 must dump
+    however it runs (the recipe dir, its flags, its dumps). Its tests share the xdist group `slurm`
+    (conftest.py), so one worker runs it once."""
+    recipe = tmp_path_factory.mktemp("stage3") / "local"
+    shutil.copytree(MINI / "conf", recipe / "conf")
+    flags = [*STAGE3_FLAGS, "--whisper", str(whisper_base)]
+    run_mini(recipe, *flags, "--stop_stage", "3")
+    return recipe, flags, load_dumps(recipe)
+
+
+def fresh_stage3(reference: Path, to: Path) -> Path:
+    """A copy of the reference recipe with stages 1-2 done and stage 3 not run."""
+    shutil.copytree(reference, to, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
+    return to
+
+
+def assert_same_dumps(got: dict, want: dict, what: str) -> None:
+    for name, feats in want.items():
+        assert got[name].keys() == feats.keys() and feats, (what, name)
+        for utt, mat in feats.items():
+            assert (got[name][utt] == mat).all(), (what, name, utt)
+
+
 @pytest.mark.slow
-def test_recipe_stage_3_on_slurm_writes_what_local_processes_write(tmp_path, whisper_base, slurm_cluster, monkeypatch):
+def test_recipe_stage_3_on_slurm_writes_what_local_processes_write(tmp_path, stage3_reference, slurm_cluster):
     """The recipe key `jobs` through ./run.sh: stage 3's shards as sbatch jobs, the same dumps as with
     local processes (stage 8's shards on Slurm: test_slurm_backend_decodes_the_same_files_as_local_processes)."""
-    mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
-    local, slurm = tmp_path / "local", tmp_path / "slurm"
-    shutil.copytree(mini / "conf", local / "conf")
-    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 3, n_dev: 1, n_test: 2, seed: 3}", "--extra_corpora", "{}",
-             "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2",
-             "--whisper_baseline", "false"]
-    on_slurm = ["--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}"]
-
-    def run(recipe, *args):
-        proc = subprocess.run([str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags, *args],
-                              cwd=recipe, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-
-    run(local, "--stop_stage", "3")
-    shutil.copytree(local, slurm, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
-    run(slurm, "--stage", "3", "--stop_stage", "3", *on_slurm)
-
-    def dumped(recipe, name):
-        monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
-        return {utt: m for utt, m in kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp").items()}
-
-    for name in ("train", "dev", "test"):
-        dumps = [dumped(r, name) for r in (local, slurm)]
-        assert dumps[0].keys() == dumps[1].keys() and dumps[0]
-        for utt, feats in dumps[0].items():
-            assert (feats == dumps[1][utt]).all(), (name, utt)
+    reference, flags, want = stage3_reference
+    slurm = fresh_stage3(reference, tmp_path / "slurm")
+    run_mini(slurm, *flags, "--stage", "3", "--stop_stage", "3",
+             "--jobs", "{backend: slurm, slurm: {partition: debug, time: 10}}")
+    assert_same_dumps(load_dumps(slurm), want, "slurm")
+    for name in STAGE3_SETS:
         logs = slurm / "exp" / "features" / name / "log"
         assert sorted(p.name for p in logs.glob("*.done")) == ["0.done", "1.done"]
         assert len(list((logs / "submitit").glob("*_log.out"))) == 2  # two sbatch jobs ran
@@ -377,37 +404,14 @@ def test_a_shard_waits_for_the_writer_holding_its_lock(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one_run_dumps(tmp_path, whisper_base,
-                                                                                          monkeypatch):
+@pytest.mark.xdist_group("slurm")  # beside the Slurm test of stage 3, whose reference run it shares
+def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one_run_dumps(tmp_path, stage3_reference):
     """./run.sh SIGKILLed while stage 3's two shards encode: no shard process outlives it, no unfinished
     shard is marked done, and running the same command again dumps exactly what a run that was never
     interrupted dumps (SIGTERM through the recipe: the stage 8 test of tests/test_release.py)."""
-    mini = Path(__file__).resolve().parents[1] / "egs" / "mini"
-    clean = tmp_path / "clean"
-    shutil.copytree(mini / "conf", clean / "conf")
-    flags = ["--langs", "[en]", "--corpus_conf", "{n_train: 24, n_dev: 1, n_test: 1, seed: 3}", "--extra_corpora",
-             "{}", "--dev_sets", "[]", "--test_sets", "[test]", "--whisper", str(whisper_base), "--nj", "2",
-             "--whisper_baseline", "false"]
-    command = [str(mini.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags]
-
-    def run(recipe, *args):
-        proc = subprocess.run([*command, *args], cwd=recipe, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-
-    def dumped(recipe):
-        monkeypatch.chdir(recipe)  # scp files hold paths relative to the recipe, as in ESPnet
-        return {name: dict(kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp")) for name in ("train", "test")}
-
-    run(clean, "--stop_stage", "3")
-    reference = dumped(clean)
-    for sig in (signal.SIGKILL,):
-        recipe = tmp_path / sig.name
-        shutil.copytree(clean, recipe, ignore=shutil.ignore_patterns("dump", "features", "3_features.done"))
-        kill_while_shards_work([*command, "--stage", "3", "--stop_stage", "3"], recipe,
-                               recipe / "exp" / "features" / "train" / "log", sig)
-        run(recipe, "--stage", "3", "--stop_stage", "3")
-        again = dumped(recipe)
-        for name, feats in reference.items():
-            assert again[name].keys() == feats.keys() and feats, (sig.name, name)
-            for utt, mat in feats.items():
-                assert (again[name][utt] == mat).all(), (sig.name, name, utt)
+    reference, flags, want = stage3_reference
+    recipe = fresh_stage3(reference, tmp_path / "killed")
+    command = [str(MINI.parents[1] / "run.sh"), "--recipe", "conf/recipe.yaml", *flags, "--stage", "3", "--stop_stage", "3"]
+    kill_while_shards_work(command, recipe, recipe / "exp" / "features" / "train" / "log", signal.SIGKILL)
+    run_mini(recipe, *flags, "--stage", "3", "--stop_stage", "3")
+    assert_same_dumps(load_dumps(recipe), want, "killed, then run again")

@@ -59,7 +59,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     (recipe / "conf" / "decode_drax.yaml").write_text(yaml.safe_dump(decode))
     flags = ["--langs", "[en, zh]", "--corpus_conf", "{n_train: 4, n_dev: 2, n_test: 2, seed: 3}",
              "--speed_perturb_factors", "[0.9, 1.0]", "--whisper", str(whisper_base),
-             "--extra_corpora.asterisk", "{max_per_lang: 2, dev_per_lang: 1}", "--augment_conf", "{prob: 0.5, seed: 1}"]
+             "--extra_corpora.asterisk", "{max_per_lang: 2, dev_per_lang: 1}", "--augment_conf", "{prob: 0.5, seed: 1}",
+             "--nj", "1"]  # one shard per set: a shard process and its imports cost more than these sets (shards: test_jobs.py)
     log = run(recipe, *flags)
     assert "stage 10 (results): done" in log
 

@@ -1,5 +1,6 @@
 """Recipe building blocks: output units, feature dumping and filtering of bad input, scoring, config."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from drax.data.kaldi_dir import DataDirError, Utterance, read_kv_dict, write_dat
 from drax.data.tokenize import fit_output_length, write_shapes, write_token_text
 from drax.decode.scoring import normalize, score
 from drax.recipe.config import load_recipe
-from drax.text.units import BPEUnits, WhisperUnits, load_units, save_units
+from drax.text.units import PROMPT_TEMPLATE, BPEUnits, WhisperUnits, load_units, prompt_ids, prompt_tokens, save_units
 
 
 @pytest.fixture(scope="module")
@@ -441,3 +442,15 @@ def test_decoded_text_keeps_one_line_per_hypothesis(tmp_path):
 
     _write_outputs(tmp_path, {"u1": "two\nlines ", "u2": ""}, {}, {})  # Whisper units include "\n"
     assert read_kv_dict(str(tmp_path / "text")) == {"u1": "two lines", "u2": ""}
+
+
+def test_prompt_ids_name_the_language_slot_or_leave_it_free():
+    tokens = ["<blank>", "<unk>", "a"] + prompt_tokens(["en", "de"]) + ["<|endoftext|>"]
+    assert [tokens[i] for i in prompt_ids(PROMPT_TEMPLATE, tokens, "de")] == \
+        ["<|startoftranscript|>", "<|de|>", "<|transcribe|>", "<|notimestamps|>"]
+    free = prompt_ids(PROMPT_TEMPLATE, tokens, None)
+    assert free[1] == -1 and free[0] == tokens.index("<|startoftranscript|>")
+    with pytest.raises(ValueError, match=re.escape("language 'fr': token '<|fr|>' is not in the token list")):
+        prompt_ids(PROMPT_TEMPLATE, tokens, "fr")
+    with pytest.raises(ValueError, match=re.escape("prompt token '<|transcribe|>' is not in the token list")):
+        prompt_ids(PROMPT_TEMPLATE, [t for t in tokens if t != "<|transcribe|>"], "en")

@@ -25,6 +25,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from drax.asr.model import attach_espnet_parts
 from drax.decode.autoregressive import DiTAR, batched_greedy
 from drax.options import load_options
+from drax.text.units import prompt_ids
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +70,9 @@ class DraxARModel(ESPnetASRModel):
 
     def prompt_ids(self, lang: str) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en')."""
-        names = [tok.format(lang=lang) for tok in self.prompt_template]
-        missing = [name for name in names if name not in self.token_list]
-        if missing:
-            raise ValueError(f"language '{lang}': token '{missing[0]}' is not in the token list")
-        return [self.token_list.index(name) for name in names]
+        if lang is None:
+            raise ValueError("the AR yardstick decodes with a given language (it has no language detection)")
+        return prompt_ids(self.prompt_template, self.token_list, lang)
 
     # ---- training ------------------------------------------------------------------------------
     def build_sequences(self, text: torch.Tensor, text_lengths: torch.Tensor):

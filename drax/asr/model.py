@@ -69,6 +69,7 @@ from drax.nets.length import LengthPredictor
 from drax.nets.pmid import PMidNetwork
 from drax.nets.whisper_init import init_dit_from_whisper
 from drax.options import check_range, load_options
+from drax.text.units import prompt_ids
 
 logger = logging.getLogger(__name__)
 
@@ -246,16 +247,7 @@ class DraxASRModel(ESPnetASRModel):
 
     def prompt_ids(self, lang: str | None = None) -> list[int]:
         """Ids of the prompt for language `lang` (e.g. 'en'); -1 leaves the language slot free."""
-        ids = []
-        for tok in self.prompt_template:
-            if "{lang}" in tok:
-                name = tok.format(lang=lang)
-                if lang is not None and name not in self.token_list:
-                    raise ValueError(f"language '{lang}': token '{name}' is not in the token list")
-                ids.append(-1 if lang is None else self.token_list.index(name))
-            else:
-                ids.append(self.token_list.index(tok))
-        return ids
+        return prompt_ids(self.prompt_template, self.token_list, lang)
 
     @torch.no_grad()
     def detect_language(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> list[str]:

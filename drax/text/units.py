@@ -37,6 +37,22 @@ def prompt_tokens(langs: Iterable[str]) -> list[str]:
     return [name for t in PROMPT_TEMPLATE for name in ([t.format(lang=lang) for lang in langs] if "{lang}" in t else [t])]
 
 
+def prompt_ids(template: list[str], token_list: list[str], lang: str | None) -> list[int]:
+    """Ids in `token_list` of the prompt `template` for language `lang` (e.g. 'en'); None: -1 in the
+    language slot, left free."""
+    ids = []
+    for tok in template:
+        name = tok.format(lang=lang)
+        if "{lang}" in tok and lang is None:
+            ids.append(-1)
+        elif name in token_list:
+            ids.append(token_list.index(name))
+        else:
+            raise ValueError(f"language '{lang}': token '{name}' is not in the token list" if "{lang}" in tok
+                             else f"prompt token '{name}' is not in the token list")
+    return ids
+
+
 def byte_alphabet() -> list[str]:
     """The 256 printable characters GPT-2/Whisper byte-level BPE uses for raw bytes."""
     from tokenizers.pre_tokenizers import ByteLevel  # slow to import; only this path needs it
