@@ -502,7 +502,8 @@ class PrefixCache:
 
     With causal self-attention the state of position j reads the tokens 0 .. j only, so between two
     calls the states before the first position p whose token changed (in any row) are the same: a call
-    runs `DiTDecoder.step` on positions p .. w - 1 from the cached self-attention K/V of positions
+    runs `DiTDecoder.step` on positions p .. w - 1 (w - 2 with the shifted readout: the state of w - 1
+    would predict a position beyond the canvas) from the cached self-attention K/V of positions
     0 .. p - 1, and keeps the earlier logits of the positions whose states did not change. The logits
     are those of `decoder(x, t, audio)` (B, w, V), up to float rounding, at the cost of the changed
     suffix instead of the whole canvas.
@@ -525,12 +526,14 @@ class PrefixCache:
             # with the shifted readout the logits of position p come from state p - 1: kept only if computed
             p = min(p, w - 1, self.logits.shape[1] - int(self.decoder.shift_readout))
         past = [(k[:, :, :p], v[:, :, :p]) for k, v in self.kv] if p > 0 else None
-        rows, self.kv = self.decoder.step(x[:, p:], t, self.audio, past)  # row i: state p + i
+        # with the shifted readout the last state predicts a position beyond the canvas: not computed
+        end = max(w - 1, p + 1) if self.decoder.shift_readout else w
+        rows, self.kv = self.decoder.step(x[:, p:end], t, self.audio, past)  # row i: state p + i
         if not self.decoder.shift_readout:  # logits of position j from state j
             logits = rows if p == 0 else torch.cat([self.logits[:, :p], rows], 1)
         elif p == 0:  # position 0 reads state 0, position j state j - 1
-            logits = torch.cat([rows[:, :1], rows[:, :-1]], 1)
+            logits = torch.cat([rows[:, :1], rows], 1)[:, :w]
         else:
-            logits = torch.cat([self.logits[:, : p + 1], rows[:, :-1]], 1)
+            logits = torch.cat([self.logits[:, : p + 1], rows], 1)[:, :w]
         self.tokens, self.t, self.logits = x.clone(), t.clone(), logits
         return logits
