@@ -119,10 +119,10 @@ def main():
     train, dev = read_set(args.train, index), read_set(args.dev, index)
     heads = DraftHeads(decoder, args.heads)
     optimizer = torch.optim.AdamW(heads.layers.parameters(), lr=args.lr)
-    losses = []
+    losses, positions = [], decoder.positions.num_embeddings if decoder.positions is not None else None
     for step in range(args.steps):
         batch = rng.sample(train, args.batch_size)
-        seqs = [(ids + [eot])[: decoder.positions.num_embeddings if decoder.positions is not None else None] for _, ids, _ in batch]
+        seqs = [(ids + [eot])[:positions] for _, ids, _ in batch]
         tokens = padded(seqs, eot)
         with torch.no_grad():
             states = last_states(decoder, tokens, encode(model, [e for e, _, _ in batch]))

@@ -1,4 +1,5 @@
 """Sharded stage work (drax/recipe/jobs.py) and sharded decoding (drax/decode/decode_sets.py)."""
+import contextlib
 import functools
 import json
 import os
@@ -299,19 +300,14 @@ def run_mini(recipe: Path, *args: str) -> None:
 
 def load_dumps(recipe: Path) -> dict[str, dict]:
     """{set: {utt: states}} of stage 3 in `recipe` (scp paths are relative to the recipe, as in ESPnet)."""
-    cwd = os.getcwd()
-    os.chdir(recipe)
-    try:
+    with contextlib.chdir(recipe):
         return {name: dict(kaldiio.load_scp(f"dump/whisper_states/{name}/dumped.scp")) for name in STAGE3_SETS}
-    finally:
-        os.chdir(cwd)
 
 
 @pytest.fixture(scope="module")
 def stage3_reference(tmp_path_factory, whisper_base):
     """A mini recipe through stages 1-3 on local processes, uninterrupted: what stage 3 must dump
-    however it runs (the recipe dir, its flags, its dumps). Its tests share the xdist group `slurm`
-    (conftest.py), so one worker runs it once."""
+    however it runs (the recipe dir, its flags, its dumps); run once per worker that needs it."""
     recipe = tmp_path_factory.mktemp("stage3") / "local"
     shutil.copytree(MINI / "conf", recipe / "conf")
     flags = [*STAGE3_FLAGS, "--whisper", str(whisper_base)]
@@ -404,7 +400,6 @@ def test_a_shard_waits_for_the_writer_holding_its_lock(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("slurm")  # beside the Slurm test of stage 3, whose reference run it shares
 def test_a_recipe_killed_in_stage_3_leaves_no_shard_and_its_rerun_dumps_what_one_run_dumps(tmp_path, stage3_reference):
     """./run.sh SIGKILLed while stage 3's two shards encode: no shard process outlives it, no unfinished
     shard is marked done, and running the same command again dumps exactly what a run that was never
