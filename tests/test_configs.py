@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import drax.asr.registry  # noqa: F401
+from drax.asr.build import build_model, drax_parts_only
 from drax.decode.options import load_decode_options
 from drax.options import config_files, read_config
 from drax.text.units import prompt_tokens
@@ -61,7 +62,10 @@ def test_config_builds_its_model(path, random_whisper):
         model_conf=model_conf, init=None,
     )
     with torch.device("meta"):
-        model = ASRTask.build_model(args)
+        model = ASRTask.build_model(argparse.Namespace(**vars(args)))
+        ours = build_model(args)  # decoding builds it without ESPnet's task module: the same model
+    assert drax_parts_only(args) and repr(ours) == repr(model)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     dec = conf["decoder_conf"]
     assert len(model.decoder.blocks) == dec["num_blocks"]
     assert model.decoder.hidden_size == dec["hidden_size"]
@@ -97,7 +101,8 @@ def check_baseline(conf: dict, vocab: list[str]) -> None:
         model_conf=conf["model_conf"], init=None,
     )
     with torch.device("meta"):
-        model = ASRTask.build_model(args)
+        model = ASRTask.build_model(argparse.Namespace(**vars(args)))
+        assert not drax_parts_only(args) and type(build_model(args)) is type(model)  # ESPnet's task builds it
     assert model.sos == model.eos == vocab.index("<|endoftext|>")
     if conf["model_conf"]["ctc_weight"] == 1.0:
         assert model.decoder is None and len(model.encoder.encoders) == conf["encoder_conf"]["num_blocks"]

@@ -451,6 +451,41 @@ def test_save_load_identical_outputs_and_vocab_mismatch(tmp_path):
         load_model(tmp_path / "bad.yaml", tmp_path / "model.pth")
 
 
+def test_a_drax_model_decodes_without_espnets_task_module(tmp_path):
+    """load_model builds a model of Drax's parts (drax/asr/build.py) without importing espnet2.tasks.asr,
+    whose imports of every ESPnet model cost each decode process seconds; it decodes what ESPnet's
+    build of the same config decodes."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    torch.manual_seed(0)
+    model = build(encoder="precomputed", encoder_conf={}).eval()
+    conf = {"token_list": list(TOKENS), "input_size": 8, "frontend": None, "specaug": None, "normalize": None,
+            "encoder": "precomputed", "encoder_conf": {}, "decoder": "dit",
+            "decoder_conf": {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "time_embed_dim": 16}, "model": "drax",
+            "model_conf": {"output_length": 10, "prompt_template": PROMPT, "pmid_conf": {"hidden_size": 16, "num_heads": 2}},
+            "init": None}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    speech = torch.randn(2, 11, 8, generator=torch.Generator().manual_seed(2))
+    torch.save(speech, tmp_path / "speech.pt")
+    expected = model.generate(speech, torch.tensor([11, 9]), DecodingOptions(nfe=4), generator=torch.Generator().manual_seed(1))
+    decode = f"""
+import sys, torch
+from drax.decode.options import DecodingOptions
+from drax.decode.speech2text import load_model
+model, _ = load_model({str(tmp_path / "config.yaml")!r}, {str(tmp_path / "model.pth")!r})
+out = model.generate(torch.load({str(tmp_path / "speech.pt")!r}), torch.tensor([11, 9]), DecodingOptions(nfe=4),
+                     generator=torch.Generator().manual_seed(1))
+print(out.tokens.tolist(), "espnet2.tasks.asr" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", decode], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == f"{expected.tokens.tolist()} False"
+
+
 def test_frame_pooling_averages_valid_frames_only():
     from drax.nets.whisper import FramePooling
 

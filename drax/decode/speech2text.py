@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from espnet2.tasks.asr import ASRTask
 from espnet2.text.token_id_converter import TokenIDConverter
 
-import drax.asr.registry  # noqa: F401
+from drax.asr.build import build_model
 from drax.asr.model import DraxASRModel
 from drax.data.audio import pad_batch
 from drax.decode.candidates import select
@@ -52,7 +51,7 @@ def load_model(config: str | Path, model_file: str | Path | None, device: str = 
         args = argparse.Namespace(**yaml.safe_load(f))
     if model_file is not None and (args.decoder_conf or {}).get("init_from_whisper"):
         args.decoder_conf = {**args.decoder_conf, "init_from_whisper": None}  # the checkpoint has the weights
-    model = ASRTask.build_model(args)
+    model = build_model(args)
     if model_file is not None:
         state = torch.load(model_file, map_location=device, weights_only=True)
         own = model.state_dict()

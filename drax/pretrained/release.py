@@ -255,6 +255,7 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
     """Release directory (or hub id) -> `out_dir` as described in the module docstring; returns out_dir."""
     from transformers import AutoTokenizer  # slow to import; only this path needs it
 
+    from drax.asr.build import build_model
     from drax.pretrained.whisper import resolve_whisper
     from drax.text.units import save_whisper_vocabulary
     from drax.transcribe import MANIFEST
@@ -278,7 +279,7 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
         write_whisper_dir(config, encoder_state, tokenizer, tmp / "whisper")
         tokens = save_whisper_vocabulary(tmp / "whisper", tmp / "units", recorded_dir=out_dir / "whisper")
         args = train_config(config, tokens, str(tmp / "whisper"))
-        model = build_model(args)
+        model = build_model(argparse.Namespace(**args))
         offset = tokens.index(tokenizer.convert_ids_to_tokens(0))
         map_decoder(decoder_state, model.decoder, offset)
         encoder = model.encoder.whisper
@@ -305,20 +306,14 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
     return out_dir
 
 
-def build_model(args: dict):
-    from espnet2.tasks.asr import ASRTask
-
-    import drax.asr.registry  # noqa: F401  (model: drax, decoder: dit, encoder: precomputed, ...)
-
-    return ASRTask.build_model(argparse.Namespace(**args))
-
-
 def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Path, feat_dim: int,
                       features: str) -> None:
     """A converted release as a recipe experiment (stage 7 with recipe key `pretrained`): `asr_dir`
     gets config.yaml for the features stage 3 dumped (`features` of dimension `feat_dim`), model.pth
     and valid.loss.best.pth (linked to it, as ESPnet's trainer links its best epoch: the name the
     decode configs read). The recipe's units must be the converted model's."""
+    from drax.asr.build import build_model
+
     converted = Path(converted)
     for name in ("config.yaml", "model.pth", "units/tokens.txt", "whisper/config.json"):
         if not (converted / name).is_file():
@@ -341,7 +336,7 @@ def install_converted(converted: str | os.PathLike, asr_dir: Path, units_dir: Pa
     if features == "whisper_states":  # the encoder ran in stage 3: its weights stay out
         args.update(encoder="precomputed", encoder_conf={})
         state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
-    build_model(args).load_state_dict(state, strict=True)  # every tensor has its place
+    build_model(argparse.Namespace(**args)).load_state_dict(state, strict=True)  # every tensor has its place
     asr_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(asr_dir / "model.pth") as path:
         torch.save(state, path)

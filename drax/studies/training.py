@@ -45,6 +45,7 @@ from drax.options import load_options, merge_config, read_config
 from drax.recipe.config import is_plain_name
 from drax.recipe.engine import Recipe, file_digest
 from drax.studies.report import fmt, per_language_subset
+from drax.text.units import load_units
 
 logger = logging.getLogger("drax.recipe")
 
@@ -299,6 +300,9 @@ class Study:
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # inherited by the trainings
         try:
+            # each thread's evaluations load the units; the first load imports transformers' tokenizers, whose lazy
+            # imports fail when two threads make them at once ("cannot import name 'AutoTokenizer'")
+            load_units(self.r.units_dir)
             with ThreadPoolExecutor(max_workers=self.conf.jobs) as pool:
                 results = list(pool.map(self.train_and_evaluate, self.conf.variants))
         finally:
