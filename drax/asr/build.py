@@ -1,10 +1,10 @@
 """Drax's parts as ESPnet ASR choices, and a model built from ESPnet's config.yaml.
 
-    model, args = build_model(argparse.Namespace(**yaml.safe_load(open("exp/asr/config.yaml"))))
+    model = build_model(argparse.Namespace(**yaml.safe_load(open("exp/asr/config.yaml"))))
 
 `build_model` follows ESPnet's `ASRTask.build_model` (frontend, pre-encoder, encoder, decoder, model)
 for a model made of these parts only, without importing `espnet2.tasks.asr`: that module imports
-every encoder, decoder and front-end ESPnet offers (SSL, BEATs, Hugging Face; seconds per process),
+every encoder, decoder and front-end ESPnet offers (SSL, BEATs, Hugging Face; ~10 s a process),
 which a decode shard or `drax-transcribe` would pay before its first utterance. Any other model
 (ESPnet's own, a SpecAugment, a normaliser, a post-encoder, an `init`) is built by ESPnet's task.
 """
