@@ -29,11 +29,13 @@ from drax.decode.decode_sets import feature_batches
 from drax.decode.options import load_decode_options
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text
+from drax.transcribe import MANIFEST
 
 
 def system(spec: str) -> tuple[str, Path, dict]:
     """name=asr_dir[:key=value,key=value]: the options on top of the recipe's decode config (model_file:
-    the system's own checkpoint, e.g. 3epoch.pth)."""
+    the system's own checkpoint, e.g. 3epoch.pth; units_dir: its output units, by default those its
+    transcribe.yaml names, else --units_dir)."""
     name, _, rest = spec.partition("=")
     path, _, options = rest.partition(":")
     overrides = {}
@@ -41,6 +43,14 @@ def system(spec: str) -> tuple[str, Path, dict]:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     return name, Path(path), overrides
+
+
+def own_units(asr_dir: Path) -> Path | None:
+    """The units dir an experiment's transcribe.yaml names (stage 7 writes it for a Drax model)."""
+    manifest = asr_dir / MANIFEST
+    if not manifest.is_file():
+        return None
+    return asr_dir / yaml.safe_load(manifest.read_text())["units_dir"]
 
 
 def main():
@@ -59,13 +69,15 @@ def main():
     decoders = {}
     for name, asr_dir, overrides in args.systems:
         model = (yaml.safe_load((asr_dir / "config.yaml").read_text()) or {}).get("model")
-        model_file = asr_dir / overrides.get("model_file", args.model_file)
+        options = dict(overrides)
+        model_file = asr_dir / options.pop("model_file", args.model_file)
+        units_dir = Path(options.pop("units_dir", None) or own_units(asr_dir) or args.units_dir)
         if model == "drax_ar":
-            decoders[name] = ARSpeech2Text(asr_dir / "config.yaml", model_file, args.units_dir)
+            decoders[name] = ARSpeech2Text(asr_dir / "config.yaml", model_file, units_dir)
         else:
             base = load_decode_options(args.decode_config, asr_dir / "config.yaml")
-            options = dataclasses.replace(base, batch_size=args.batch_size, **overrides)
-            decoders[name] = Speech2Text(asr_dir / "config.yaml", model_file, options, args.units_dir)
+            options = dataclasses.replace(base, batch_size=args.batch_size, **options)
+            decoders[name] = Speech2Text(asr_dir / "config.yaml", model_file, options, units_dir)
     batches = [(utts, arrays, langs) for _, utts, arrays, langs in
                feature_batches(args.set_dir, args.batch_size, None, {}, "read")]
     every = max(1, len(batches) // args.batches)
@@ -98,14 +110,15 @@ def main():
     base = statistics.median(seconds[first])
     print(f"{args.set_dir}: {len(batches)} batches of {args.batch_size} ({len(hyps[first])} utterances), "
           f"{args.threads} threads, {args.model_file}")
-    print("| system | s / batch (median) | x the first | tokens / call | CER (%) |")
-    print("|---|---|---|---|---|")
+    print("| system | s / batch (median) | x the first | tokens / call | CER (%) | CER per language (%) |")
+    print("|---|---|---|---|---|---|")
     for name, _, overrides in args.systems:
         median = statistics.median(seconds[name])
         scores, _ = score({u: refs[u] for u in hyps[name]}, hyps[name], langs)
         cer = statistics.mean(s.cer for s in scores)
+        per_lang = " · ".join(f"{s.lang} {s.cer:.1f}" for s in scores)
         print(f"| {name} {overrides or ''} | {median:.4f} | {median / base:.2f} | {tokens[name] / calls[name]:.2f} "
-              f"| {cer:.1f} |")
+              f"| {cer:.1f} | {per_lang} |")
 
 
 if __name__ == "__main__":
