@@ -84,6 +84,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pads", type=float, nargs="*", default=[0.3, 0.6], help="window_pad values (seconds) "
+                        "of the per-region windows")
     parser.add_argument("--model_file", default=None, help="checkpoint in asr_dir (default: the decode options')")
     parser.add_argument("--faster_whisper", type=Path, default=None, help="a CTranslate2 Whisper directory")
     parser.add_argument("--threads", type=int, default=2)
@@ -114,13 +116,16 @@ def main():
     alone = [model.transcribe(p, sample_rate=SAMPLE_RATE, language="en", batch_size=args.batch_size).text
              for p in prompts]
     whole = [model.transcribe(p, sample_rate=SAMPLE_RATE, language="en", max_window=30.0).text for p in prompts]
-    ways = {"batched": (args.batch_size, None), "one after another": (1, None),
-            "batched, each speech region its own window": (args.batch_size, 0.0)}
+    ways = {"batched": (args.batch_size, None, 0.0), "one after another": (1, None, 0.0),
+            "batched, each speech region its own window": (args.batch_size, 0.0, 0.0),
+            **{f"batched, each speech region its own window, {pad:g} s of the pauses around it": (
+                args.batch_size, 0.0, pad) for pad in args.pads}}
     times, texts = {name: [] for name in ways}, {}
     for _ in range(args.repeats):
-        for name, (size, merge) in ways.items():
+        for name, (size, merge, pad) in ways.items():
             start = time.perf_counter()
-            texts[name] = model.transcribe(str(path), language="en", batch_size=size, merge_window=merge).text
+            texts[name] = model.transcribe(str(path), language="en", batch_size=size, merge_window=merge,
+                                           window_pad=pad).text
             times[name].append(time.perf_counter() - start)
     rows = [[f"prompts one by one, each cut at pauses into windows of at most {model.max_window:g} s (the "
              "longest training utterance)", f"{wer(refs, ' '.join(alone)):.1f}", "-", "-"],

@@ -13,7 +13,7 @@ import yaml
 
 from drax.data.audio import SAMPLE_RATE, load_audio
 from drax.transcribe import MANIFEST, Segment, Transcription, load
-from drax.transcribe.windows import merge_regions, speech_windows
+from drax.transcribe.windows import merge_regions, pad_windows, speech_windows
 from drax.transcribe.writers import to_json, to_srt, to_vtt
 
 from test_nets import PROMPT, TOKENS, tiny_whisper_dir  # noqa: F401  (a fixture)
@@ -116,6 +116,26 @@ def test_windows_merge_regions_up_to_the_limit_in_order():
     assert merge_regions(regions, 0) == regions
     assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:]))
 
+
+@pytest.mark.parametrize("seed", range(20))
+def test_padded_windows_take_only_their_share_of_the_pauses(seed):
+    rng = np.random.default_rng(seed)
+    edges = np.sort(rng.choice(np.arange(1, 400), size=2 * int(rng.integers(1, 8)), replace=False))
+    windows = [(int(a), int(b)) for a, b in edges.reshape(-1, 2)]
+    total, longest, pad = 400 + int(rng.integers(0, 20)), int(rng.integers(60, 200)), int(rng.integers(0, 40))
+    windows = [(s, min(e, s + longest)) for s, e in windows]
+    padded = pad_windows(windows, pad, total, longest)
+    assert len(padded) == len(windows)
+    for (s, e), (ps, pe) in zip(windows, padded):
+        assert ps <= s and e <= pe and s - ps <= pad and pe - e <= pad  # the window kept, at most `pad` more a side
+        assert pe - ps <= max(longest, e - s)
+    assert padded[0][0] >= 0 and padded[-1][1] <= total
+    for (s, e), (s2, _), (_, pe), (ps2, _) in zip(windows, windows[1:], padded, padded[1:]):
+        middle = (e + s2) // 2  # neighbours never overlap: each takes at most its half of the pause
+        assert pe <= middle <= ps2
+    assert pad_windows(windows, 0, total, longest) == windows
+    assert pad_windows([(100, 150)], 30, 400, 1000) == [(70, 180)]
+    assert pad_windows([(100, 150), (160, 200)], 30, 400, 1000) == [(70, 155), (155, 230)]
 
 @pytest.mark.parametrize("vad", ["energy", "silero"])
 def test_a_long_recording_is_cut_at_its_pauses(vad):

@@ -92,12 +92,13 @@ class Transcriber:
 
     def transcribe(self, audio, language: str | None = None, batch_size: int | None = None,
                    sample_rate: int | None = None, vad: str = "silero", max_window: float | None = None,
-                   merge_window: float | None = None, progress: bool = False, **options):
+                   merge_window: float | None = None, window_pad: float = 0.0, progress: bool = False, **options):
         """One Transcription for one file or waveform, a list for a list or a directory. batch_size:
         windows per decoder batch (default: the decode options'); max_window: the longest window in
         seconds (default: the experiment's); merge_window: speech regions are merged into a window while
-        it spans at most this (default: max_window; 0: each region a window); options: DecodingOptions
-        keys for this call (drax/decode/options.py)."""
+        it spans at most this (default: max_window; 0: each region a window); window_pad: seconds of the
+        pauses around a window it takes in (drax/transcribe/windows.py); options: DecodingOptions keys for
+        this call (drax/decode/options.py)."""
         if language is None and not self.detects_language:
             raise ValueError("this model was trained with the language given (model_conf.lang_replace_prob: 0): "
                              "pass language=..., or --language on the command line")
@@ -115,13 +116,14 @@ class Transcriber:
         if options or batch_size:
             self.s2t.options = dataclasses.replace(saved, **options, **({"batch_size": batch_size} if batch_size else {}))
         try:
-            results = self._transcribe(recordings, language, vad, max_window or self.max_window, merge_window, progress)
+            results = self._transcribe(recordings, language, vad, max_window or self.max_window, merge_window,
+                                       window_pad, progress)
         finally:
             self.s2t.options = saved
         return results[0] if single else results
 
     def _transcribe(self, recordings, language, vad: str, max_window: float, merge_window: float | None,
-                    progress: bool) -> list[Transcription]:
+                    window_pad: float, progress: bool) -> list[Transcription]:
         """Read the recordings and decode their windows, a group of at most GROUP_SECONDS of audio at a
         time (what is held in memory)."""
         from tqdm import tqdm
@@ -140,7 +142,7 @@ class Transcriber:
                 logger.error("%s", e)
                 continue
             result.duration = len(wave) / SAMPLE_RATE
-            windows = speech_windows(wave, vad, max_window, merge_seconds=merge_window)
+            windows = speech_windows(wave, vad, max_window, merge_seconds=merge_window, pad_seconds=window_pad)
             if not windows:
                 logger.warning("%s: no speech found (%.1f s of audio)", path or "waveform", result.duration)
             group.append((result, wave, windows))

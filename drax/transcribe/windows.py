@@ -76,11 +76,30 @@ def merge_regions(regions: list[tuple[int, int]], max_samples: int) -> list[tupl
     return windows
 
 
+def pad_windows(windows: list[tuple[int, int]], pad: int, total: int, max_samples: int) -> list[tuple[int, int]]:
+    """Each window widened by up to `pad` samples on each side into the pauses around it: never past
+    the middle of a pause it shares with a neighbour, the recording's ends or `max_samples` in all."""
+    out = []
+    for i, (start, end) in enumerate(windows):
+        lo = 0 if i == 0 else (windows[i - 1][1] + start) // 2
+        hi = total if i == len(windows) - 1 else (end + windows[i + 1][0]) // 2
+        room = max(0, max_samples - (end - start))
+        before, after = min(pad, max(0, start - lo)), min(pad, max(0, hi - end))
+        if before + after > room:  # share what the longest window leaves between the two sides
+            before = min(before, max(room // 2, room - after))
+            after = room - before
+        out.append((start - before, end + after))
+    return out
+
+
 def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 30.0,
-                   min_pause: float = 0.3, merge_seconds: float | None = None) -> list[tuple[int, int]]:
+                   min_pause: float = 0.3, merge_seconds: float | None = None,
+                   pad_seconds: float = 0.0) -> list[tuple[int, int]]:
     """Windows [start, end) in samples of mono 16 kHz `audio` to decode, in order (see the module
     docstring); none when a long recording holds no speech. merge_seconds: regions are merged while a
-    window spans at most this (default: max_seconds; 0: every region its own window)."""
+    window spans at most this (default: max_seconds; 0: every region its own window); pad_seconds: each
+    window then takes up to this much of the pauses on either side (`pad_windows`), as the utterances
+    a model was trained on start and end in some silence."""
     if vad not in VADS:
         raise ValueError(f"unknown voice activity detector '{vad}'; valid: {', '.join(VADS)}")
     max_samples = int(max_seconds * SAMPLE_RATE)
@@ -88,4 +107,5 @@ def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 
         return [(0, len(audio))]
     find = speech_regions_silero if vad == "silero" else speech_regions_energy
     merge = max_samples if merge_seconds is None else int(min(merge_seconds, max_seconds) * SAMPLE_RATE)
-    return [(s, min(e, s + max_samples)) for s, e in merge_regions(find(audio, max_seconds, min_pause), merge)]
+    windows = [(s, min(e, s + max_samples)) for s, e in merge_regions(find(audio, max_seconds, min_pause), merge)]
+    return pad_windows(windows, int(pad_seconds * SAMPLE_RATE), len(audio), max_samples)
