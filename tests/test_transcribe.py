@@ -13,7 +13,7 @@ import yaml
 
 from drax.data.audio import SAMPLE_RATE, load_audio
 from drax.transcribe import MANIFEST, Segment, Transcription, load
-from drax.transcribe.windows import merge_regions, pad_windows, speech_windows
+from drax.transcribe.windows import WINDOW_PAD, merge_regions, pad_windows, speech_windows
 from drax.transcribe.writers import to_json, to_srt, to_vtt
 
 from test_nets import PROMPT, TOKENS, tiny_whisper_dir  # noqa: F401  (a fixture)
@@ -198,7 +198,8 @@ def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tin
     audio, _ = with_pauses([8, 12, 9, 14, 7, 11])
     sf.write(tmp_path / "long.flac", audio, SAMPLE_RATE)
     result = model.transcribe(str(tmp_path / "long.flac"), vad="energy", batch_size=3)
-    windows = speech_windows(audio, "energy")
+    windows = speech_windows(audio, "energy", model.max_window, merge_seconds=0, pad_seconds=WINDOW_PAD)
+    assert len(windows) == 6  # each stretch of speech its own window, taking in some of the pauses
     assert [(s.start, s.end) for s in result.segments] == [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3))
                                                            for a, b in windows]
     alone = [model.transcribe(audio[a:b], sample_rate=SAMPLE_RATE).text for a, b in windows]

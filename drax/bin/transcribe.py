@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from drax.decode.options import DecodingOptions
-from drax.transcribe.windows import VADS
+from drax.transcribe.windows import VADS, WINDOW_PAD
 from drax.transcribe.writers import FORMATS, write_result
 
 logger = logging.getLogger("drax.bin.transcribe")
@@ -54,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vad", choices=VADS, default="silero", help="voice activity detector of long recordings")
     parser.add_argument("--max_window", type=float, default=None, help="the longest window in seconds (default: the "
                         "longest utterance the model was trained on)")
+    parser.add_argument("--merge_window", type=float, default=0.0, help="merge stretches of speech into a window "
+                        "while it spans at most this many seconds (default 0: each stretch its own window)")
+    parser.add_argument("--window_pad", type=float, default=WINDOW_PAD, help="seconds of the pauses a window takes "
+                        "in on each side")
     decode_flags(parser)
     return parser.parse_args(argv)
 
@@ -75,7 +79,8 @@ def main(argv=None) -> int:
         model = load(args.model, args.device, **options)
     start = time.perf_counter()
     results = model.transcribe(files, args.language, args.batch_size, vad=args.vad,
-                               max_window=args.max_window, progress=True)
+                               max_window=args.max_window, merge_window=args.merge_window,
+                               window_pad=args.window_pad, progress=True)
     seconds = time.perf_counter() - start
     formats = FORMATS if args.output_format == "all" else (args.output_format,)
     failed = [r for r in results if r.error]

@@ -11,7 +11,10 @@
 (numpy, with its `sample_rate`). Each recording is read as 16 kHz mono (drax/data/audio.py: WAV,
 FLAC, MP3, OGG by libsndfile, any other container by FFmpeg), cut at its pauses into windows no
 longer than the longest utterance the model was trained on (`max_window` of the experiment, at most
-Whisper's 30 s; drax/transcribe/windows.py), and the windows of all recordings (an hour of audio at
+Whisper's 30 s; drax/transcribe/windows.py): by default each stretch of speech its own window, with
+up to WINDOW_PAD seconds of the pauses around it, as the utterances of a recipe's training set are
+single sentences with some silence at their ends (measured: `benchmarks/long_form.py`, tables in
+egs/mini/tables/long_form). The windows of all recordings (an hour of audio at
 a time) are decoded together in batches of `batch_size`, longest first; each window is one segment of its recording. A recording
 that cannot be read gets a result with its `error`, and the others are still transcribed.
 
@@ -37,7 +40,7 @@ import yaml
 
 from drax.data.audio import MAX_SECONDS, SAMPLE_RATE, load_audio, pad_batch, to_model_rate
 from drax.decode.scoring import CER_LANGS
-from drax.transcribe.windows import speech_windows
+from drax.transcribe.windows import WINDOW_PAD, speech_windows
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,12 @@ class Transcriber:
 
     def transcribe(self, audio, language: str | None = None, batch_size: int | None = None,
                    sample_rate: int | None = None, vad: str = "silero", max_window: float | None = None,
-                   merge_window: float | None = None, window_pad: float = 0.0, progress: bool = False, **options):
+                   merge_window: float | None = 0.0, window_pad: float = WINDOW_PAD, progress: bool = False,
+                   **options):
         """One Transcription for one file or waveform, a list for a list or a directory. batch_size:
         windows per decoder batch (default: the decode options'); max_window: the longest window in
         seconds (default: the experiment's); merge_window: speech regions are merged into a window while
-        it spans at most this (default: max_window; 0: each region a window); window_pad: seconds of the
+        it spans at most this (0: each region a window; None: up to max_window); window_pad: seconds of the
         pauses around a window it takes in (drax/transcribe/windows.py); options: DecodingOptions keys for
         this call (drax/decode/options.py)."""
         if language is None and not self.detects_language:

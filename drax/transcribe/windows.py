@@ -21,6 +21,7 @@ from drax.data.audio import SAMPLE_RATE
 
 VADS = ("silero", "energy")
 FRAME = 480  # 30 ms at 16 kHz: the energy detector's frame
+WINDOW_PAD = 0.6  # seconds of the pauses a window takes in on each side (transcription's default)
 
 
 def speech_regions_silero(audio: np.ndarray, max_seconds: float, min_pause: float) -> list[tuple[int, int]]:
