@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 import yaml
+from decode_speed import own_units
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.decode_sets import feature_batches
 from drax.decode.options import load_decode_options
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text, load_model
-from drax.transcribe import MANIFEST
 
 
 def step0_state(config: Path) -> tuple[dict, set[str]]:
@@ -62,16 +62,14 @@ def main():
     parser.add_argument("--model_file", default="valid.loss.best.pth")
     parser.add_argument("--decode_config", type=Path, default=Path("conf/decode_drax.yaml"))
     parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="unless asr_dir's "
-                        f"{MANIFEST} names its own")
+                        "transcribe.yaml names its own")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     config = args.asr_dir / "config.yaml"
-    manifest = args.asr_dir / MANIFEST
-    units_dir = (args.asr_dir / yaml.safe_load(manifest.read_text())["units_dir"]) if manifest.is_file() \
-        else args.units_dir
+    units_dir = own_units(args.asr_dir) or args.units_dir
     if yaml.safe_load(config.read_text()).get("model") == "drax_ar":
         decoder = ARSpeech2Text(config, args.asr_dir / args.model_file, units_dir)
     else:
