@@ -136,6 +136,8 @@ def test_padded_windows_take_only_their_share_of_the_pauses(seed):
     assert pad_windows(windows, 0, total, longest) == windows
     assert pad_windows([(100, 150)], 30, 400, 1000) == [(70, 180)]
     assert pad_windows([(100, 150), (160, 200)], 30, 400, 1000) == [(70, 155), (155, 230)]
+    with pytest.raises(ValueError, match="window_pad"):
+        speech_windows(np.zeros(40 * SAMPLE_RATE, dtype=np.float32), "energy", pad_seconds=-0.1)
 
 @pytest.mark.parametrize("vad", ["energy", "silero"])
 def test_a_long_recording_is_cut_at_its_pauses(vad):

@@ -103,6 +103,8 @@ def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 
     a model was trained on start and end in some silence."""
     if vad not in VADS:
         raise ValueError(f"unknown voice activity detector '{vad}'; valid: {', '.join(VADS)}")
+    if pad_seconds < 0:
+        raise ValueError(f"window_pad: {pad_seconds} seconds must be >= 0 (0: windows end where speech does)")
     max_samples = int(max_seconds * SAMPLE_RATE)
     if len(audio) <= max_samples:
         return [(0, len(audio))]
