@@ -53,6 +53,11 @@ def own_units(asr_dir: Path) -> Path | None:
     return asr_dir / yaml.safe_load(manifest.read_text())["units_dir"]
 
 
+def cer_summary(scores) -> tuple[float, str]:
+    """Mean CER over the languages of `score`'s results, and the per-language figures in one line."""
+    return statistics.mean(s.cer for s in scores), " · ".join(f"{s.lang} {s.cer:.1f}" for s in scores)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("set_dir", type=Path, help="a dumped set: feats.scp, utt2lang, speech_shape, text.raw")
@@ -115,8 +120,7 @@ def main():
     for name, _, overrides in args.systems:
         median = statistics.median(seconds[name])
         scores, _ = score({u: refs[u] for u in hyps[name]}, hyps[name], langs)
-        cer = statistics.mean(s.cer for s in scores)
-        per_lang = " · ".join(f"{s.lang} {s.cer:.1f}" for s in scores)
+        cer, per_lang = cer_summary(scores)
         print(f"| {name} {overrides or ''} | {median:.4f} | {median / base:.2f} | {tokens[name] / calls[name]:.2f} "
               f"| {cer:.1f} | {per_lang} |")
 

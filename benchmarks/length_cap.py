@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 from pathlib import Path
 
 import torch
-from decode_speed import own_units
+from decode_speed import cer_summary, own_units
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.decode_sets import feature_batches
@@ -76,9 +75,8 @@ def main():
             hyps = {u: s2t.detokenize(s2t.converter.ids2tokens(
                 t if rate is None else t[: math.ceil(rate * frames[u]) + args.slack])) for u, t in ids.items()}
             scores, _ = score({u: refs[u] for u in hyps}, hyps, langs)
-            per_lang = " · ".join(f"{s.lang} {s.cer:.1f}" for s in scores)
-            print(f"| {name} | {'none' if q is None else f'{q:g}'} | {statistics.mean(s.cer for s in scores):.1f} "
-                  f"| {per_lang} |", flush=True)
+            cer, per_lang = cer_summary(scores)
+            print(f"| {name} | {'none' if q is None else f'{q:g}'} | {cer:.1f} | {per_lang} |", flush=True)
 
 
 if __name__ == "__main__":

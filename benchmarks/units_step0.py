@@ -23,19 +23,11 @@ import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict
-from drax.data.tokenize import build_units
+from drax.data.tokenize import build_units, unit_texts
 from drax.decode.decode_sets import feature_batches
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text
 from drax.studies.report import fmt
-
-
-def unit_texts(recipe_dir: Path) -> list[str]:
-    """The texts stage 5 builds units from: the training transcripts and the corpus's text pools."""
-    texts = list(read_kv_dict(str(recipe_dir / "dump/whisper_states/train/text.raw")).values())
-    for pool in sorted((recipe_dir / "data").glob("**/text_pool/*.txt")):
-        texts += pool.read_text(encoding="utf-8").splitlines()
-    return texts
 
 
 def step0_decoder(config: dict, size: str, texts: list[str], langs: list[str], whisper_dir: str, out: Path):
@@ -65,7 +57,7 @@ def main():
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     if config.get("model") != "drax_ar":
         parser.error(f"{args.config}: not an AR yardstick's config (model: {config.get('model')})")
-    texts = unit_texts(args.recipe_dir)
+    texts = unit_texts(args.recipe_dir / "dump/whisper_states/train", args.recipe_dir / "data")
     refs = read_kv_dict(str(args.set_dir / "text.raw"))
     utt2lang = read_kv_dict(str(args.set_dir / "utt2lang"))
     keep = set(args.langs or utt2lang.values())

@@ -15,12 +15,11 @@ set, mean over languages and per language. Costs only decodes: a choice to make 
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import torch
 import yaml
-from decode_speed import own_units
+from decode_speed import cer_summary, own_units
 
 from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.decode_sets import feature_batches
@@ -87,9 +86,8 @@ def main():
             hyps = decode_set(decoder, set_dir, args.batch_size)
             refs, langs = read_kv_dict(str(set_dir / "text.raw")), read_kv_dict(str(set_dir / "utt2lang"))
             scores, _ = score({u: refs[u] for u in hyps}, hyps, langs)
-            per_lang = " · ".join(f"{s.lang} {s.cer:.1f}" for s in scores)
-            print(f"| {alpha:g} | {set_dir.name} | {statistics.mean(s.cer for s in scores):.1f} | {per_lang} |",
-                  flush=True)
+            cer, per_lang = cer_summary(scores)
+            print(f"| {alpha:g} | {set_dir.name} | {cer:.1f} | {per_lang} |", flush=True)
 
 
 if __name__ == "__main__":

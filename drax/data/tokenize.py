@@ -26,6 +26,15 @@ from drax.text.units import (
 logger = logging.getLogger(__name__)
 
 
+def unit_texts(train_dir: Path, data_dir: Path) -> list[str]:
+    """The texts output units are built from: the training transcripts (train_dir/text.raw) plus any
+    text pool the corpus ships (data_dir/**/text_pool/*.txt; never dev or test text)."""
+    texts = list(read_kv_dict(str(Path(train_dir) / "text.raw")).values())
+    for pool in sorted(Path(data_dir).glob("**/text_pool/*.txt")):
+        texts += pool.read_text(encoding="utf-8").splitlines()
+    return texts
+
+
 def build_units(kind: str, conf: dict, out_dir: Path, texts: list[str], langs: list[str],
                 whisper_dir: str | None = None):
     """Build and save units of `kind` from `texts`; writes out_dir/{units.yaml,tokens.txt}."""

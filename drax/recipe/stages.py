@@ -138,12 +138,9 @@ def stage_filter(r: Recipe):
 
 
 def stage_tokenizer(r: Recipe):
-    from drax.data.tokenize import build_units, write_token_text
+    from drax.data.tokenize import build_units, unit_texts, write_token_text
 
-    # units come from training transcripts plus any text pool the corpus ships (never dev/test text)
-    texts = list(read_kv_dict(str(r.dump / r.train_name / "text.raw")).values())
-    for pool in sorted(r.data.glob("**/text_pool/*.txt")):
-        texts += pool.read_text(encoding="utf-8").splitlines()
+    texts = unit_texts(r.dump / r.train_name, r.data)
     units = build_units(r.c.units, r.c.units_conf, r.units_dir, texts, r.c.langs,
                         whisper_dir=r.whisper_dir() if r.c.units == "whisper" else None)
     for name in r.all_sets:
