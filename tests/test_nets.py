@@ -1,5 +1,6 @@
 """Networks and the ESPnet model: cache equivalence, frozen Whisper encoder, bad configurations."""
 import argparse
+import math
 
 import pytest
 import torch
@@ -345,6 +346,34 @@ def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu)
     for row, ids in enumerate(want):
         got = model.strip(out.tokens[row, 0])
         assert got == [i for i in ids if i != model.eot_id], row
+
+
+def test_a_token_rate_cap_ends_a_causal_decode_and_greedy_where_the_uncapped_ones_pass_it():
+    """max_token_rate: a causal jacobi decode and batched greedy keep at most ceil(rate x frames) + 2
+    transcript tokens, the uncapped transcript's prefix (the cap bites on at least one row)."""
+    from drax.asr.model import transcript_cap
+    from drax.decode.autoregressive import DiTAR, batched_greedy
+
+    torch.manual_seed(0)
+    model = build(decoder_conf={"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16,
+                                "attention_block": 1, "shift_readout": True, "max_positions": 16}).eval()
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    enc, lens = model.encode(torch.randn(3, 11, 8), torch.tensor([11, 9, 6]))
+    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    caps = transcript_cap(lens, 0.1).tolist()
+    assert caps == [math.ceil(0.1 * n) + 2 for n in lens.tolist()]
+    decode = lambda rate: model.generate_encoded(  # noqa: E731
+        enc, lens, DecodingOptions(nfe=12, temperature=0.0, jump_order="jacobi", max_token_rate=rate), prompt=prompt)
+    full, capped = decode(None), decode(0.1)
+    full = [model.strip(full.tokens[row, 0]) for row in range(3)]
+    assert any(len(f) > c for f, c in zip(full, caps))
+    assert [model.strip(capped.tokens[row, 0]) for row in range(3)] == [f[:c] for f, c in zip(full, caps)]
+    greedy = batched_greedy(DiTAR(model.decoder, model.eot_id), enc, lens, prompt, max_new=12,
+                            caps=transcript_cap(lens, 0.1))
+    assert [[i for i in row if i != model.eot_id] for row in greedy] == [f[:c] for f, c in zip(full, caps)]
+    with pytest.raises(ValueError, match="max_token_rate: 0 must be > 0"):
+        DecodingOptions(max_token_rate=0)
 
 
 def test_a_pmid_start_begins_at_pmids_most_likely_tokens_and_reaches_the_same_greedy_fixed_point():

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from drax.data.kaldi_dir import read_kv_dict, validate_data_dir
+from drax.data.tokenize import fit_token_rate
 from drax.options import read_config
 from drax.recipe.engine import file_digest
 
@@ -104,6 +105,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert (asr / manifest["units_dir"]).resolve() == (recipe / "dump" / "units").resolve()
     assert (asr / manifest["whisper"]).resolve() == Path(whisper_base).resolve()
     assert 0 < manifest["max_window"] <= 30  # the longest training utterance
+    # decoding caps each transcript at the training set's 95th-percentile tokens per encoder state
+    assert manifest["decode"]["max_token_rate"] == round(fit_token_rate(dump / "train_sp_aug", 0.95), 4) > 0
     recording = next(iter(read_kv_dict(str(recipe / "data" / "test_asterisk" / "wav.scp")).values()))
     cli = subprocess.run([str(Path(sys.executable).parent / "drax-transcribe"), recording, "--model", str(asr),
                           "--language", "en"], capture_output=True, text=True)

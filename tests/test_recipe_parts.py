@@ -9,7 +9,7 @@ import soundfile as sf
 from drax.data.features import dump_features
 from drax.data.filtering import filter_set, read_text_file
 from drax.data.kaldi_dir import DataDirError, Utterance, read_kv_dict, write_data_dir
-from drax.data.tokenize import fit_output_length, write_shapes, write_token_text
+from drax.data.tokenize import fit_output_length, fit_token_rate, write_shapes, write_token_text
 from drax.decode.scoring import normalize, score
 from drax.recipe.config import load_recipe
 from drax.text.units import PROMPT_TEMPLATE, BPEUnits, WhisperUnits, load_units, prompt_ids, prompt_tokens, save_units
@@ -260,6 +260,8 @@ def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
     write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=len(text["u1"].split()) + 1, drop_too_long=False)
     assert set(read_kv_dict(str(d / "speech_shape"))) == {"u1", "u2"}
     assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
+    rates = sorted([(len(text["u1"].split()) - 4) / 50, (n2 - 4) / 90])  # the prompt's 4 tokens left out
+    assert fit_token_rate(d, 1.0) == rates[1] and fit_token_rate(d, 0.5) == rates[0]
     with pytest.raises(ValueError, match="no utterance .* at most L - 1"):
         write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=3)
     (d / "text.raw").write_text("u1 the cat\nu2 the end <|endoftext|> and more\n")
@@ -317,6 +319,7 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     ({"jobs": "{slurm: {partiton: a}}"}, r"jobs.slurm: unknown key\(s\) \['partiton'\]"),
     ({"jobs": "{threads: 0}"}, "jobs.threads must be an integer >= 1"),
     ({"study_variants": "[1]"}, "recipe key study_variants: .* must be a list of names"),
+    ({"length_cap": "1.5"}, r"recipe key length_cap: 1.5 must be a quantile in \(0, 1\], or null"),
 ])
 def test_recipe_values_are_checked_before_any_stage(flags, message):
     from drax.recipe.config import RecipeError

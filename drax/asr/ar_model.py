@@ -22,7 +22,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from drax.asr.model import attach_espnet_parts
+from drax.asr.model import attach_espnet_parts, transcript_cap
 from drax.decode.autoregressive import DiTAR, batched_greedy
 from drax.options import load_options
 from drax.text.units import prompt_ids
@@ -115,21 +115,23 @@ class DraxARModel(ESPnetASRModel):
     # ---- inference -----------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, prompt: torch.Tensor,
-                 max_length: int | None = None) -> list[list[int]]:
+                 max_length: int | None = None, max_token_rate: float | None = None) -> list[list[int]]:
         """Encode a batch and transcribe it: `generate_encoded` on `encode(speech, speech_lengths)`."""
-        return self.generate_encoded(*self.encode(speech, speech_lengths), prompt, max_length)
+        return self.generate_encoded(*self.encode(speech, speech_lengths), prompt, max_length, max_token_rate)
 
     def generate_encoded(self, enc: torch.Tensor, enc_lens: torch.Tensor, prompt: torch.Tensor,
-                         max_length: int | None = None) -> list[list[int]]:
+                         max_length: int | None = None, max_token_rate: float | None = None) -> list[list[int]]:
         """Greedy transcription of encoder output (B, T, D), lengths (B,), with a key/value cache.
 
         prompt: (B, prompt_length) ids, `prompt_ids(lang)` of each utterance's language.
         max_length: positions, prompt and end token included (default: model_conf.max_length).
+        max_token_rate: at most `transcript_cap(enc_lens, max_token_rate)` tokens per transcript.
         Returns each utterance's transcript ids, prompt and end token dropped.
         """
         if prompt.shape[1] != self.prompt_length or (prompt < 0).any():
             raise ValueError(f"the AR yardstick needs the whole prompt ({self.prompt_length} ids, language given)")
         length = max_length or self.max_length
+        caps = None if max_token_rate is None else transcript_cap(enc_lens, max_token_rate)
         rows = batched_greedy(DiTAR(self.decoder, self.eot_id, self.T), enc, enc_lens, prompt.to(enc.device),
-                              length - self.prompt_length)
+                              length - self.prompt_length, caps)
         return [[tok for tok in row if tok != self.eot_id] for row in rows]

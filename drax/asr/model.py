@@ -88,6 +88,18 @@ LOSS_POSITIONS = ("all", "noised")
 BLOCK_LOSSES = ("one", "all")
 
 
+# tokens a capped transcript may hold beyond rate × frames: a short prompt's few frames round to
+# almost no tokens
+LENGTH_SLACK = 2
+
+
+def transcript_cap(enc_lens: torch.Tensor, max_token_rate: float) -> torch.Tensor:
+    """The most transcript tokens (B,) each utterance of enc_lens (B,) encoder frames may hold:
+    ceil(max_token_rate × frames) + LENGTH_SLACK. A model that misses its end token on audio unlike
+    its training data (real speech, a one-word prompt) otherwise repeats itself to the end of L."""
+    return (enc_lens.double() * max_token_rate).ceil().long() + LENGTH_SLACK
+
+
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Sum of weight * CE over positions with weight > 0, divided by the sum of the weights."""
     sel = weight > 0
@@ -531,7 +543,7 @@ class DraxASRModel(ESPnetASRModel):
     ) -> GenerateOutput:
         """Sample `options.num_candidates` transcriptions per utterance of encoder output (B, T, D) with
         lengths (B,), in one batch; the sampler's options (nfe, temperature, use_pmid, output_length,
-        jump_order, jacobi_window, jacobi_time, sampling_exponent, start) come from `options`
+        max_token_rate, jump_order, jacobi_window, jacobi_time, sampling_exponent, start) come from `options`
         (drax/decode/options.py).
 
         prompt: (B, prompt_length) ids to pin; -1 leaves a position free (e.g. an unknown language).
@@ -549,7 +561,7 @@ class DraxASRModel(ESPnetASRModel):
         if elbo and use_pmid:
             raise ValueError("ELBO scoring is defined for the two-way sampler; use it without use_pmid")
         b, k = enc.shape[0], options.num_candidates
-        canvas = self.canvas_lengths(enc, enc_lens, output_length).repeat_interleave(k)
+        canvas = self.canvas_lengths(enc, enc_lens, output_length, options.max_token_rate).repeat_interleave(k)
         if prompt is not None:  # a pinned prefix (speculative decoding) keeps room for one more token
             canvas = canvas.clamp(min=min(prompt.shape[1] + 1, self.output_length))
         length = int(canvas.max())
@@ -611,15 +623,22 @@ class DraxASRModel(ESPnetASRModel):
         return EulerJumps(scheduler, options.nfe, options.temperature,
                           pmid_logits.softmax(-1) if options.use_pmid else None)
 
-    def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None):
+    def canvas_lengths(self, enc: torch.Tensor, enc_lens: torch.Tensor, output_length: int | None = None,
+                       max_token_rate: float | None = None):
         """Canvas length (B,) per utterance: `output_length` if given, else the trained L or, with a
         fitted canvas and its length predictor, prompt + predicted text length + 1 + canvas_margin
-        (at most L)."""
+        (at most L); with max_token_rate, at most prompt + transcript_cap (the positions beyond a
+        canvas are pinned to the end token)."""
         b = enc.shape[0]
         if output_length is not None or self.length_predictor is None:
-            return torch.full((b,), output_length or self.output_length, dtype=torch.long, device=enc.device)
-        n_hat = self.length_predictor(enc, enc_lens).round().long()
-        return (self.prompt_length + n_hat + 1 + self.canvas_margin).clamp(self.prompt_length + 1, self.output_length)
+            canvas = torch.full((b,), output_length or self.output_length, dtype=torch.long, device=enc.device)
+        else:
+            n_hat = self.length_predictor(enc, enc_lens).round().long()
+            canvas = (self.prompt_length + n_hat + 1 + self.canvas_margin).clamp(self.prompt_length + 1,
+                                                                                  self.output_length)
+        if max_token_rate is not None:
+            canvas = canvas.minimum(self.prompt_length + transcript_cap(enc_lens, max_token_rate).to(canvas.device))
+        return canvas
 
     def strip(self, tokens: torch.Tensor, cleaning: str = "first_end") -> list[int]:
         """Token ids of the transcript: drop the prompt, then stop at the first end token (first_end)

@@ -80,6 +80,18 @@ def fit_output_length(text_file: Path, max_length: int, multiple: int = 8) -> in
     return min(max_length, multiple * math.ceil((longest + 1) / multiple))
 
 
+def fit_token_rate(set_dir: Path, quantile: float) -> float:
+    """The `quantile` of transcript tokens (the prompt left out) per encoder frame over a dumped set's
+    utterances (its text and speech_shape)."""
+    frames = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(Path(set_dir) / "speech_shape")).items()}
+    texts = read_kv_dict(str(Path(set_dir) / "text"))
+    rates = sorted(sum(not _SPECIAL.fullmatch(t) for t in texts[u].split()) / n
+                   for u, n in frames.items() if n and u in texts)
+    if not rates:
+        raise ValueError(f"{set_dir}: no utterance with both text and speech_shape to fit a token rate on")
+    return rates[min(len(rates) - 1, math.ceil(quantile * len(rates)) - 1)]
+
+
 def write_shapes(set_dir: Path, tokens_file: Path, output_length: int | None = None,
                  drop_too_long: bool = True) -> None:
     """speech_shape (utt frames,dim) and text_shape (utt tokens,vocab) for ESPnet's batch samplers.

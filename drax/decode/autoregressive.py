@@ -151,11 +151,12 @@ class DiTAR:
 
 @torch.no_grad()
 def batched_greedy(decoder: ESPnetTransformerAR | DiTAR, memory: torch.Tensor, memory_lengths: torch.Tensor,
-                   prefixes: torch.Tensor, max_new: int) -> list[list[int]]:
+                   prefixes: torch.Tensor, max_new: int, caps: torch.Tensor | None = None) -> list[list[int]]:
     """Greedy decoding of B utterances in lockstep (padded memory, equal-length prefixes (B, P)).
 
     Rows that have ended keep being fed the end token until every row has ended or max_new tokens
-    are out; each row's output stops at its end token (included), as greedy() returns it."""
+    are out; each row's output stops at its end token (included), as greedy() returns it. caps (B,):
+    a row that has written this many tokens without its end token is ended there."""
     decoder.reset(memory, memory_lengths)
     logits = decoder.extend_batch(prefixes)[:, -1]
     out = torch.zeros(len(prefixes), 0, dtype=torch.long, device=logits.device)
@@ -164,6 +165,8 @@ def batched_greedy(decoder: ESPnetTransformerAR | DiTAR, memory: torch.Tensor, m
         token = logits.argmax(-1).masked_fill(done, decoder.eot)
         out = torch.cat([out, token[:, None]], 1)
         done |= token == decoder.eot
+        if caps is not None:
+            done |= out.shape[1] >= caps.to(done.device)
         if bool(done.all()) or out.shape[1] >= max_new:
             break
         logits = decoder.extend_batch(token[:, None])[:, -1]

@@ -165,18 +165,18 @@ def decode_drax_ar(asr_dir: Path, set_dir: Path, units_dir: Path, out_dir: Path,
                    shard: tuple[int, int] = (0, 1), device: str = "cpu") -> dict:
     """Decode dump/<set> with the `model: drax_ar` yardstick: greedy with a key/value cache, prompt given.
 
-    It reads the recipe's Drax decode config: `batch_size`, `model_file` and `output_length` (here
-    the longest sequence; default: the trained model_conf.max_length) apply; Drax's sampling keys
+    It reads the recipe's Drax decode config: `batch_size`, `model_file`, `output_length` (here the
+    longest sequence; default: the trained model_conf.max_length) and `max_token_rate` apply; Drax's sampling keys
     (NFE, temperature, candidates, scoring, ...) have no counterpart in greedy decoding.
     """
     from drax.decode.speech2text import ARSpeech2Text
 
     s2t = ARSpeech2Text(asr_dir / "config.yaml", asr_dir / options.model_file, units_dir, device=device,
-                        max_length=options.output_length)
+                        max_length=options.output_length, max_token_rate=options.max_token_rate)
     info = {"tokens": 0, "calls": 0,  # counted below
             "system": "AR yardstick", "method": "greedy (KV cache)",
             "batch_size": options.batch_size, "model_file": options.model_file,
-            "output_length": options.output_length or s2t.model.max_length}
+            "output_length": options.output_length or s2t.model.max_length, "max_token_rate": options.max_token_rate}
 
     def decode_batch(k, utts, arrays, langs):
         ids = s2t.token_ids(arrays, langs)

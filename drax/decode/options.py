@@ -3,8 +3,8 @@
     DecodingOptions          Drax (conf/decode_drax.yaml): the sampler, candidates and their scoring
     BaselineDecodingOptions  the ESPnet baselines (conf/decode_ar_greedy.yaml, decode_ctc.yaml, ...)
 
-The AR yardstick decodes greedily and reads only `batch_size`, `model_file` and `output_length` of
-the Drax decode config.
+The AR yardstick decodes greedily and reads only `batch_size`, `model_file`, `output_length` and
+`max_token_rate` of the Drax decode config.
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ class DecodingOptions:
     rescorer: str | None = None  # Whisper for `ar` (default: the recipe's, whose encoder Drax uses)
     use_pmid: bool = False  # add the p_mid term to the sampler's velocity (paper App. D.6)
     output_length: int | None = None  # canvas L (default: the trained one, or the predicted length)
+    # at most ceil(rate × encoder frames) + 2 transcript tokens (null: the canvas's); a recipe fits it
+    # to its training set (recipe key length_cap)
+    max_token_rate: float | None = None
     jump_order: str = "random"  # the paper's independent jumps | confidence | jacobi | block (drax/flow/block.py)
     block_size: int | None = None  # block: positions per block (null: the model's model_conf.active_block)
     threshold: float = 0.9  # block: commit every position at least this probable (and the most probable one)
@@ -62,6 +65,7 @@ class DecodingOptions:
         if self.threshold > 1:
             raise ValueError(f"{what} key threshold: {self.threshold!r} must be <= 1 (1: one token per call)")
         check_range(what, "output_length", self.output_length, 2)
+        check_range(what, "max_token_rate", self.max_token_rate, 0, strict=True)
         check_range(what, "jacobi_window", self.jacobi_window, 1)
         check_range(what, "jacobi_time", self.jacobi_time, 0, strict=True)
         if self.jacobi_time > 1:

@@ -173,13 +173,14 @@ class ARSpeech2Text:
     """Greedy transcription with the `model: drax_ar` yardstick, the prompt (language) given."""
 
     def __init__(self, asr_train_config: str | Path, asr_model_file: str | Path, units_dir: str | Path,
-                 device: str = "cpu", max_length: int | None = None):
-        """max_length: positions, prompt and end included (default: the trained model_conf.max_length)."""
+                 device: str = "cpu", max_length: int | None = None, max_token_rate: float | None = None):
+        """max_length: positions, prompt and end included (default: the trained model_conf.max_length);
+        max_token_rate: transcripts capped by their audio's encoder frames (DecodingOptions)."""
 
         self.model, self.args = load_model(asr_train_config, asr_model_file, device)
         if self.args.model != "drax_ar":
             raise ValueError(f"{asr_train_config} is not an AR yardstick (model: {self.args.model})")
-        self.device, self.max_length = device, max_length
+        self.device, self.max_length, self.max_token_rate = device, max_length, max_token_rate
         self.detokenize = load_units(units_dir).decode
 
     @torch.no_grad()
@@ -187,7 +188,7 @@ class ARSpeech2Text:
         """Each utterance's transcript token ids (the end token left out): one decoder call each, and one
         for the end token."""
         prompt = torch.tensor([self.model.prompt_ids(lang) for lang in langs])
-        return self.model.generate(*pad_batch(speech, self.device), prompt, max_length=self.max_length)
+        return self.model.generate(*pad_batch(speech, self.device), prompt, self.max_length, self.max_token_rate)
 
     def text(self, ids: list[int]) -> str:
         return self.detokenize([self.model.token_list[t] for t in ids])

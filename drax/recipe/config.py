@@ -61,6 +61,9 @@ class RecipeConfig:
     # --units_conf "{full_vocabulary: true}"
     pretrained: str = ""
     decode_config: str = "conf/decode_drax.yaml"
+    # decoding a trained model caps each transcript at this quantile of the training set's tokens per
+    # encoder frame (+2 tokens; the decode option max_token_rate, unless the decode config sets it); null: no cap
+    length_cap: float | None = 0.95
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)
     study_variants: list = field(default_factory=list)  # the study config's variants to run (empty: all)
@@ -176,6 +179,9 @@ def check_recipe(config: RecipeConfig) -> None:
             load_options(AugmentConfig, config.augment_conf, "augment_conf")
         except ValueError as e:
             raise RecipeError(str(e)) from None
+    if config.length_cap is not None and not 0 < config.length_cap <= 1:
+        raise RecipeError(f"recipe key length_cap: {config.length_cap!r} must be a quantile in (0, 1], or null "
+                          "for no cap")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", config.device):
         raise RecipeError(f"recipe key device: unknown choice {config.device!r}; valid: cpu, cuda, cuda:<n>")
     from drax.recipe.jobs import JobsConfig

@@ -62,6 +62,26 @@ class Recipe:
         """The keys of model_config(), its `base` chain resolved."""
         return read_config(self.model_config())
 
+    def decode_options(self):
+        """The decode config's options for this experiment's model; for Drax and the AR yardstick, with
+        max_token_rate fitted to the training set (recipe key length_cap) unless the config sets it."""
+        import dataclasses
+
+        from drax.decode.options import DecodingOptions, load_decode_options
+
+        options = load_decode_options(self.c.decode_config, self.model_config())
+        if (isinstance(options, DecodingOptions) and options.max_token_rate is None and self.c.length_cap is not None
+                and not self.c.pretrained):
+            options = dataclasses.replace(options, max_token_rate=round(self.token_rate(self.c.length_cap), 4))
+        return options
+
+    def token_rate(self, quantile: float) -> float:
+        """The `quantile` of transcript tokens per Whisper encoder state over the training set."""
+        from drax.data import STATES_PER_FRAME
+        from drax.data.tokenize import fit_token_rate
+
+        return fit_token_rate(self.dump / self.train_name, quantile) / STATES_PER_FRAME[self.c.features]
+
     def torch_device(self) -> str:
         """The recipe key `device`, checked against what torch sees on this machine."""
         if self.c.device.startswith("cuda"):

@@ -168,7 +168,6 @@ def write_transcribe_manifest(r: Recipe) -> None:
     import dataclasses
     import os
 
-    from drax.decode.options import load_decode_options
     from drax.transcribe import MANIFEST
 
     if r.model_keys().get("model") != "drax":
@@ -181,7 +180,7 @@ def write_transcribe_manifest(r: Recipe) -> None:
             "features": r.c.features, "encoder_autocast": r.c.encoder_autocast,
             "encoder_pad_to_30s": r.c.encoder_pad_to_30s,
             "max_window": round(max(float(durations[u]) for u in trained), 2),  # the longest training utterance
-            "decode": dataclasses.asdict(load_decode_options(r.c.decode_config, r.model_config()))}
+            "decode": dataclasses.asdict(r.decode_options())}
     atomic_write_text(r.asr_dir / MANIFEST, yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -225,9 +224,8 @@ def stage_train(r: Recipe):
 
 def stage_decode(r: Recipe):
     from drax.decode.decode_sets import decode_baseline, decode_drax, decode_drax_ar, decode_whisper
-    from drax.decode.options import load_decode_options
 
-    options = load_decode_options(r.c.decode_config, r.model_config())
+    options = r.decode_options()
     model = r.model_keys().get("model")
     for name in r.c.test_sets:
         common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
@@ -357,7 +355,8 @@ STAGES = [
     # where it writes counts too: a renamed decode directory decodes again
     Stage(8, "decode", stage_decode,
           lambda r: [*map(file_digest, config_files(r.c.decode_config)), r.c.whisper_baseline,
-                     r.c.whisper_baseline_langs, r.c.test_sets, r.decode_dir("").name], "decode", "decode_config"),
+                     r.c.whisper_baseline_langs, r.c.test_sets, r.decode_dir("").name]
+          + ([] if r.c.length_cap is None else [r.c.length_cap]), "decode", "decode_config"),
     Stage(9, "score", stage_score, lambda r: [], "decode"),
     Stage(10, "results", stage_results, lambda r: [], "decode"),
     Stage(11, "tables", stage_tables, lambda r: [file_digest(Path(r.c.tables_config)), r.c.test_sets],

@@ -25,6 +25,8 @@ from drax.studies.report import SetReport
 from drax.studies.runtime import BINS, bin_label
 from drax.text.units import EOT, load_units, prompt_names
 
+ENCODER_FRAMES_PER_SECOND = 50  # Whisper's encoder: 100 log-mel frames a second, halved by its strided conv
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -142,12 +144,7 @@ class Systems(SetReport):
 
     def fit_token_rate(self) -> float:
         """95th percentile of text tokens per second of audio over the training set."""
-        durations = {u: float(v) for u, v in read_kv_dict(str(self.r.data / self.r.train_name / "utt2dur")).items()}
-        tokens = {u: int(v.split(",")[0])
-                  for u, v in read_kv_dict(str(self.r.dump / self.r.train_name / "text_shape")).items()}
-        prompt_length = self.drax["drax"].model.prompt_length
-        rates = sorted((tokens[u] - prompt_length) / durations[u] for u in tokens if durations.get(u))
-        return rates[int(0.95 * (len(rates) - 1))]
+        return self.r.token_rate(0.95) * ENCODER_FRAMES_PER_SECOND
 
     def drax_length(self, model, duration: float) -> int:
         length = model.prompt_length + math.ceil(self.tokens_per_second * duration) + 1
