@@ -3,8 +3,9 @@
 `--prompts` English recordings of test_asterisk (a seeded draw) joined by pauses of 0.6-1.5 s make one
 recording of several minutes. Measured on one machine, side by side:
 
-- windows: where each voice activity detector (silero, energy) cut it, against the joins: the share
-  of window edges within 0.5 s of a prompt's edge, and the largest distance;
+- segments: where each voice activity detector (silero, energy) cut it into the transcriber's
+  default windows (each stretch of speech its own), against the joins: the share of segment edges
+  within 0.5 s of a prompt's edge, and the largest distance;
 - WER of the long-form transcript (every window decoded together, in batches) against the prompts
   transcribed as recordings of their own (the same model, the same options), cut into windows as
   long recordings are and whole;
@@ -42,7 +43,7 @@ from drax.data.kaldi_dir import read_kv_dict
 from drax.decode.scoring import normalize
 from drax.fileio import atomic_write_text
 from drax.studies.report import md_table
-from drax.transcribe.windows import VADS, speech_windows
+from drax.transcribe.windows import VADS, WINDOW_PAD, speech_windows
 
 
 def long_recording(data_dir: Path, n: int, seed: int, out: Path) -> tuple[list[str], list[tuple[float, float]]]:
@@ -104,12 +105,12 @@ def main():
 
     model = drax.load(args.asr_dir, **({"model_file": args.model_file} if args.model_file else {}))
     rows = []
-    for vad in VADS:  # windows as long as the model's (its longest training utterance)
-        windows = speech_windows(audio, vad, model.max_window)
-        dist = edge_distances(windows, spans)
-        results[f"windows_{vad}"] = windows
+    for vad in VADS:  # the transcriber's windows, at most the model's longest training utterance
+        windows = speech_windows(audio, vad, model.max_window, merge_seconds=0, pad_seconds=WINDOW_PAD)
+        dist = edge_distances([(w.speech_start, w.speech_end) for w in windows], spans)
+        results[f"windows_{vad}"] = [w._asdict() for w in windows]
         rows.append([vad, str(len(windows)), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}"])
-    window_table = md_table(["detector", "windows", "edges within 0.5 s of a join", "largest distance (s)"], rows)
+    window_table = md_table(["detector", "segments", "edges within 0.5 s of a join", "largest distance (s)"], rows)
     prompts = []
     for i, (start, end) in enumerate(spans):  # each prompt a recording of its own
         prompts.append(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
@@ -158,7 +159,9 @@ def main():
     report = (f"# Long-form transcription: {args.prompts} English utterances of {args.data_dir} ({seconds:.0f} s)\n\n"
               f"Written by\n\n```\n{command}\n```\n\non {cpu}, {args.threads} threads; the recording: `{path}`, "
               "the utterances joined by pauses of 0.6-1.5 s.\n\n"
-              f"## Windows against the joins\n\n{window_table}\n\n## Transcripts and time\n\n{speed_table}\n")
+              f"## Segments against the joins\n\nThe transcriber's default windows (each stretch of speech its own, "
+              f"reading up to {WINDOW_PAD:g} s of the pauses around it); a segment is timed by its speech.\n\n"
+              f"{window_table}\n\n## Transcripts and time\n\n{speed_table}\n")
     atomic_write_text(args.out / "long_form.md", report)
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
     print(report)

@@ -145,13 +145,16 @@ def test_a_long_recording_is_cut_at_its_pauses(vad):
     audio, spans = with_pauses([8, 12, 9, 14, 7, 11]) if vad == "energy" else spoken_with_pauses()
     assert audio.size > 35 * SAMPLE_RATE
     windows = speech_windows(audio, vad)
+    assert all(w.start == w.speech_start and w.end == w.speech_end for w in windows)  # no pad: they read speech
+    windows = [(w.start, w.end) for w in windows]
     assert 2 <= len(windows) <= 4 and all(e - s <= 30 * SAMPLE_RATE for s, e in windows)
     for start, end in windows:  # every window starts and ends within 0.5 s of a pause, never inside a stretch
         for a, b in ((start / SAMPLE_RATE, 1), (end / SAMPLE_RATE, 0)):
             assert any(abs(a - span[1 - b]) < 0.5 for span in spans), (vad, a, spans)
     covered = [any(s / SAMPLE_RATE - 0.5 <= lo and hi <= e / SAMPLE_RATE + 0.5 for s, e in windows) for lo, hi in spans]
     assert all(covered)
-    assert speech_windows(audio[: 20 * SAMPLE_RATE], vad) == [(0, 20 * SAMPLE_RATE)]  # short: one window, whole
+    n = 20 * SAMPLE_RATE
+    assert speech_windows(audio[:n], vad, pad_seconds=0.6) == [(0, n, 0, n)]  # short: one window, whole
 
 
 def test_writers_parse_back():
@@ -201,10 +204,15 @@ def test_api_long_form_equals_per_window_decoding_and_reads_every_input_kind(tin
     sf.write(tmp_path / "long.flac", audio, SAMPLE_RATE)
     result = model.transcribe(str(tmp_path / "long.flac"), vad="energy", batch_size=3)
     windows = speech_windows(audio, "energy", model.max_window, merge_seconds=0, pad_seconds=WINDOW_PAD)
+    speech = speech_windows(audio, "energy", model.max_window, merge_seconds=0)
     assert len(windows) == 6  # each stretch of speech its own window, taking in some of the pauses
-    assert [(s.start, s.end) for s in result.segments] == [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3))
-                                                           for a, b in windows]
-    alone = [model.transcribe(audio[a:b], sample_rate=SAMPLE_RATE).text for a, b in windows]
+    assert [(w.speech_start, w.speech_end) for w in windows] == [(w.start, w.end) for w in speech]
+    assert all(w.start <= w.speech_start < w.speech_end <= w.end for w in windows)
+    assert sum(w.end - w.start for w in windows) > sum(w.end - w.start for w in speech)
+    # a segment is timed by its speech; the model reads the padded window
+    assert [(s.start, s.end) for s in result.segments] == [(round(w.speech_start / SAMPLE_RATE, 3),
+                                                            round(w.speech_end / SAMPLE_RATE, 3)) for w in windows]
+    alone = [model.transcribe(audio[w.start:w.end], sample_rate=SAMPLE_RATE).text for w in windows]
     assert [s.text for s in result.segments] == alone and any(alone)
     assert result.language in ("en", "de") and abs(result.duration - audio.size / SAMPLE_RATE) < 1e-3
     shorter = model.transcribe(audio, sample_rate=SAMPLE_RATE, vad="energy", max_window=10.0, language="en")

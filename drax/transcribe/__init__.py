@@ -14,8 +14,9 @@ longer than the longest utterance the model was trained on (`max_window` of the 
 Whisper's 30 s; drax/transcribe/windows.py): by default each stretch of speech its own window, with
 up to WINDOW_PAD seconds of the pauses around it, as the utterances of a recipe's training set are
 single sentences with some silence at their ends (measured: `benchmarks/long_form.py`, tables in
-egs/mini/tables/long_form). The windows of all recordings (an hour of audio at
-a time) are decoded together in batches of `batch_size`, longest first; each window is one segment of its recording. A recording
+egs/mini/tables/long_form). The windows of all recordings (an hour of audio at a time) are decoded
+together in batches of `batch_size`, longest first; each window is one segment of its recording,
+timed by the speech it holds (the pauses it reads left out). A recording
 that cannot be read gets a result with its `error`, and the others are still transcribed.
 
 Without a language, a model trained with its language token on the path (`model_conf.
@@ -159,11 +160,12 @@ class Transcriber:
 
     def _decode_group(self, group, language, progress: bool) -> None:
         """Fill in the segments, text and language of each (result, waveform, windows) of `group`."""
-        windows = [(k, start, end) for k, (_, _, found) in enumerate(group) for start, end in found]
+        windows = [(k, window) for k, (_, _, found) in enumerate(group) for window in found]
         texts = self._decode([wave for _, wave, _ in group], windows, language, progress)
         decoded = [[] for _ in group]
-        for (k, start, end), (text, lang) in zip(windows, texts):
-            decoded[k].append((Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text), lang))
+        for (k, window), (text, lang) in zip(windows, texts):
+            start, end = round(window.speech_start / SAMPLE_RATE, 3), round(window.speech_end / SAMPLE_RATE, 3)
+            decoded[k].append((Segment(start, end, text), lang))
         for (result, _, _), mine in zip(group, decoded):
             result.segments = [segment for segment, _ in mine]
             langs = Counter(lang for _, lang in mine if lang)
@@ -172,15 +174,15 @@ class Transcriber:
             result.text = sep.join(s.text for s in result.segments if s.text).strip()
 
     def _decode(self, waves, windows, language, progress: bool) -> list[tuple[str, str | None]]:
-        """(text, language) of each window, decoded in batches of the longest windows first."""
+        """(text, language) of each (recording index, Window), decoded in batches of the longest first."""
         from tqdm import tqdm
 
-        order = sorted(range(len(windows)), key=lambda k: windows[k][1] - windows[k][2])
+        order = sorted(range(len(windows)), key=lambda k: windows[k][1].start - windows[k][1].end)
         size = self.s2t.options.batch_size
         out: list[tuple[str, str | None]] = [("", None)] * len(windows)
         for first in tqdm(range(0, len(order), size), desc="decode", unit="batch", disable=not progress):
             batch = order[first: first + size]
-            speech = [waves[windows[k][0]][windows[k][1]: windows[k][2]] for k in batch]
+            speech = [waves[windows[k][0]][windows[k][1].start: windows[k][1].end] for k in batch]
             encoded = self.encoder(*pad_batch(speech, self.device))
             langs = [language] * len(batch) if language else self.s2t.model.detect_language(*encoded)
             for k, lang, decoded in zip(batch, langs, self.s2t.decode_encoded(encoded, langs)):

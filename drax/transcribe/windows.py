@@ -12,8 +12,12 @@ longest inner pause (silero) or at `max_seconds` (energy).
             percentile) frame are speech; a pause is at least `min_pause` seconds of other frames
 
 Audio of at most `max_seconds` is one window, the whole recording, as Whisper reads a short file.
+A window may take in some of the pauses around its speech (`pad_windows`); its segment's times stay
+those of the speech.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,6 +26,13 @@ from drax.data.audio import SAMPLE_RATE
 VADS = ("silero", "energy")
 FRAME = 480  # 30 ms at 16 kHz: the energy detector's frame
 WINDOW_PAD = 0.6  # seconds of the pauses a window takes in on each side (transcription's default)
+
+
+class Window(NamedTuple):
+    start: int  # the samples the model reads: [start, end)
+    end: int
+    speech_start: int  # the speech inside them, the segment's times: [speech_start, speech_end)
+    speech_end: int
 
 
 def speech_regions_silero(audio: np.ndarray, max_seconds: float, min_pause: float) -> list[tuple[int, int]]:
@@ -95,20 +106,21 @@ def pad_windows(windows: list[tuple[int, int]], pad: int, total: int, max_sample
 
 def speech_windows(audio: np.ndarray, vad: str = "silero", max_seconds: float = 30.0,
                    min_pause: float = 0.3, merge_seconds: float | None = None,
-                   pad_seconds: float = 0.0) -> list[tuple[int, int]]:
-    """Windows [start, end) in samples of mono 16 kHz `audio` to decode, in order (see the module
-    docstring); none when a long recording holds no speech. merge_seconds: regions are merged while a
-    window spans at most this (default: max_seconds; 0: every region its own window); pad_seconds: each
-    window then takes up to this much of the pauses on either side (`pad_windows`), as the utterances
-    a model was trained on start and end in some silence."""
+                   pad_seconds: float = 0.0) -> list[Window]:
+    """Windows of mono 16 kHz `audio` to decode, in order (see the module docstring); none when a long
+    recording holds no speech. merge_seconds: regions are merged while a window spans at most this
+    (default: max_seconds; 0: every region its own window); pad_seconds: each window then reads up to
+    this much of the pauses on either side (`pad_windows`), as the utterances a model was trained on
+    start and end in some silence."""
     if vad not in VADS:
         raise ValueError(f"unknown voice activity detector '{vad}'; valid: {', '.join(VADS)}")
     if pad_seconds < 0:
         raise ValueError(f"window_pad: {pad_seconds} seconds must be >= 0 (0: windows end where speech does)")
     max_samples = int(max_seconds * SAMPLE_RATE)
     if len(audio) <= max_samples:
-        return [(0, len(audio))]
+        return [Window(0, len(audio), 0, len(audio))]
     find = speech_regions_silero if vad == "silero" else speech_regions_energy
     merge = max_samples if merge_seconds is None else int(min(merge_seconds, max_seconds) * SAMPLE_RATE)
-    windows = [(s, min(e, s + max_samples)) for s, e in merge_regions(find(audio, max_seconds, min_pause), merge)]
-    return pad_windows(windows, int(pad_seconds * SAMPLE_RATE), len(audio), max_samples)
+    speech = [(s, min(e, s + max_samples)) for s, e in merge_regions(find(audio, max_seconds, min_pause), merge)]
+    padded = pad_windows(speech, int(pad_seconds * SAMPLE_RATE), len(audio), max_samples)
+    return [Window(*read, *inner) for read, inner in zip(padded, speech)]
