@@ -106,7 +106,8 @@ def test_mini_recipe_end_to_end(tmp_path, whisper_base, monkeypatch):
     assert (asr / manifest["whisper"]).resolve() == Path(whisper_base).resolve()
     assert 0 < manifest["max_window"] <= 30  # the longest training utterance
     # decoding caps each transcript at the training set's 95th-percentile tokens per encoder state
-    assert manifest["decode"]["max_token_rate"] == round(fit_token_rate(dump / "train_sp_aug", 0.95), 4) > 0
+    rate = fit_token_rate(dump / "train_sp_aug", 0.95)
+    assert rate <= manifest["decode"]["max_token_rate"] <= rate + 1e-4
     recording = next(iter(read_kv_dict(str(recipe / "data" / "test_asterisk" / "wav.scp")).values()))
     cli = subprocess.run([str(Path(sys.executable).parent / "drax-transcribe"), recording, "--model", str(asr),
                           "--language", "en"], capture_output=True, text=True)

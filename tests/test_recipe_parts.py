@@ -375,6 +375,14 @@ def test_device_cuda_needs_a_gpu_torch_can_use():
             recipe.torch_device()
 
 
+def test_transcripts_are_capped_only_for_a_trained_model_on_true_length_states():
+    from drax.recipe.engine import Recipe
+
+    assert Recipe(load_recipe(None)).caps_length()
+    for flags in ({"length_cap": "null"}, {"encoder_pad_to_30s": "true"}, {"pretrained": "exp/drax_v1"}):
+        assert not Recipe(load_recipe(None, flags)).caps_length(), flags  # 30 s states: one length for all
+
+
 def test_data_tag_moves_every_output_of_a_data_variant_and_shares_downloads(tmp_path):
     from drax.recipe.engine import Recipe
 

@@ -97,7 +97,7 @@ def transcript_cap(enc_lens: torch.Tensor, max_token_rate: float) -> torch.Tenso
     """The most transcript tokens (B,) each utterance of enc_lens (B,) encoder frames may hold:
     ceil(max_token_rate × frames) + LENGTH_SLACK. A model that misses its end token on audio unlike
     its training data (real speech, a one-word prompt) otherwise repeats itself to the end of L."""
-    return (enc_lens.double() * max_token_rate).ceil().long() + LENGTH_SLACK
+    return (enc_lens.float() * max_token_rate).ceil().long() + LENGTH_SLACK
 
 
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

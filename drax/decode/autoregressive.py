@@ -161,12 +161,13 @@ def batched_greedy(decoder: ESPnetTransformerAR | DiTAR, memory: torch.Tensor, m
     logits = decoder.extend_batch(prefixes)[:, -1]
     out = torch.zeros(len(prefixes), 0, dtype=torch.long, device=logits.device)
     done = torch.zeros(len(prefixes), dtype=torch.bool, device=logits.device)
+    caps = caps.to(done.device) if caps is not None else None
     while True:
         token = logits.argmax(-1).masked_fill(done, decoder.eot)
         out = torch.cat([out, token[:, None]], 1)
         done |= token == decoder.eot
         if caps is not None:
-            done |= out.shape[1] >= caps.to(done.device)
+            done |= out.shape[1] >= caps
         if bool(done.all()) or out.shape[1] >= max_new:
             break
         logits = decoder.extend_batch(token[:, None])[:, -1]

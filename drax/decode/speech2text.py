@@ -186,7 +186,7 @@ class ARSpeech2Text:
     @torch.no_grad()
     def token_ids(self, speech: list, langs: list[str]) -> list[list[int]]:
         """Each utterance's transcript token ids (the end token left out): one decoder call each, and one
-        for the end token."""
+        for the end token (none where max_token_rate ends the row)."""
         prompt = torch.tensor([self.model.prompt_ids(lang) for lang in langs])
         return self.model.generate(*pad_batch(speech, self.device), prompt, self.max_length, self.max_token_rate)
 

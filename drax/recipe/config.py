@@ -61,8 +61,9 @@ class RecipeConfig:
     # --units_conf "{full_vocabulary: true}"
     pretrained: str = ""
     decode_config: str = "conf/decode_drax.yaml"
-    # decoding a trained model caps each transcript at this quantile of the training set's tokens per
-    # encoder frame (+2 tokens; the decode option max_token_rate, unless the decode config sets it); null: no cap
+    # decoding a model trained on true-length states caps each transcript at this quantile of the training
+    # set's tokens per encoder state (+2 tokens; the decode option max_token_rate, unless the decode
+    # config sets it); null: no cap
     length_cap: float | None = 0.95
     tables_config: str = "conf/tables.yaml"  # stage 11 (drax/studies/suite.py)
     study_config: str = "conf/path_study.yaml"  # stage 12 (drax/studies/training.py)

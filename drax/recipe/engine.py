@@ -66,14 +66,20 @@ class Recipe:
         """The decode config's options for this experiment's model; for Drax and the AR yardstick, with
         max_token_rate fitted to the training set (recipe key length_cap) unless the config sets it."""
         import dataclasses
+        import math
 
         from drax.decode.options import DecodingOptions, load_decode_options
 
         options = load_decode_options(self.c.decode_config, self.model_config())
-        if (isinstance(options, DecodingOptions) and options.max_token_rate is None and self.c.length_cap is not None
-                and not self.c.pretrained):
-            options = dataclasses.replace(options, max_token_rate=round(self.token_rate(self.c.length_cap), 4))
+        if isinstance(options, DecodingOptions) and options.max_token_rate is None and self.caps_length():
+            rate = math.ceil(self.token_rate(self.c.length_cap) * 1e4) / 1e4  # rounded up: never tighter
+            options = dataclasses.replace(options, max_token_rate=rate)
         return options
+
+    def caps_length(self) -> bool:
+        """Whether decoding caps transcripts by the fitted rate: a trained model on true-length states
+        (padded to 30 s, every utterance has the same number of states)."""
+        return self.c.length_cap is not None and not self.c.pretrained and not self.c.encoder_pad_to_30s
 
     def token_rate(self, quantile: float) -> float:
         """The `quantile` of transcript tokens per Whisper encoder state over the training set."""

@@ -226,6 +226,7 @@ def stage_decode(r: Recipe):
     from drax.decode.decode_sets import decode_baseline, decode_drax, decode_drax_ar, decode_whisper
 
     options = r.decode_options()
+    write_transcribe_manifest(r)  # the decode options drax.load reads: this stage's, length cap included
     model = r.model_keys().get("model")
     for name in r.c.test_sets:
         common = dict(asr_dir=r.asr_dir, set_dir=r.dump / name, units_dir=r.units_dir, options=options)
@@ -356,7 +357,7 @@ STAGES = [
     Stage(8, "decode", stage_decode,
           lambda r: [*map(file_digest, config_files(r.c.decode_config)), r.c.whisper_baseline,
                      r.c.whisper_baseline_langs, r.c.test_sets, r.decode_dir("").name]
-          + ([] if r.c.length_cap is None else [r.c.length_cap]), "decode", "decode_config"),
+          + ([r.c.length_cap] if r.caps_length() else []), "decode", "decode_config"),
     Stage(9, "score", stage_score, lambda r: [], "decode"),
     Stage(10, "results", stage_results, lambda r: [], "decode"),
     Stage(11, "tables", stage_tables, lambda r: [file_digest(Path(r.c.tables_config)), r.c.test_sets],

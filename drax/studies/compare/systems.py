@@ -25,8 +25,6 @@ from drax.studies.report import SetReport
 from drax.studies.runtime import BINS, bin_label
 from drax.text.units import EOT, load_units, prompt_names
 
-ENCODER_FRAMES_PER_SECOND = 50  # Whisper's encoder: 100 log-mel frames a second, halved by its strided conv
-
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -144,7 +142,12 @@ class Systems(SetReport):
 
     def fit_token_rate(self) -> float:
         """95th percentile of text tokens per second of audio over the training set."""
-        return self.r.token_rate(0.95) * ENCODER_FRAMES_PER_SECOND
+        durations = {u: float(v) for u, v in read_kv_dict(str(self.r.data / self.r.train_name / "utt2dur")).items()}
+        tokens = {u: int(v.split(",")[0])
+                  for u, v in read_kv_dict(str(self.r.dump / self.r.train_name / "text_shape")).items()}
+        prompt_length = self.drax["drax"].model.prompt_length
+        rates = sorted((tokens[u] - prompt_length) / durations[u] for u in tokens if durations.get(u))
+        return rates[int(0.95 * (len(rates) - 1))]
 
     def drax_length(self, model, duration: float) -> int:
         length = model.prompt_length + math.ceil(self.tokens_per_second * duration) + 1
