@@ -120,7 +120,9 @@ def main():
     ways = {"batched": (args.batch_size, None, 0.0), "one after another": (1, None, 0.0),
             "batched, each speech region its own window": (args.batch_size, 0.0, 0.0),
             **{f"batched, each speech region its own window, {pad:g} s of the pauses around it": (
-                args.batch_size, 0.0, pad) for pad in args.pads}}
+                args.batch_size, 0.0, pad) for pad in args.pads},
+            f"one after another, each speech region its own window, {WINDOW_PAD:g} s of the pauses around it (the "
+            "transcriber's default windows)": (1, 0.0, WINDOW_PAD)}
     times, texts = {name: [] for name in ways}, {}
     for _ in range(args.repeats):
         for name, (size, merge, pad) in ways.items():
