@@ -81,8 +81,8 @@ def fit_output_length(text_file: Path, max_length: int, multiple: int = 8) -> in
 
 
 def fit_token_rate(set_dir: Path, quantile: float) -> float:
-    """The `quantile` of transcript tokens (the prompt left out) per encoder frame over a dumped set's
-    utterances (its text and speech_shape)."""
+    """The `quantile` of transcript tokens (the prompt left out) per dumped feature frame over a set's
+    utterances (its text and speech_shape; Recipe.token_rate turns it into tokens per encoder state)."""
     frames = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(Path(set_dir) / "speech_shape")).items()}
     texts = read_kv_dict(str(Path(set_dir) / "text"))
     rates = sorted(sum(not _SPECIAL.fullmatch(t) for t in texts[u].split()) / n
