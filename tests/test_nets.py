@@ -325,13 +325,9 @@ def test_every_path_trains_and_generates(path):
     assert out.elbo.shape == (2, 4) and (out.elbo <= 0).all()
 
 
-@pytest.mark.parametrize("autocast", [None, "bfloat16"])
-def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu):
-    """A causal Drax decoded with the jacobi order (which then evaluates only up to the furthest end
-    token) ends where greedy left-to-right decoding of the same network at t = 1 ends, in float32
-    and in bf16 autocast alike."""
-    from drax.decode.autoregressive import DiTAR, batched_greedy
-
+def causal_model_and_batch(autocast: str | None = None):
+    """A causal Drax with large random weights (long, varied transcripts), 3 utterances' encoder
+    output and lengths, and their English prompts."""
     torch.manual_seed(0)
     model = build(decoder_conf={"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16,
                                 "attention_block": 1, "shift_readout": True, "max_positions": 16,
@@ -339,7 +335,17 @@ def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu)
     for p in model.decoder.parameters():
         torch.nn.init.normal_(p, std=0.5)
     enc, lens = model.encode(torch.randn(3, 11, 8), torch.tensor([11, 9, 6]))
-    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    return model, enc, lens, torch.tensor([model.prompt_ids("en")] * 3)
+
+
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_causal_jacobi_decoding_reaches_greedy_left_to_right(autocast, bf16_cpu):
+    """A causal Drax decoded with the jacobi order (which then evaluates only up to the furthest end
+    token) ends where greedy left-to-right decoding of the same network at t = 1 ends, in float32
+    and in bf16 autocast alike."""
+    from drax.decode.autoregressive import DiTAR, batched_greedy
+
+    model, enc, lens, prompt = causal_model_and_batch(autocast)
     out = model.generate_encoded(enc, lens, DecodingOptions(nfe=10, temperature=0.0, jump_order="jacobi"),
                                  prompt=prompt)
     want = batched_greedy(DiTAR(model.decoder, model.eot_id), enc, lens, prompt, max_new=6)
@@ -354,13 +360,7 @@ def test_a_token_rate_cap_ends_a_causal_decode_and_greedy_where_the_uncapped_one
     from drax.asr.model import transcript_cap
     from drax.decode.autoregressive import DiTAR, batched_greedy
 
-    torch.manual_seed(0)
-    model = build(decoder_conf={"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16,
-                                "attention_block": 1, "shift_readout": True, "max_positions": 16}).eval()
-    for p in model.decoder.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    enc, lens = model.encode(torch.randn(3, 11, 8), torch.tensor([11, 9, 6]))
-    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    model, enc, lens, prompt = causal_model_and_batch()
     caps = transcript_cap(lens, 0.1).tolist()
     assert caps == [math.ceil(0.1 * n) + 2 for n in lens.tolist()]
     decode = lambda rate: model.generate_encoded(  # noqa: E731
@@ -379,13 +379,7 @@ def test_a_token_rate_cap_ends_a_causal_decode_and_greedy_where_the_uncapped_one
 def test_a_pmid_start_begins_at_pmids_most_likely_tokens_and_reaches_the_same_greedy_fixed_point():
     """start: pmid puts p_mid's argmax at every free position of the first state; a causal jacobi
     decode from there ends where it ends from noise (greedy is its only fixed point)."""
-    torch.manual_seed(0)
-    model = build(decoder_conf={"hidden_size": 16, "num_blocks": 2, "num_heads": 2, "time_embed_dim": 16,
-                                "attention_block": 1, "shift_readout": True, "max_positions": 16}).eval()
-    for p in model.decoder.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    enc, lens = model.encode(torch.randn(3, 11, 8), torch.tensor([11, 9, 6]))
-    prompt = torch.tensor([model.prompt_ids("en")] * 3)
+    model, enc, lens, prompt = causal_model_and_batch()
     ends = {}
     for start in ("source", "pmid"):
         out = model.generate_encoded(enc, lens, DecodingOptions(nfe=10, temperature=0.0, jump_order="jacobi",
