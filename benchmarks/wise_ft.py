@@ -5,8 +5,9 @@ the trained model, a = 0 the model at step 0. Step 0 is rebuilt from the trainin
 (`decoder_conf.init_from_whisper`); a parameter whose initial value does not depend on the seed
 (Whisper's weights, zero- or one-initialised gates and norms) is interpolated, one drawn at random at
 initialisation keeps its trained value (its step-0 draw is not recoverable). Each `a` decodes the given
-dumped sets with the recipe's decode config (Drax) or greedily (the AR yardstick); prints the CER per
-set, mean over languages and per language. Costs only decodes: a choice to make on dev sets.
+dumped sets with the recipe's decode config (Drax) or greedily (the AR yardstick), transcripts capped
+as stage 8 caps them (the rate in the experiment's transcribe.yaml unless `--max_token_rate`); prints the CER
+per set, mean over languages and per language. Costs only decodes: a choice to make on dev sets.
 
     cd egs/mini
     ../../tools/venv/bin/python ../../benchmarks/wise_ft.py exp/asr_train_drax \\
@@ -15,6 +16,7 @@ set, mean over languages and per language. Costs only decodes: a choice to make 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -26,6 +28,7 @@ from drax.decode.decode_sets import feature_batches
 from drax.decode.options import load_decode_options
 from drax.decode.scoring import score
 from drax.decode.speech2text import ARSpeech2Text, Speech2Text, load_model
+from drax.transcribe import MANIFEST
 
 
 def step0_state(config: Path) -> tuple[dict, set[str]]:
@@ -63,21 +66,29 @@ def main():
     parser.add_argument("--units_dir", type=Path, default=Path("dump/units"), help="unless asr_dir's "
                         "transcribe.yaml names its own")
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_token_rate", type=float, help="transcripts capped by their audio (decode option; "
+                        "default: the experiment's transcribe.yaml)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     config = args.asr_dir / "config.yaml"
     units_dir = own_units(args.asr_dir) or args.units_dir
+    if args.max_token_rate is None and (args.asr_dir / MANIFEST).is_file():
+        args.max_token_rate = (yaml.safe_load((args.asr_dir / MANIFEST).read_text()).get("decode") or {}).get(
+            "max_token_rate")
     if yaml.safe_load(config.read_text()).get("model") == "drax_ar":
-        decoder = ARSpeech2Text(config, args.asr_dir / args.model_file, units_dir)
+        decoder = ARSpeech2Text(config, args.asr_dir / args.model_file, units_dir, max_token_rate=args.max_token_rate)
     else:
         options = load_decode_options(args.decode_config, config)
+        if args.max_token_rate is not None:
+            options = dataclasses.replace(options, max_token_rate=args.max_token_rate)
         decoder = Speech2Text(config, args.asr_dir / args.model_file, options, units_dir)
     trained = {k: v.clone() for k, v in decoder.model.state_dict().items()}
     step0, fixed = step0_state(config)
     interpolated = sum(trained[k].numel() for k in fixed) / sum(v.numel() for v in trained.values())
-    print(f"{args.asr_dir} ({args.model_file}): {100 * interpolated:.1f} % of the parameters interpolated")
+    print(f"{args.asr_dir} ({args.model_file}): {100 * interpolated:.1f} % of the parameters interpolated; "
+          f"max_token_rate {args.max_token_rate}")
     print("| a | set | CER (%) | CER per language (%) |")
     print("|---|---|---|---|")
     for alpha in args.alphas:

@@ -275,6 +275,20 @@ def test_logmel_frontend_matches_transformers_feature_extractor():
         WhisperLogMelFrontend(fs=8000)
 
 
+def test_trailing_silence_appends_zeros_within_the_30s_window():
+    from drax.nets.whisper import CHUNK_SAMPLES, whisper_input
+
+    wav = torch.randn(16000 * 2) + 1.0  # no zero sample of its own
+    out = whisper_input(wav, trailing_silence=1.5)
+    assert out.shape == (16000 * 2 + 24000,) and torch.equal(out[: wav.numel()], wav) and not out[wav.numel():].any()
+    assert torch.equal(whisper_input(wav), wav)
+    assert whisper_input(wav, pad_to_30s=True).shape == (CHUNK_SAMPLES,)
+    long = torch.randn(CHUNK_SAMPLES - 8000)
+    assert whisper_input(long, trailing_silence=3.0).shape == (CHUNK_SAMPLES,)  # never past Whisper's window
+    feats, lens = WhisperLogMelFrontend(trailing_silence=1.5)(wav[None], torch.tensor([wav.numel()]))
+    assert lens.tolist() == [350]
+
+
 def test_missing_whisper_dir_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="encoder_conf.model.*fetch_whisper"):
         FrozenWhisperEncoder(80, str(tmp_path / "nope"))

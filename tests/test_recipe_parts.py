@@ -262,6 +262,8 @@ def test_token_text_shapes_and_output_length(byte_bpe_dir, tmp_path):
     assert set(read_kv_dict(str(d / "too_long"))) == {"u2"}
     rates = sorted([(len(text["u1"].split()) - 4) / 50, (n2 - 4) / 90])  # the prompt's 4 tokens left out
     assert fit_token_rate(d, 1.0) == rates[1] and fit_token_rate(d, 0.5) == rates[0]
+    # 20 frames of appended silence left out: the rate per frame of speech
+    assert fit_token_rate(d, 1.0, silence_frames=20) == max((len(text["u1"].split()) - 4) / 30, (n2 - 4) / 70)
     with pytest.raises(ValueError, match="no utterance .* at most L - 1"):
         write_shapes(d, tmp_path / "units" / "tokens.txt", output_length=3)
     (d / "text.raw").write_text("u1 the cat\nu2 the end <|endoftext|> and more\n")
@@ -320,6 +322,9 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     ({"jobs": "{threads: 0}"}, "jobs.threads must be an integer >= 1"),
     ({"study_variants": "[1]"}, "recipe key study_variants: .* must be a list of names"),
     ({"length_cap": "1.5"}, r"recipe key length_cap: 1.5 must be a quantile in \(0, 1\], or null"),
+    ({"encoder_trailing_silence": "-1"}, r"recipe key encoder_trailing_silence: -1 must be seconds in \[0, 30\)"),
+    ({"encoder_trailing_silence": "3", "encoder_pad_to_30s": "true"},
+     "encoder_trailing_silence and encoder_pad_to_30s: set one"),
 ])
 def test_recipe_values_are_checked_before_any_stage(flags, message):
     from drax.recipe.config import RecipeError

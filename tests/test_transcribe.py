@@ -285,3 +285,27 @@ def test_bad_waveforms_silence_and_clashing_names(tiny_exp, tmp_path, caplog):
         sf.write(tmp_path / sub / "take.wav", tone(1.0), SAMPLE_RATE)
     with pytest.raises(SystemExit, match="several recordings named take"):
         main([str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(tiny_exp), "--output_dir", str(tmp_path / "o")])
+
+
+def test_the_transcriber_reads_audio_as_stage_3_dumped_it(tiny_exp, tiny_whisper_dir, tmp_path):  # noqa: F811
+    """With silence appended before the encoder (recipe key encoder_trailing_silence), the states the
+    transcriber computes from a file are those stage 3 dumped for it: it decodes what the model trained on."""
+    import kaldiio
+
+    from drax.data.features import dump_features
+    from drax.data.kaldi_dir import Utterance, write_data_dir
+
+    sf.write(tmp_path / "a.wav", voiced(2.0), SAMPLE_RATE)
+    write_data_dir(str(tmp_path / "data"), [Utterance("a", "a", str(tmp_path / "a.wav"), "x", "en", 2.0)],
+                   check_audio=False)
+    manifest = yaml.safe_load((tiny_exp / MANIFEST).read_text())
+    read = {}
+    for silence in (0.0, 1.0):
+        dump = tmp_path / f"dump{silence}"
+        dump_features(tmp_path / "data", dump, whisper=str(tiny_whisper_dir), trailing_silence=silence)
+        (tiny_exp / MANIFEST).write_text(yaml.safe_dump({**manifest, "encoder_trailing_silence": silence}))
+        states, lengths = load(tiny_exp).encoder(torch.from_numpy(load_audio(str(tmp_path / "a.wav"))[0]))
+        dumped = kaldiio.load_scp(str(dump / "dumped.scp"))["a"]
+        torch.testing.assert_close(states[0], torch.from_numpy(dumped), rtol=1e-4, atol=1e-4)
+        read[silence] = int(lengths[0])
+    assert read == {0.0: 100, 1.0: 150}  # 50 states a second

@@ -28,7 +28,7 @@ from drax.data.audio import load_audio, pad_batch
 from drax.data.filtering import DUMPED_SCP
 from drax.data.kaldi_dir import format_kv, read_kv_dict
 from drax.fileio import atomic_path, atomic_write_text, temp_path
-from drax.nets.whisper import CHUNK_SAMPLES, FrozenWhisperEncoder, log_mel, mel_filters, whisper_mel_bins
+from drax.nets.whisper import FrozenWhisperEncoder, log_mel, mel_filters, whisper_input, whisper_mel_bins
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def dump_features(
     batch_size: int = 4,
     autocast: str | None = None,
     pad_to_30s: bool = False,
+    trailing_silence: float = 0.0,
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
 ) -> DumpSummary:
@@ -57,7 +58,8 @@ def dump_features(
     the utterances of `data_dir`. Filtering (drax/data/filtering.py) reads `dumped.scp` and writes the
     `feats.scp` training and decoding read, so re-filtering never loses what was dumped.
     autocast: the frozen encoder's precision (FrozenWhisperEncoder); pad_to_30s: audio padded with
-    silence to 30 s first, as Whisper was trained (3,000 log-mel frames); device: where it runs."""
+    silence to 30 s first, as Whisper was trained (3,000 log-mel frames); trailing_silence: seconds of
+    silence appended instead (`whisper_input`); device: where it runs."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind '{kind}'; valid choices: {', '.join(FEATURE_KINDS)}")
     out_dir = Path(out_dir)
@@ -119,9 +121,8 @@ def dump_features(
                             summary.skipped[utt] = str(e)
                             continue
                         summary.fixed.update(fixes)
-                        if pad_to_30s:
-                            audio = np.pad(audio, (0, max(0, CHUNK_SAMPLES - len(audio))))
-                        pending.append((utt, log_mel(torch.from_numpy(audio), filters)))
+                        audio = whisper_input(torch.from_numpy(audio), pad_to_30s, trailing_silence)
+                        pending.append((utt, log_mel(audio, filters)))
                     flush(writer)
             # scp lines point into the ark by byte offset: the same offsets hold once the ark is renamed
             lines = dict(line.split(" ", 1) for line in Path(scp).read_text(encoding="utf-8").splitlines())

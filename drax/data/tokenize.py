@@ -80,13 +80,16 @@ def fit_output_length(text_file: Path, max_length: int, multiple: int = 8) -> in
     return min(max_length, multiple * math.ceil((longest + 1) / multiple))
 
 
-def fit_token_rate(set_dir: Path, quantile: float) -> float:
+def fit_token_rate(set_dir: Path, quantile: float, silence_frames: int = 0) -> float:
     """The `quantile` of transcript tokens (the prompt left out) per dumped feature frame over a set's
-    utterances (its text and speech_shape; Recipe.token_rate turns it into tokens per encoder state)."""
-    frames = {u: int(v.split(",")[0]) for u, v in read_kv_dict(str(Path(set_dir) / "speech_shape")).items()}
+    utterances (its text and speech_shape; Recipe.token_rate turns it into tokens per encoder state).
+    silence_frames: frames of silence appended to each utterance (stage 3), left out of its count so
+    that the rate is per frame of speech: applied to frames with the silence, the cap only loosens."""
+    frames = {u: int(v.split(",")[0]) - silence_frames
+              for u, v in read_kv_dict(str(Path(set_dir) / "speech_shape")).items()}
     texts = read_kv_dict(str(Path(set_dir) / "text"))
     rates = sorted(sum(not _SPECIAL.fullmatch(t) for t in texts[u].split()) / n
-                   for u, n in frames.items() if n and u in texts)
+                   for u, n in frames.items() if n > 0 and u in texts)
     if not rates:
         raise ValueError(f"{set_dir}: no utterance with both text and speech_shape to fit a token rate on")
     return rates[min(len(rates) - 1, math.ceil(quantile * len(rates)) - 1)]

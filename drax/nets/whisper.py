@@ -3,7 +3,7 @@
 The encoder runs on the true input length by calling Whisper's layers directly (conv1, conv2,
 positions[:T], blocks, final norm): transformers' WhisperEncoder.forward insists on 30 s (3000
 frames), which is ~10x slower for short utterances. `pad_to_30s: true` in the front-end restores the
-paper's padded input.
+paper's padded input; `trailing_silence` appends a few seconds of silence instead (`whisper_input`).
 """
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def mel_filters(n_mels: int) -> torch.Tensor:
     return torch.from_numpy(fb).float().T
 
 
+def whisper_input(audio: torch.Tensor, pad_to_30s: bool = False, trailing_silence: float = 0.0) -> torch.Tensor:
+    """The waveform (samples,) the encoder reads: padded with silence to 30 s (`pad_to_30s`, as Whisper
+    was trained), or with `trailing_silence` seconds of silence appended; never past the 30 s window."""
+    n = audio.shape[-1]
+    target = CHUNK_SAMPLES if pad_to_30s else min(CHUNK_SAMPLES, n + round(trailing_silence * SAMPLE_RATE))
+    return F.pad(audio, (0, max(0, target - n)))
+
+
 def log_mel(audio: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """Whisper log-mel of one waveform (samples,) -> (frames, n_mels), frames = samples // 160."""
     window = torch.hann_window(N_FFT, device=audio.device)
@@ -47,12 +55,13 @@ def log_mel(audio: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
 class WhisperLogMelFrontend(AbsFrontend):
     """ESPnet frontend choice `whisper_logmel`: 16 kHz waveform -> Whisper log-mel features."""
 
-    def __init__(self, fs: int = SAMPLE_RATE, n_mels: int = 80, pad_to_30s: bool = False):
+    def __init__(self, fs: int = SAMPLE_RATE, n_mels: int = 80, pad_to_30s: bool = False,
+                 trailing_silence: float = 0.0):
         super().__init__()
         if fs != SAMPLE_RATE:
             raise ValueError(f"frontend_conf.fs must be {SAMPLE_RATE} for Whisper (got {fs}); resample the audio")
         self.n_mels = n_mels
-        self.pad_to_30s = pad_to_30s
+        self.pad_to_30s, self.trailing_silence = pad_to_30s, trailing_silence
         self.register_buffer("filters", mel_filters(n_mels), persistent=False)
 
     def output_size(self) -> int:
@@ -61,10 +70,7 @@ class WhisperLogMelFrontend(AbsFrontend):
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
         feats = []
         for wav, n in zip(speech, speech_lengths.tolist()):
-            wav = wav[:n]
-            if self.pad_to_30s:
-                wav = F.pad(wav, (0, max(0, CHUNK_SAMPLES - n)))
-            feats.append(log_mel(wav, self.filters))
+            feats.append(log_mel(whisper_input(wav[:n], self.pad_to_30s, self.trailing_silence), self.filters))
         return pad_batch(feats, speech.device)
 
 
@@ -215,10 +221,11 @@ class AudioEncoder:
     """Waveforms -> encoder states, as the model was trained: its own front-end and encoder; for a model
     trained on dumped log-mel features (no front-end), Whisper's log-mel first; for a model trained on
     dumped states (`encoder: precomputed`), the Whisper encoder the states came from, run as stage 3
-    ran it (`autocast`: the recipe's encoder_autocast, `pad_to_30s`: its encoder_pad_to_30s)."""
+    ran it (`autocast`: the recipe's encoder_autocast, `pad_to_30s` and `trailing_silence`: its
+    encoder_pad_to_30s and encoder_trailing_silence)."""
 
     def __init__(self, model, whisper: str | None, autocast: str | None = None, pad_to_30s: bool = False,
-                 device: str = "cpu"):
+                 trailing_silence: float = 0.0, device: str = "cpu"):
         self.model = model
         self.frontend = self.encoder = None
         precomputed = isinstance(model.encoder, PrecomputedEncoder)
@@ -227,7 +234,8 @@ class AudioEncoder:
                 raise ValueError(f"the model reads dumped {'encoder states' if precomputed else 'log-mel features'}: "
                                  "reading audio needs the Whisper they came from (recipe key `whisper`)")
             n_mels = whisper_mel_bins(whisper)
-            self.frontend = WhisperLogMelFrontend(n_mels=n_mels, pad_to_30s=pad_to_30s).to(device)
+            self.frontend = WhisperLogMelFrontend(n_mels=n_mels, pad_to_30s=pad_to_30s,
+                                                  trailing_silence=trailing_silence).to(device)
         if precomputed:
             self.encoder = FrozenWhisperEncoder(input_size=n_mels, model=whisper, autocast=autocast).to(device).eval()
 

@@ -47,6 +47,8 @@ class RecipeConfig:
     # pad every utterance to 30 s before the frozen encoder, as Whisper and the authors' released Drax
     # read audio: 1,500 state frames per utterance whatever its length (false: its true length)
     encoder_pad_to_30s: bool = False
+    # seconds of silence appended to every utterance before the frozen encoder (0: none)
+    encoder_trailing_silence: float = 0.0
     # filtering (stage 4)
     max_duration: float = 30.0
     # tokenizer (stage 5): whisper (compact Whisper-token subset) or bpe (sentencepiece)
@@ -180,6 +182,12 @@ def check_recipe(config: RecipeConfig) -> None:
             load_options(AugmentConfig, config.augment_conf, "augment_conf")
         except ValueError as e:
             raise RecipeError(str(e)) from None
+    if not 0 <= config.encoder_trailing_silence < 30:
+        raise RecipeError(f"recipe key encoder_trailing_silence: {config.encoder_trailing_silence!r} must be seconds "
+                          "in [0, 30)")
+    if config.encoder_trailing_silence and config.encoder_pad_to_30s:
+        raise RecipeError("recipe keys encoder_trailing_silence and encoder_pad_to_30s: set one (30 s padding already "
+                          "ends every utterance in silence)")
     if config.length_cap is not None and not 0 < config.length_cap <= 1:
         raise RecipeError(f"recipe key length_cap: {config.length_cap!r} must be a quantile in (0, 1], or null "
                           "for no cap")

@@ -76,17 +76,23 @@ class Recipe:
             options = dataclasses.replace(options, max_token_rate=rate)
         return options
 
+    def encoder_options(self) -> dict:
+        """AudioEncoder's keywords for reading audio as stage 3 ran the frozen encoder."""
+        return {"autocast": self.c.encoder_autocast, "pad_to_30s": self.c.encoder_pad_to_30s,
+                "trailing_silence": self.c.encoder_trailing_silence}
+
     def caps_length(self) -> bool:
         """Whether decoding caps transcripts by the fitted rate: a trained model on true-length states
         (padded to 30 s, every utterance has the same number of states)."""
         return self.c.length_cap is not None and not self.c.pretrained and not self.c.encoder_pad_to_30s
 
     def token_rate(self, quantile: float) -> float:
-        """The `quantile` of transcript tokens per Whisper encoder state over the training set."""
-        from drax.data import STATES_PER_FRAME
+        """The `quantile` of transcript tokens per Whisper encoder state of speech over the training set."""
+        from drax.data import FRAMES_PER_SECOND, STATES_PER_FRAME
         from drax.data.tokenize import fit_token_rate
 
-        return fit_token_rate(self.dump / self.train_name, quantile) / STATES_PER_FRAME[self.c.features]
+        silence = round(self.c.encoder_trailing_silence * FRAMES_PER_SECOND[self.c.features])
+        return fit_token_rate(self.dump / self.train_name, quantile, silence) / STATES_PER_FRAME[self.c.features]
 
     def torch_device(self) -> str:
         """The recipe key `device`, checked against what torch sees on this machine."""

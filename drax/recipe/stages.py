@@ -113,7 +113,8 @@ def stage_features(r: Recipe):
 
     jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
     dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast,
-                             pad_to_30s=r.c.encoder_pad_to_30s, device=r.torch_device())
+                             pad_to_30s=r.c.encoder_pad_to_30s, trailing_silence=r.c.encoder_trailing_silence,
+                             device=r.torch_device())
     for name in r.all_sets:
         shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
         log_dir = r.exp / "features" / name / "log"
@@ -178,7 +179,7 @@ def write_transcribe_manifest(r: Recipe) -> None:
     durations = read_kv_dict(str(r.data / r.train_name / "utt2dur"))
     spec = {"units_dir": relative(r.units_dir), "whisper": relative(whisper) if Path(whisper).exists() else whisper,
             "features": r.c.features, "encoder_autocast": r.c.encoder_autocast,
-            "encoder_pad_to_30s": r.c.encoder_pad_to_30s,
+            "encoder_pad_to_30s": r.c.encoder_pad_to_30s, "encoder_trailing_silence": r.c.encoder_trailing_silence,
             "max_window": round(max(float(durations[u]) for u in trained), 2),  # the longest training utterance
             "decode": dataclasses.asdict(r.decode_options())}
     atomic_write_text(r.asr_dir / MANIFEST, yaml.safe_dump(spec, sort_keys=False))
@@ -282,7 +283,7 @@ def stage_tables(r: Recipe):
     command = f"./run.sh --stage 11 --train_config {r.c.train_config} --tables_config {r.c.tables_config}"
     for name in r.c.test_sets:
         suite = Suite(r.asr_dir, r.dump / name, r.data / name, r.units_dir, r.whisper_dir(),
-                      r.asr_dir / f"tables_{name}", conf, encoder_autocast=r.c.encoder_autocast)
+                      r.asr_dir / f"tables_{name}", conf, encoder_options=r.encoder_options())
         logger.info("tables for %s: %s", name, suite.run(command))
 
 
@@ -348,7 +349,8 @@ STAGES = [
           lambda r: [r.c.speed_perturb_factors] + ([r.c.augment_conf] if r.c.augment_conf else [])),
     Stage(3, "features", stage_features,
           lambda r: [r.c.features, r.c.whisper] + ([r.c.encoder_autocast] if r.c.encoder_autocast else [])
-          + (["pad_to_30s"] if r.c.encoder_pad_to_30s else []) + ([r.c.dev_sets] if r.c.dev_sets else [])),
+          + (["pad_to_30s"] if r.c.encoder_pad_to_30s else []) + ([r.c.dev_sets] if r.c.dev_sets else [])
+          + ([f"trailing_silence {float(r.c.encoder_trailing_silence)}"] if r.c.encoder_trailing_silence else [])),
     Stage(4, "filter", stage_filter, lambda r: [r.c.max_duration]),
     Stage(5, "tokenizer", stage_tokenizer, lambda r: [r.c.units, r.c.units_conf]),
     Stage(6, "shapes", stage_shapes, lambda r: [r.c.max_output_length]),

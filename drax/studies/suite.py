@@ -74,10 +74,11 @@ class SuiteConfig:
 
 class Suite(SetReport):
     def __init__(self, asr_dir: Path, set_dir: Path, data_dir: Path, units_dir: Path, whisper: str | None,
-                 out_dir: Path, conf: dict, encoder_autocast: str | None = None):
+                 out_dir: Path, conf: dict, encoder_options: dict | None = None):
+        """encoder_options: AudioEncoder's keywords, as stage 3 ran the encoder (Recipe.encoder_options)."""
         self.conf = load_options(SuiteConfig, conf, "tables config")
         super().__init__(set_dir, out_dir, self.conf.utts_per_lang, self.conf.seed)
-        self.whisper, self.encoder_autocast = whisper, encoder_autocast  # the encoder that made the states
+        self.whisper, self.encoder_options = whisper, encoder_options or {}  # the encoder that made the states
         self.s2t = Speech2Text(Path(asr_dir) / "config.yaml", Path(asr_dir) / self.conf.model_file,
                                units_dir=units_dir, rescorer=whisper)
         self.model = self.s2t.model
@@ -260,7 +261,7 @@ class Suite(SetReport):
         bins = runtime_set(durations, c.runtime_per_bin, seed=c.seed)
         utts = [u for members in bins.values() for u in members]
         wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
-        encoder = AudioEncoder(self.model, self.whisper, self.encoder_autocast)
+        encoder = AudioEncoder(self.model, self.whisper, **self.encoder_options)
         seconds: dict = {}
         per_utt = []  # (reference tokens, nfe, RTFx) for k = 1
         gen = torch.Generator().manual_seed(c.seed)

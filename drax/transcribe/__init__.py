@@ -211,7 +211,8 @@ def load(model: str | Path, device: str = "cpu", **options) -> Transcriber:
         whisper = local("whisper")
     s2t = Speech2Text(model / "config.yaml", model / decode.model_file, decode, units_dir=local("units_dir"),
                       device=device)
-    encoder = AudioEncoder(s2t.model, whisper, spec.get("encoder_autocast"), bool(spec.get("encoder_pad_to_30s")),
-                           device)
+    encoder = AudioEncoder(s2t.model, whisper, spec.get("encoder_autocast"),
+                           pad_to_30s=bool(spec.get("encoder_pad_to_30s")),
+                           trailing_silence=float(spec.get("encoder_trailing_silence") or 0.0), device=device)
     return Transcriber(s2t, encoder, device, min(float(spec.get("max_window") or MAX_SECONDS), MAX_SECONDS))
 

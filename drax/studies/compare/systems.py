@@ -135,8 +135,7 @@ class Systems(SetReport):
         self.whisper_model.eval()
         self.tok = self.processor.tokenizer
         self.whisper_ar = WhisperAR(self.whisper_model, self.tok.convert_tokens_to_ids(EOT))
-        self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper,  # Whisper encoder, true length
-                                          recipe.c.encoder_autocast)
+        self.audio_encoder = AudioEncoder(self.drax["drax"].model, whisper, **recipe.encoder_options())
         self.wavs = read_kv_dict(str(self.data_dir / "wav.scp"))
         self.tokens_per_second = self.fit_token_rate()
 
