@@ -48,6 +48,20 @@ def test_whisper_units_cover_unseen_text_and_round_trip(byte_bpe_dir, tmp_path):
     assert again.encode("the cat") == units.encode("the cat")
 
 
+def test_units_named_from_a_recipe_dir_load_from_any_working_directory(byte_bpe_dir, tmp_path, monkeypatch):
+    import shutil
+
+    recipe = tmp_path / "recipe"
+    shutil.copytree(byte_bpe_dir, recipe / "downloads" / "whisper")
+    monkeypatch.chdir(recipe)  # the recipe names its Whisper relative to its own directory
+    units = WhisperUnits.build("downloads/whisper", ["the cat sat on the mat"], max_units=300)
+    save_units(units, "dump/units", ["en"])
+    for cwd in (tmp_path, recipe / "dump"):
+        monkeypatch.chdir(cwd)
+        again = load_units(recipe / "dump" / "units")
+        assert again.encode("the cat") == units.encode("the cat"), cwd
+
+
 def test_bpe_units_round_trip(tmp_path):
     texts = [f"sentence number {w} about cats and dogs" for w in ("one", "two", "three", "four")] * 10
     units = BPEUnits.build(tmp_path, texts, vocab_size=300)

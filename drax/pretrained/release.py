@@ -277,7 +277,7 @@ def convert_release(release: str | os.PathLike, tokenizer_dir: str | os.PathLike
     tmp = Path(temp_dir(out_dir.parent, out_dir.name))
     try:
         write_whisper_dir(config, encoder_state, tokenizer, tmp / "whisper")
-        tokens = save_whisper_vocabulary(tmp / "whisper", tmp / "units", recorded_dir=out_dir / "whisper")
+        tokens = save_whisper_vocabulary(tmp / "whisper", tmp / "units")  # names ../whisper
         args = train_config(config, tokens, str(tmp / "whisper"))
         model = build_model(argparse.Namespace(**args))
         offset = tokens.index(tokenizer.convert_ids_to_tokens(0))

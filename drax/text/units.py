@@ -12,6 +12,7 @@ longest listed pieces, so held-out text is always covered and decodes to the sam
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
@@ -146,6 +147,18 @@ class BPEUnits:
 UNIT_KINDS = {"whisper": WhisperUnits, "bpe": BPEUnits}
 
 
+def _recorded(path: str | Path, units_dir: Path) -> str:
+    """A file or directory units.yaml names: relative to the units dir where it exists here (the units
+    load from any working directory), else as given (a hub id)."""
+    return os.path.relpath(Path(path).resolve(), units_dir.resolve()) if Path(path).exists() else str(path)
+
+
+def _located(recorded: str, units_dir: Path) -> str:
+    """The path units.yaml records, found from the working directory (`_recorded`'s inverse)."""
+    path = Path(units_dir) / recorded
+    return str(path) if not Path(recorded).is_absolute() and path.exists() else recorded
+
+
 def save_units(units, out_dir: str | Path, langs: Iterable[str]) -> Path:
     """Write units.yaml and ESPnet's tokens.txt; returns the token list path."""
     out_dir = Path(out_dir)
@@ -155,17 +168,16 @@ def save_units(units, out_dir: str | Path, langs: Iterable[str]) -> Path:
         dup = [t for t, c in Counter(tokens).items() if c > 1]
         raise ValueError(f"token list has duplicates {dup[:5]}")
     atomic_write_text(out_dir / "tokens.txt", "\n".join(tokens) + "\n")
-    atomic_write_text(out_dir / "units.yaml", yaml.safe_dump({"kind": units.kind, **units.files(),
+    files = {key: _recorded(path, out_dir) for key, path in units.files().items()}
+    atomic_write_text(out_dir / "units.yaml", yaml.safe_dump({"kind": units.kind, **files,
                                                            "units": units.units if units.kind == "whisper" else None}))
     return out_dir / "tokens.txt"
 
 
-def save_whisper_vocabulary(tokenizer_dir: str | Path, out_dir: str | Path, recorded_dir: str | Path | None = None
-                            ) -> list[str]:
+def save_whisper_vocabulary(tokenizer_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Units that are a Whisper model's whole vocabulary (a released model's output layer): tokens.txt
     is <blank>, <unk>, then every Whisper token in id order (the prompt specials and the end token at
-    their Whisper ids; an id without a name, e.g. 50256, as <|id50256|>). units.yaml names
-    `recorded_dir` (default: tokenizer_dir) as the tokenizer. Returns the token list."""
+    their Whisper ids; an id without a name, e.g. 50256, as <|id50256|>). Returns the token list."""
     units = WhisperUnits(tokenizer_dir, [])
     vocab = units.tokenizer.convert_ids_to_tokens(list(range(len(units.tokenizer))))
     units = WhisperUnits(tokenizer_dir, [tok or f"<|id{i}|>" for i, tok in enumerate(vocab)])
@@ -176,7 +188,7 @@ def save_whisper_vocabulary(tokenizer_dir: str | Path, out_dir: str | Path, reco
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "tokens.txt", "\n".join(tokens) + "\n")
     atomic_write_text(out_dir / "units.yaml", yaml.safe_dump({"kind": units.kind, "units": units.units,
-                                                           "tokenizer_dir": str(recorded_dir or tokenizer_dir)}))
+                                                           "tokenizer_dir": _recorded(tokenizer_dir, out_dir)}))
     return tokens
 
 
@@ -185,5 +197,5 @@ def load_units(units_dir: str | Path):
     if conf["kind"] not in UNIT_KINDS:
         raise ValueError(f"{units_dir}/units.yaml: unknown kind '{conf['kind']}'; valid: {', '.join(UNIT_KINDS)}")
     if conf["kind"] == "whisper":
-        return WhisperUnits(conf["tokenizer_dir"], conf["units"])
-    return BPEUnits(conf["model_file"])
+        return WhisperUnits(_located(conf["tokenizer_dir"], units_dir), conf["units"])
+    return BPEUnits(_located(conf["model_file"], units_dir))
