@@ -5,7 +5,8 @@ recording of several minutes. Measured on one machine, side by side:
 
 - segments: where each voice activity detector (silero, energy) cut it into the transcriber's
   default windows (each stretch of speech its own), against the joins: the share of segment edges
-  within 0.5 s of a prompt's edge, and the largest distance;
+  within 0.5 s of a prompt's edge, the largest distance, and the prompts whose start and end each
+  lie within 0.5 s of a segment edge (the others listed: a prompt may hold no speech);
 - WER of the long-form transcript (every window decoded together, in batches) against the prompts
   transcribed as recordings of their own (the same model, the same options), cut into windows as
   long recordings are and whole;
@@ -63,6 +64,14 @@ def long_recording(data_dir: Path, n: int, seed: int, out: Path) -> tuple[list[s
     return [texts[u] for u in utts], spans
 
 
+def prompts_missed(windows, spans, refs: list[str], within: float = 0.5) -> list[str]:
+    """The texts of the prompts whose start or end lies farther than `within` seconds from every segment
+    edge of its kind."""
+    starts, ends = [a / SAMPLE_RATE for a, _ in windows], [b / SAMPLE_RATE for _, b in windows]
+    return [ref for (s, e), ref in zip(spans, refs)
+            if min(abs(s - a) for a in starts) > within or min(abs(e - b) for b in ends) > within]
+
+
 def edge_distances(windows, spans) -> list[float]:
     """For each window edge, the seconds to the nearest prompt edge of its kind (start or end)."""
     starts, ends = [s for s, _ in spans], [e for _, e in spans]
@@ -107,10 +116,14 @@ def main():
     rows = []
     for vad in VADS:  # the transcriber's windows, at most the model's longest training utterance
         windows = speech_windows(audio, vad, model.max_window, merge_seconds=0, pad_seconds=WINDOW_PAD)
-        dist = edge_distances([(w.speech_start, w.speech_end) for w in windows], spans)
+        edges = [(w.speech_start, w.speech_end) for w in windows]
+        dist, missed = edge_distances(edges, spans), prompts_missed(edges, spans, refs)
         results[f"windows_{vad}"] = [w._asdict() for w in windows]
-        rows.append([vad, str(len(windows)), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}"])
-    window_table = md_table(["detector", "segments", "edges within 0.5 s of a join", "largest distance (s)"], rows)
+        results[f"prompts_missed_{vad}"] = missed
+        rows.append([vad, str(len(windows)), f"{100 * np.mean(np.array(dist) <= 0.5):.0f} %", f"{max(dist):.2f}",
+                     f"{len(spans) - len(missed)} of {len(spans)}", "; ".join(f"\"{t}\"" for t in missed) or "-"])
+    window_table = md_table(["detector", "segments", "edges within 0.5 s of a join", "largest distance (s)",
+                             "prompts with both edges within 0.5 s", "the other prompts"], rows)
     prompts = []
     for i, (start, end) in enumerate(spans):  # each prompt a recording of its own
         prompts.append(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
