@@ -88,9 +88,9 @@ def main():
     utt2lang = read_kv_dict(str(args.set_dir / "utt2lang"))
     keep = set(args.langs or utt2lang.values())
     rows = []
+    autocast = None if args.encoder_autocast == "none" else args.encoder_autocast
     with tempfile.TemporaryDirectory() as dumps:
         for silence in args.trailing_silence:
-            autocast = None if args.encoder_autocast == "none" else args.encoder_autocast
             set_dir = dumped_with_silence(args.set_dir, args.recipe_dir / "data" / args.set_dir.name, args.whisper,
                                           autocast, silence, Path(dumps) / f"silence{silence:g}")
             for size in args.sizes:
