@@ -77,7 +77,7 @@ class Recipe:
         return options
 
     def encoder_options(self) -> dict:
-        """AudioEncoder's keywords for reading audio as stage 3 ran the frozen encoder."""
+        """How stage 3 runs the frozen encoder: dump_features' and AudioEncoder's keywords alike."""
         return {"autocast": self.c.encoder_autocast, "pad_to_30s": self.c.encoder_pad_to_30s,
                 "trailing_silence": self.c.encoder_trailing_silence}
 

@@ -112,8 +112,7 @@ def stage_features(r: Recipe):
     from drax.recipe.jobs import JobsConfig, check_shard_outputs, run_shards
 
     jobs = load_options(JobsConfig, r.c.jobs, "recipe key jobs")
-    dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), autocast=r.c.encoder_autocast,
-                             pad_to_30s=r.c.encoder_pad_to_30s, trailing_silence=r.c.encoder_trailing_silence,
+    dump = functools.partial(dump_features, kind=r.c.features, whisper=r.whisper_dir(), **r.encoder_options(),
                              device=r.torch_device())
     for name in r.all_sets:
         shard_dirs = [r.dump / name / f"split{r.c.nj}" / str(i) for i in range(r.c.nj)]
