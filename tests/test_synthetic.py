@@ -9,6 +9,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -269,3 +272,33 @@ def test_cli(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["args"]["n_train"] == {"en": 2, "de": 1}
     validate_data_dir(str(out / "train"))
+
+
+def test_worker_pool_ends_under_run_recipes_sigterm_handler():
+    """drax.bin.run_recipe makes SIGTERM an exit; pool workers forked from it must still die on the
+    SIGTERM of Pool.terminate. With the inherited handler a worker hung within 15-80 pools."""
+    script = """
+import signal
+from drax.data.synthetic.speech import worker_pool
+from drax.recipe.engine import stop_on_sigterm
+
+def square(i):
+    return i * i
+
+stop_on_sigterm()
+for _ in range(300):
+    with worker_pool(2) as pool:
+        assert sum(1 for _ in pool.imap_unordered(square, range(3000), chunksize=16)) == 3000
+        handler = pool.apply(signal.getsignal, (signal.SIGTERM,))
+print(handler == signal.SIG_DFL)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung worker with it
+        proc.communicate()
+        pytest.fail("a pool worker outlived Pool.terminate: the pools hung")
+    assert proc.returncode == 0, err[-3000:]
+    assert out.strip() == "True"

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,6 +240,18 @@ def _run_job(job: Job) -> tuple[str, str, int, bool]:
     return job.utt_id, "ok", len(audio), switch
 
 
+def _worker_signals() -> None:
+    """A pool worker dies on SIGTERM, the signal Pool.terminate ends it with. Forked from
+    drax.bin.run_recipe it inherits a handler that makes SIGTERM an exit, and a worker waiting on the
+    task queue's lock then runs exit code that can wait on the pool's locks forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def worker_pool(n_proc: int):
+    """A pool of `n_proc` forked processes that its `with` block's end (terminate) always ends."""
+    return multiprocessing.get_context("fork").Pool(n_proc, initializer=_worker_signals)
+
+
 def run_jobs(jobs: Sequence[Job], n_proc: int, progress: bool
              ) -> dict[str, tuple[str, int, bool]]:
     """{utt_id: (status, n_samples, lang_switch)} of ``jobs`` (see :func:`_run_job`), run in
@@ -253,8 +266,7 @@ def run_jobs(jobs: Sequence[Job], n_proc: int, progress: bool
                 results[u] = (st, n, sw)
                 bar.update(1)
         else:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(n_proc) as pool:
+            with worker_pool(n_proc) as pool:
                 for u, st, n, sw in pool.imap_unordered(_run_job, jobs, chunksize=16):
                     results[u] = (st, n, sw)
                     bar.update(1)
