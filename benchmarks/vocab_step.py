@@ -8,8 +8,11 @@ loss into p_mid. Drax computes the last two only where they matter: p_mid's head
 positions (not all L), the straight-through term on the positions drawn from p_mid (`soft_rows`).
 `--dense` adds, per size, the same step with both on every position (what they cost before), so
 the saving is measured side by side. Sizes (and the dense variants) take turns for `--rounds` rounds.
+`--profile N` then lists, per size, the N operators with the most own CPU time over three steps
+(torch.profiler): where a larger list's time goes.
 
     tools/venv/bin/python benchmarks/vocab_step.py --sizes 4000:19 16000:15 --dense
+    tools/venv/bin/python benchmarks/vocab_step.py --sizes 4000:19 33000:15 --rounds 1 --profile 15
 
 SIZE:TOKENS gives the transcript length in units at that size (the mini corpus's training mean is
 19.2 at 4,000 units, 15.8 at 12,000, 15.3 at 16,000: stage 5's unit lists over its text pool).
@@ -45,6 +48,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.6)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="list each run's N operators with the most own CPU time")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -73,6 +78,11 @@ def main():
     for label, _, _, medians in runs:
         step = statistics.median(medians)
         print(f"{step:6.3f} s/step  ({step / first:.2f}x the first)  {label}")
+    for label, model, inputs, _ in runs if args.profile else ():
+        with torch.profiler.profile() as prof:
+            time_steps(model, *inputs, 1, conf)  # 2 warm-up steps and 1 timed: 3 steps
+        print(f"\n{label}: own CPU time over 3 steps\n"
+              + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ def main(cmd=None):
         restore_epoch_model(Path(args.output_dir), args.best_model_criterion)
     with weights_only_loads():
         ASRTask.main(cmd=cmd)
+    # ESPnet leaves a rank's process group to the interpreter's exit, where tearing down its threads can
+    # abort the rank after training finished ("terminate called without an active exception")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
